@@ -1,0 +1,1 @@
+"""Calibration data and INT8 post-training quantization to Q/DQ ONNX."""

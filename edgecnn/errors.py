@@ -1,0 +1,24 @@
+"""Errors a user can act on. The CLI prints them as one line and exits non-zero, without a traceback."""
+from __future__ import annotations
+
+
+class EdgecnnError(Exception):
+    """Bad input or an unmet precondition, stated so that the user knows what to do.
+
+    ``exit_code`` is 2 for usage errors (like click's) and 1 for failures of the work itself.
+    """
+
+    exit_code = 1
+
+
+class UsageError(EdgecnnError):
+    """The command was asked for something that does not exist or cannot be."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError, KeyError):
+    """An unknown model, device, format or precision name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
