@@ -1,0 +1,113 @@
+"""Per-layer structure of a zoo model: module path, type, output shape and parameters, traced with forward hooks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgecnn.errors import UsageError
+from edgecnn.registry import ModelSpec, get_model, get_spec
+
+__all__ = ["LayerRow", "ModelSummary", "BYTES_PER_PARAM", "count_parameters", "summarize"]
+
+BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+@dataclass
+class LayerRow:
+    path: str
+    type: str
+    output_shape: list[int] | None
+    params: int
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    family: str
+    input_shape: list[int]
+    num_classes: int
+    params: int
+    weight_bytes: dict[str, int]
+    layers: list[LayerRow] = field(default_factory=list)
+
+
+def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
+    """``224`` or ``224x192`` (H x W) to a (H, W) pair of positive integers."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        size = tuple(int(p) for p in str(text).lower().split("x"))
+    except ValueError:
+        raise UsageError(f"input size {text!r} is not a number or HxW (for example 224 or 224x192)") from None
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"input size {text!r} must be H or HxW with positive integers")
+    return size
+
+
+def parse_input_size(text: str | int | tuple[int, int] | None, spec: ModelSpec) -> tuple[int, int]:
+    """The (H, W) a zoo model runs at: ``text`` parsed and checked against its minimum, or its default."""
+    if text is None:
+        return spec.input_size
+    size = parse_size(text)
+    if min(size) < spec.min_input_size:
+        raise UsageError(
+            f"input size {size[0]}x{size[1]} is too small for {spec.name}: it needs at least "
+            f"{spec.min_input_size}x{spec.min_input_size}"
+        )
+    return size
+
+
+def count_parameters(name: str, num_classes: int | None = None, **config) -> int:
+    """Parameter count without allocating weights: the model is built on the meta device."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = spec.builder(num_classes=spec.num_classes if num_classes is None else num_classes, **config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _leaf_modules(model: nn.Module):
+    for path, module in model.named_modules():
+        if path and not any(True for _ in module.children()):
+            yield path, module
+
+
+def summarize(name: str, input_size=None, num_classes: int | None = None, **config) -> ModelSummary:
+    """Trace one forward pass of a batch-1 input and record every leaf module that ran, in execution order."""
+    spec = get_spec(name)
+    height, width = parse_input_size(input_size, spec)
+    model = get_model(spec.name, num_classes=num_classes, **config)
+    rows: list[LayerRow] = []
+    seen: set[str] = set()
+
+    def record(path: str):
+        def hook(module: nn.Module, _inputs, output) -> None:
+            shape = list(output.shape) if isinstance(output, torch.Tensor) else None
+            params = sum(p.numel() for p in module.parameters(recurse=False)) if path not in seen else 0
+            seen.add(path)
+            rows.append(LayerRow(path, type(module).__name__, shape, params))
+
+        return hook
+
+    handles = [module.register_forward_hook(record(path)) for path, module in _leaf_modules(model)]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, spec.in_chans, height, width))
+    except RuntimeError as error:
+        raise UsageError(f"{spec.name} cannot run at {height}x{width}: {str(error).splitlines()[0]}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return ModelSummary(
+        name=spec.name,
+        family=spec.family,
+        input_shape=[1, spec.in_chans, height, width],
+        num_classes=model.spec.num_classes if num_classes is None else num_classes,
+        params=params,
+        weight_bytes={precision: params * size for precision, size in BYTES_PER_PARAM.items()},
+        layers=rows,
+    )

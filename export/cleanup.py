@@ -1,0 +1,79 @@
+"""Graph clean-up after export, with a maintained library, then the checks every artifact must pass.
+
+onnxslim is the default (constant folding, identity/dead-node removal, Conv+BN folding where the exporter
+left any, shape inference); ONNX Runtime's basic offline optimization is the alternative. The choice and
+its measurement are in docs/exporters.md.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import onnx
+
+from edgecnn.errors import EdgecnnError
+
+__all__ = ["OPTIMIZERS", "DEFAULT_OPTIMIZER", "clean_graph", "check_graph", "values_without_shape"]
+
+OPTIMIZERS = ("onnxslim", "ort", "none")
+DEFAULT_OPTIMIZER = "onnxslim"
+
+
+def _ort_basic(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as scratch:
+        target = os.path.join(scratch, "optimized.onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = target
+        options.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(target)
+
+
+def clean_graph(model: onnx.ModelProto, optimizer: str = DEFAULT_OPTIMIZER) -> onnx.ModelProto:
+    """Simplify ``model`` with ``optimizer`` and return it with inferred shapes for every value."""
+    if optimizer not in OPTIMIZERS:
+        raise EdgecnnError(f"unknown graph optimizer {optimizer!r}: choose from {', '.join(OPTIMIZERS)}")
+    if optimizer == "onnxslim":
+        import onnxslim
+
+        model = onnxslim.slim(model)
+    elif optimizer == "ort":
+        model = _ort_basic(model)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    model.graph.ClearField("doc_string")
+    return model
+
+
+def values_without_shape(model: onnx.ModelProto) -> list[str]:
+    """Names of node outputs that shape inference left without a complete tensor shape."""
+    typed = {
+        value.name: value
+        for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
+    }
+    missing = []
+    for node in model.graph.node:
+        for name in node.output:
+            value = typed.get(name)
+            if not name:
+                continue
+            if value is None or not value.type.tensor_type.HasField("shape"):
+                missing.append(name)
+                continue
+            dims = value.type.tensor_type.shape.dim
+            if any(not (d.HasField("dim_value") or d.HasField("dim_param")) for d in dims):
+                missing.append(name)
+    return missing
+
+
+def check_graph(model: onnx.ModelProto) -> None:
+    """onnx's full checker, then no value may be left without a shape."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise EdgecnnError(f"the ONNX model fails onnx's checker: {str(error).strip().splitlines()[0][:300]}") from None
+    missing = values_without_shape(model)
+    if missing:
+        raise EdgecnnError(f"shape inference left {len(missing)} values without a shape, first: {', '.join(missing[:3])}")

@@ -1,0 +1,48 @@
+"""The self-describing part of an artifact: hashes, versions and ``manifest.json``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MANIFEST_NAME", "sha256_file", "library_versions", "read_manifest", "manifest_json"]
+
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries an artifact depends on, for its manifest."""
+    versions = {"python": platform.python_version()}
+    for package in ("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    from edgecnn.errors import UsageError
+
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise UsageError(f"{directory} is not an edgecnn export directory (no {MANIFEST_NAME}): run 'edgecnn export' first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}): re-run the export") from None

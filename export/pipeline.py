@@ -1,0 +1,275 @@
+"""The export pipeline: model source -> ONNX -> clean-up -> verification -> FP16 / ORT -> manifest.
+
+Every artifact is verified against PyTorch before anything is written; a failed step leaves no
+directory behind (see :mod:`edgecnn.export.staging`). The CLI's ``edgecnn export`` calls :func:`export_model`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import onnx
+
+from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
+from edgecnn.export.formats import artifact_name
+from edgecnn.export.fp16 import to_fp16
+from edgecnn.export.manifest import MANIFEST_NAME, library_versions, manifest_json, sha256_file
+from edgecnn.export.ort_format import to_ort_format
+from edgecnn.export.source import ModelSource, resolve_source
+from edgecnn.export.staging import staged_directory
+from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx
+from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
+from edgecnn.runtime import create_session, run_session
+
+__all__ = ["ExportOptions", "ExportResult", "export_model", "export_many", "DYNAMIC_CHECK_BATCHES"]
+
+DYNAMIC_CHECK_BATCHES = (1, 7)
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``edgecnn export``; the CLI fills one of these and calls :func:`export_model`."""
+
+    output_dir: Path = Path("exports")
+    weights: Path | None = None
+    num_classes: int | None = None
+    input_size: str | tuple[int, int] | None = None
+    batch: int = 1
+    dynamic_batch: bool = False
+    opset: int = DEFAULT_OPSET
+    fp16: bool = False
+    ort: bool = False
+    exporter: str = DEFAULT_EXPORTER
+    optimizer: str = DEFAULT_OPTIMIZER
+    check_samples: int = 8
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    name: str
+    directory: Path
+    files: dict[str, Path]
+    verifications: list[Verification]
+    seconds: float
+    randomly_initialized: bool
+    manifest: dict[str, Any]
+
+    @property
+    def max_error(self) -> float:
+        return max((v.max_abs_error for v in self.verifications if v.precision == "fp32"), default=float("nan"))
+
+
+def _run_batched(session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
+    """Run ``inputs`` through a session whose batch is fixed at ``batch`` (None: any batch)."""
+    if batch is None:
+        return run_session(session, inputs)
+    chunks = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)]) if len(chunk) < batch else chunk
+        chunks.append(run_session(session, padded)[: len(chunk)])
+    return np.concatenate(chunks)
+
+
+def _verify(model: onnx.ModelProto, source: ModelSource, options: ExportOptions, precision: str) -> list[Verification]:
+    """Compare ONNX Runtime with PyTorch on the check batch (and at batch 1 and 7 for a dynamic batch)."""
+    height, width = source.input_size
+    session = create_session(model.SerializeToString())
+    batch = None if options.dynamic_batch else options.batch
+    inputs = check_inputs((max(options.check_samples, 1), source.in_chans, height, width))
+    results = [compare(torch_outputs(source.module, inputs), _run_batched(session, inputs, batch), precision)]
+    if options.dynamic_batch:
+        for size in DYNAMIC_CHECK_BATCHES:
+            sized = check_inputs((size, source.in_chans, height, width), seed=size)
+            results.append(compare(torch_outputs(source.module, sized), run_session(session, sized), precision))
+    return results
+
+
+def _raise_if_failed(verifications: list[Verification], name: str) -> None:
+    failed = next((v for v in verifications if not v.passed), None)
+    if failed is not None:
+        raise EdgecnnError(f"{name}: {failed.precision} ONNX does not match PyTorch at batch {failed.batch}: {failed.reason}")
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.save_model(model, str(path))
+
+
+def _graph_shape(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param if d.HasField("dim_param") else d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _preprocessing(source: ModelSource) -> dict[str, Any]:
+    height, width = source.input_size
+    return {
+        "input_size": [height, width],
+        "resize_shorter_side": int(round(min(height, width) * 256 / 224)),
+        "crop": "center",
+        "interpolation": "bilinear",
+        "scale": "1/255",
+        "mean": list(source.mean),
+        "std": list(source.std),
+        "channel_order": "RGB" if source.in_chans == 3 else "grayscale" if source.in_chans == 1 else f"{source.in_chans} channels",
+        "layout": "NCHW",
+    }
+
+
+def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> dict[str, Any]:
+    return {
+        "format": key,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "verification": [v.as_dict() for v in verifications],
+    }
+
+
+def _build_manifest(source: ModelSource, model: onnx.ModelProto, options: ExportOptions, artifacts: list[dict]) -> dict[str, Any]:
+    graph_input, graph_output = model.graph.input[0], model.graph.output[0]
+    return {
+        "edgecnn_manifest": 1,
+        "model": {
+            "name": source.name,
+            "origin": source.origin,
+            "config": source.config,
+            "num_classes": source.num_classes,
+            "weights": (
+                {"file": source.weights_path.name, "sha256": source.weights_sha256}
+                if source.weights_path is not None
+                else None
+            ),
+            "randomly_initialized": source.randomly_initialized,
+        },
+        "input": {"name": graph_input.name, "shape": _graph_shape(model, graph_input), "dtype": "float32", "layout": "NCHW"},
+        "preprocessing": _preprocessing(source),
+        "output": {"name": graph_output.name, "shape": _graph_shape(model, graph_output), "num_classes": source.num_classes},
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "exporter": options.exporter if source.module is not None else None,
+        "optimizer": options.optimizer if source.module is not None else None,
+        "dynamic_batch": options.dynamic_batch,
+        "artifacts": artifacts,
+        "versions": library_versions(),
+    }
+
+
+def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
+    if options.batch < 1:
+        raise UsageError(f"batch must be at least 1, got {options.batch}")
+    height, width = source.input_size
+    exported = torch_to_onnx(
+        source.module,
+        (options.batch, source.in_chans, height, width),
+        opset=options.opset,
+        dynamic_batch=options.dynamic_batch,
+        exporter=options.exporter,
+    )
+    fp32 = clean_graph(exported, options.optimizer)
+    check_graph(fp32)
+    verifications = _verify(fp32, source, options, "fp32")
+    _raise_if_failed(verifications, source.name)
+    files, artifacts = {}, []
+    path = staging / artifact_name(source.name, "onnx-fp32")
+    _save(fp32, path)
+    files["onnx-fp32"] = path
+    artifacts.append(_artifact_entry("onnx-fp32", path, verifications))
+    all_verifications = list(verifications)
+    if options.fp16:
+        half = to_fp16(fp32)
+        check_graph(half)
+        half_verifications = _verify(half, source, options, "fp16")
+        _raise_if_failed(half_verifications, source.name)
+        path = staging / artifact_name(source.name, "onnx-fp16")
+        _save(half, path)
+        files["onnx-fp16"] = path
+        artifacts.append(_artifact_entry("onnx-fp16", path, half_verifications))
+        all_verifications += half_verifications
+    return files, all_verifications, artifacts, fp32
+
+
+def _package_onnx(source: ModelSource, options: ExportOptions, staging: Path) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
+    """An existing ONNX file: checked, run once in ONNX Runtime, and packaged with a manifest."""
+    try:
+        model = onnx.load(str(source.onnx_path))
+    except Exception as error:
+        raise UsageError(f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {str(error).splitlines()[0][:200]}") from None
+    check_graph(onnx.shape_inference.infer_shapes(model))
+    graph_input = model.graph.input[0]
+    shape = _graph_shape(model, graph_input)
+    if len(shape) != 4:
+        raise UsageError(f"{source.onnx_path}: expected one NCHW image input, found {graph_input.name} with shape {shape}")
+    concrete = [
+        dim if isinstance(dim, int) and dim > 0 else (options.batch if index == 0 else None)
+        for index, dim in enumerate(shape)
+    ]
+    if source.input_size != (0, 0):
+        concrete[2:] = list(source.input_size)
+    if None in concrete:
+        raise UsageError(f"{source.onnx_path}: input {graph_input.name} has dynamic dimensions {shape}: give --input-size HxW")
+    session = create_session(str(source.onnx_path))
+    out = run_session(session, check_inputs(tuple(concrete)))
+    if not np.isfinite(out).all():
+        raise EdgecnnError(f"{source.onnx_path} produced NaN or infinity on a seeded input")
+    source.in_chans, source.input_size = concrete[1], (concrete[2], concrete[3])
+    source.num_classes = int(out.shape[-1])
+    source.mean, source.std = (source.mean, source.std) if source.in_chans == 3 else ((0.5,) * source.in_chans,) * 2
+    path = staging / artifact_name(source.name, "onnx-fp32")
+    path.write_bytes(source.onnx_path.read_bytes())
+    return {"onnx-fp32": path}, [], [_artifact_entry("onnx-fp32", path, [])], model
+
+
+def export_model(model: str, options: ExportOptions | None = None, **overrides) -> ExportResult:
+    """Export ``model`` (zoo name or alias, ``file.py:fn`` or ``file.onnx``) to ``options.output_dir/<name>/``.
+
+    Keyword ``overrides`` set fields of :class:`ExportOptions`, so ``export_model("resnet18", fp16=True)`` works.
+    """
+    options = ExportOptions(**{**(options.__dict__ if options else {}), **overrides})
+    options.output_dir = Path(options.output_dir)
+    started = time.perf_counter()
+    source = resolve_source(
+        model,
+        weights=options.weights,
+        num_classes=options.num_classes,
+        input_size=options.input_size,
+        config=options.config,
+    )
+    final = options.output_dir / source.name
+    with staged_directory(final) as staging:
+        if source.module is not None:
+            files, verifications, artifacts, reference_model = _export_torch(source, options, staging)
+        else:
+            files, verifications, artifacts, reference_model = _package_onnx(source, options, staging)
+        if options.ort:
+            path = staging / artifact_name(source.name, "ort")
+            to_ort_format(files["onnx-fp32"], path)
+            files["ort"] = path
+            artifacts.append(_artifact_entry("ort", path, []))
+        manifest = _build_manifest(source, reference_model, options, artifacts)
+        (staging / MANIFEST_NAME).write_text(manifest_json(manifest))
+    return ExportResult(
+        name=source.name,
+        directory=final,
+        files={key: final / path.name for key, path in files.items()},
+        verifications=verifications,
+        seconds=time.perf_counter() - started,
+        randomly_initialized=source.randomly_initialized,
+        manifest=manifest,
+    )
+
+
+def export_many(names: Iterable[str], options: ExportOptions, on_done: Callable[[str, ExportResult | None, str], None] | None = None) -> list[tuple[str, ExportResult | None, str]]:
+    """Export each name; a failure is recorded with its reason and the rest go on."""
+    outcomes = []
+    for name in names:
+        try:
+            result, reason = export_model(name, options), ""
+        except EdgecnnError as error:
+            result, reason = None, str(error)
+        outcomes.append((name, result, reason))
+        if on_done is not None:
+            on_done(name, result, reason)
+    return outcomes

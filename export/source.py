@@ -1,0 +1,150 @@
+"""What is being exported: a zoo model, a factory in the user's own code, or an existing ONNX file.
+
+Each is resolved to a :class:`ModelSource`: the torch module (None for ONNX) and what the artifact must
+record about its input (size, channels, normalization) and output (class count).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgecnn.errors import UsageError
+from edgecnn.registry import IMAGENET_MEAN, IMAGENET_STD, get_model, get_spec
+from edgecnn.summary import parse_input_size, parse_size
+
+__all__ = ["ModelSource", "resolve_source"]
+
+
+@dataclass
+class ModelSource:
+    name: str
+    origin: str
+    module: nn.Module | None
+    input_size: tuple[int, int]
+    in_chans: int
+    num_classes: int | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    min_input_size: int = 1
+    config: dict[str, Any] = field(default_factory=dict)
+    onnx_path: Path | None = None
+    weights_path: Path | None = None
+    weights_sha256: str | None = None
+
+    @property
+    def randomly_initialized(self) -> bool:
+        return self.origin == "zoo" and self.weights_path is None
+
+
+def _load_factory(reference: str, num_classes: int | None, config: dict[str, Any]) -> tuple[str, nn.Module]:
+    file_part, _, function_name = reference.rpartition(":")
+    path = Path(file_part)
+    if not path.is_file():
+        raise UsageError(f"factory file {path} does not exist (expected path/to/file.py:build_fn)")
+    module_name = f"edgecnn_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path} is not an importable Python file")
+    user_module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = user_module
+    try:
+        spec.loader.exec_module(user_module)
+    except Exception as error:
+        raise UsageError(f"importing {path} failed: {type(error).__name__}: {error}") from None
+    factory = getattr(user_module, function_name, None)
+    if not callable(factory):
+        raise UsageError(f"{path} has no function {function_name!r}")
+    kwargs = dict(config)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        module = factory(**kwargs)
+    except Exception as error:
+        raise UsageError(f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {type(error).__name__}: {error}") from None
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
+    return function_name, module.eval()
+
+
+def _first_conv_channels(module: nn.Module) -> int:
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def resolve_source(
+    model: str,
+    *,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    input_size: str | tuple[int, int] | None = None,
+    config: dict[str, Any] | None = None,
+) -> ModelSource:
+    """Resolve ``model`` (zoo name or alias, ``file.py:fn``, or ``file.onnx``) and load ``weights`` into it."""
+    from edgecnn.export.weights import load_weights
+
+    config = dict(config or {})
+    if model.endswith(".onnx"):
+        path = Path(model)
+        if not path.is_file():
+            raise UsageError(f"ONNX file {path} does not exist")
+        if weights is not None:
+            raise UsageError("--weights applies to PyTorch models, not to an existing .onnx file")
+        return ModelSource(
+            name=path.stem.split(".")[0],
+            origin="onnx",
+            module=None,
+            input_size=parse_size(input_size) if input_size else (0, 0),
+            in_chans=0,
+            num_classes=num_classes,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            onnx_path=path,
+        )
+    if ".py:" in model:
+        name, module = _load_factory(model, num_classes, config)
+        size = parse_size(input_size) if input_size is not None else (224, 224)
+        in_chans = _first_conv_channels(module)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+        source = ModelSource(name, "factory", module, size, in_chans, num_classes, mean, std, config=config)
+    else:
+        spec = get_spec(model)
+        size = parse_input_size(input_size, spec)
+        module = get_model(spec.name, num_classes=num_classes, **config)
+        source = ModelSource(
+            name=spec.name,
+            origin="zoo",
+            module=module,
+            input_size=size,
+            in_chans=spec.in_chans,
+            num_classes=spec.num_classes if num_classes is None else num_classes,
+            mean=spec.mean,
+            std=spec.std,
+            min_input_size=spec.min_input_size,
+            config=config,
+        )
+    if weights is not None:
+        source.weights_sha256 = load_weights(source.module, weights)
+        source.weights_path = Path(weights)
+    source.num_classes = _probe_classes(source)
+    return source
+
+
+def _probe_classes(source: ModelSource) -> int:
+    """Run one batch-1 forward pass: proves the input size works and reads the class count."""
+    height, width = source.input_size
+    try:
+        with torch.inference_mode():
+            out = source.module(torch.zeros(1, source.in_chans, height, width))
+    except RuntimeError as error:
+        raise UsageError(
+            f"{source.name} cannot run at input size {height}x{width}: {str(error).splitlines()[0][:200]}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise UsageError(f"{source.name} must return [N, num_classes] logits in eval mode, got {type(out).__name__}")
+    return int(out.shape[1])
