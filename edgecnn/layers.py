@@ -8,8 +8,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["make_divisible", "ConvNormAct", "BasicConv2d", "SqueezeExcitation", "channel_shuffle"]
+__all__ = ["make_divisible", "ConvNormAct", "BasicConv2d", "SqueezeExcitation", "LocalResponseNorm", "channel_shuffle"]
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -95,6 +96,25 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
         return scale * x
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` (odd ``size``, NCHW input) computed so that the TorchScript ONNX exporter keeps shapes.
+
+    Same arithmetic as ``F.local_response_norm``: the channel window is summed by a 3D average pool with
+    zero padding, so ``alpha`` is divided by ``size`` (PyTorch's and Caffe's convention). The built-in
+    exports as Pad + If + reshapes with unknown shapes, which the adaptive pool after it cannot export.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        if size % 2 == 0:
+            raise ValueError(f"LocalResponseNorm needs an odd window, got size={size}")
+        super().__init__(size, alpha, beta, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        window = (self.size, 1, 1)
+        mean_square = F.avg_pool3d((x * x).unsqueeze(1), window, stride=1, padding=(self.size // 2, 0, 0)).squeeze(1)
+        return x / (mean_square * self.alpha + self.k).pow(self.beta)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

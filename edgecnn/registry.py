@@ -11,7 +11,6 @@ import fnmatch
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
-from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -181,7 +180,7 @@ def register_model(
             paper=paper,
             min_input_size=min_input_size,
             torchvision_config=(
-                MappingProxyType(dict(torchvision if isinstance(torchvision, Mapping) else {}))
+                dict(torchvision if isinstance(torchvision, Mapping) else {})
                 if torchvision is not False
                 else None
             ),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -44,11 +45,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0]
-        raise UsageError(
-            f"{path} needs arbitrary unpickling, which edgecnn refuses for safety ({first[:160]}): "
-            "re-save it as a plain state_dict with torch.save(model.state_dict(), path)"
-        ) from None
+        message = str(error)
+        if "GLOBAL" in message or "Unsupported global" in message:
+            culprit = re.search(r"GLOBAL ([\w.]+)", message)
+            raise UsageError(
+                f"{path} needs arbitrary unpickling (it references {culprit.group(1) if culprit else 'a Python object'}), "
+                "which edgecnn refuses for safety: "
+                "re-save it as a plain state_dict with torch.save(model.state_dict(), path)"
+            ) from None
+        raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecnn.layers import LocalResponseNorm
 from edgecnn.registry import register_model
 
 __all__ = ["AlexNet", "AlexNetOriginal", "alexnet", "alexnet_original"]
@@ -61,11 +62,11 @@ class AlexNetOriginal(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, kernel_size=11, stride=4),
             nn.ReLU(inplace=True),
-            nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
+            LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),
             nn.ReLU(inplace=True),
-            nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
+            LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(256, 384, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),

@@ -108,7 +108,7 @@ class BNInception(nn.Module):
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 
 
-@register_model(family="inception", paper=PAPER, min_input_size=32)
+@register_model(family="inception", paper=PAPER, min_input_size=7)
 def inception_v2(*, num_classes: int = 1000, **kwargs) -> BNInception:
     """BN-Inception (Inception v2): GoogLeNet with batch norm and 5x5 convolutions as two 3x3s (11.3M params).
 

@@ -136,7 +136,7 @@ class Xception(nn.Module):
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     tags=("heavy",),
-    min_input_size=32,
+    min_input_size=7,
 )
 def xception(*, num_classes: int = 1000, **kwargs) -> Xception:
     """Xception at 299x299 (22.9M parameters), layer for layer as timm's ``legacy_xception``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecnn.layers import LocalResponseNorm
 from edgecnn.registry import register_model
 
 __all__ = ["ZFNet", "zfnet"]
@@ -21,11 +22,11 @@ class ZFNet(nn.Module):
             nn.Conv2d(3, 96, kernel_size=7, stride=2, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-            nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
+            LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
             nn.Conv2d(96, 256, kernel_size=5, stride=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-            nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
+            LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0),
             nn.Conv2d(256, 512, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(512, 1024, kernel_size=3, padding=1),
