@@ -10,21 +10,18 @@ import traceback
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from edgecnn import __version__
+from edgecnn.cli_common import console, emit, err_console, output_format_option
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, OPTIMIZERS
 from edgecnn.export.pipeline import ExportOptions, export_many, export_model
 from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS
 from edgecnn.registry import get_spec, list_models
-from edgecnn.render import FORMATS, render_rows, to_json
+from edgecnn.render import render_rows, to_json
 from edgecnn.summary import count_parameters, summarize
-
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
+from edgecnn.commands.devices import devices_command
 
 class EdgecnnGroup(click.Group):
     """Runs a command and turns EdgecnnError (and a few library errors) into a one-line message."""
@@ -37,22 +34,6 @@ class EdgecnnGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
-
-
-def output_format_option(function):
-    """``--json/--csv/--markdown`` shorthand for ``--format``: the same choice on every report command."""
-    function = click.option("--markdown", "fmt", flag_value="markdown", help="Print a markdown table.")(function)
-    function = click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")(function)
-    function = click.option("--json", "fmt", flag_value="json", help="Print JSON (the contract for scripts and CI).")(function)
-    function = click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
-    )(function)
-    return function
-
-
-def emit(text: str | None) -> None:
-    if text is not None:
-        click.echo(text, nl=not text.endswith("\n"))
 
 
 @click.group(cls=EdgecnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -233,6 +214,10 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
     emit(render_rows(rows, fmt, title="export summary", footer=footer, console=console, headers={"size_mb": "MB", "max_abs_error": "max |err|"}))
     if failed:
         sys.exit(1)
+
+
+# Commands that live in their own modules: one line each.
+main.add_command(devices_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Click commands, one module per capability; edgecnn/cli.py registers them."""
