@@ -12,9 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# WEIGHTS=path/to/checkpoint.pt exports your trained weights instead of the seeded random ones.
+WEIGHTS ?=
+MODEL ?= mobilenet
+
 demo: $(STAMP)
 	$(BIN)/edgecnn list
-	$(BIN)/edgecnn info mobilenet
+	$(BIN)/edgecnn info $(MODEL)
+	$(BIN)/edgecnn export $(MODEL) --fp16 $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
