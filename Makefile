@@ -19,7 +19,7 @@ MODEL ?= mobilenet
 demo: $(STAMP)
 	$(BIN)/edgecnn list
 	$(BIN)/edgecnn info $(MODEL)
-	$(BIN)/edgecnn export $(MODEL) --fp16 $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(BIN)/edgecnn export $(MODEL) --fp16 --int8 $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

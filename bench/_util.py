@@ -81,13 +81,17 @@ def machine_description() -> dict[str, Any]:
 
 @dataclass
 class ChildRun:
-    """How one child process ended, how long it took and its own peak resident set size."""
+    """How one child process ended, its wall and CPU (user + system) time and its own peak resident set size.
+
+    CPU time is far less sensitive than wall time to other work on a shared machine.
+    """
 
     returncode: int
     seconds: float
+    cpu_s: float
     peak_rss_bytes: int
     timed_out: bool
-    payload: dict[str, Any] | None
+    payload: Any
     stderr_tail: str
 
     @property
@@ -101,16 +105,19 @@ class ChildRun:
         return f"exit {self.returncode}: {lines[-1][:300] if lines else 'no message'}"
 
 
-def run_child(argv: Sequence[str], timeout_s: float) -> ChildRun:
+def run_child(argv: Sequence[str], timeout_s: float, *, json_stdout: bool = False) -> ChildRun:
     """Run ``argv + ["--result", FILE]``; the child writes its JSON result to FILE.
 
-    stdout and stderr go to files, so a chatty child can never block on a full pipe while it is polled.
+    With ``json_stdout`` the child is run as given and its stdout is parsed as the JSON result instead
+    (for the ``edgecnn`` CLI with ``--format json``). stdout and stderr go to files, so a chatty child can
+    never block on a full pipe while it is polled.
     """
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as scratch:
         result_path = Path(scratch) / "result.json"
         with open(Path(scratch) / "stdout", "wb") as out, open(Path(scratch) / "stderr", "wb+") as err:
             started = time.perf_counter()
-            process = subprocess.Popen([*argv, "--result", str(result_path)], stdout=out, stderr=err, start_new_session=True)
+            command = list(argv) if json_stdout else [*argv, "--result", str(result_path)]
+            process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
             timed_out = False
             while True:
                 pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -125,8 +132,18 @@ def run_child(argv: Sequence[str], timeout_s: float) -> ChildRun:
             err.seek(0, os.SEEK_END)
             err.seek(max(0, err.tell() - 4000))
             stderr_tail = err.read().decode(errors="replace")
-        payload = json.loads(result_path.read_text()) if result_path.is_file() and not timed_out else None
-    return ChildRun(process.returncode, seconds, usage.ru_maxrss * 1024, timed_out, payload, stderr_tail)
+        if json_stdout:
+            result_path = Path(scratch) / "stdout"
+        payload = _read_json(result_path) if not timed_out else None
+    cpu_s = usage.ru_utime + usage.ru_stime
+    return ChildRun(process.returncode, seconds, cpu_s, usage.ru_maxrss * 1024, timed_out, payload, stderr_tail)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def self_peak_rss_bytes() -> int:

@@ -22,6 +22,11 @@ from edgecnn.registry import get_spec, list_models
 from edgecnn.render import render_rows, to_json
 from edgecnn.summary import count_parameters, summarize
 from edgecnn.commands.devices import devices_command
+from edgecnn.commands.compile import check_command, compile_command
+from edgecnn.commands.quantize import calibration_progress, collected_warnings, int8_options, print_warnings, quantize_command
+from edgecnn.commands.profile import profile_command
+from edgecnn.commands.eval import eval_command
+from edgecnn.commands.benchmark import benchmark_command
 
 class EdgecnnGroup(click.Group):
     """Runs a command and turns EdgecnnError (and a few library errors) into a one-line message."""
@@ -53,11 +58,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 @main.command("list")
 @click.argument("pattern", required=False)
 @click.option("--tag", "tags", multiple=True, type=click.Choice(["efficient", "heavy"]), help="Only models with this tag.")
+@click.option("--macs", "with_macs", is_flag=True, help="Also count MACs with the ONNX cost model (first use builds and caches each graph).")
 @output_format_option
-def list_command(pattern: str | None, tags: tuple[str, ...], fmt: str) -> None:
+def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fmt: str) -> None:
     """List the zoo (optionally names matching a glob PATTERN such as 'resnet*').
 
-    GMACs and top-1 are reference figures (zoo_reference.csv, ImageNet, 1000 classes), not measured here.
+    GMACs (ref) and top-1 are reference figures (zoo_reference.csv, ImageNet, 1000 classes), not measured
+    here; --macs adds GMACs counted by edgecnn's cost model on each model's ONNX graph.
     """
     names = list_models(pattern or "*", tags=tags)
     if not names:
@@ -78,8 +85,12 @@ def list_command(pattern: str | None, tags: tuple[str, ...], fmt: str) -> None:
                 "summary": spec.summary,
             }
         )
-    headers = {"ref_gmacs": "GMACs (ref)", "ref_top1": "top-1 % (ref)", "input_size": "input"}
-    columns = ["name", "family", "params", "input_size", "tags", "ref_gmacs", "ref_top1"]
+        if with_macs:
+            from edgecnn.summary import module_macs
+
+            rows[-1]["gmacs"] = module_macs(name, spec.input_size, spec.num_classes)[0] / 1e9
+    headers = {"ref_gmacs": "GMACs (ref)", "ref_top1": "top-1 % (ref)", "input_size": "input", "gmacs": "GMACs"}
+    columns = ["name", "family", "params", "input_size", "tags", *(["gmacs"] if with_macs else []), "ref_gmacs", "ref_top1"]
     footer = [f"{len(rows)} models. (ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate."]
     emit(render_rows(rows, fmt, columns=None if fmt == "json" else columns, headers=headers, footer=footer, console=console))
 
@@ -101,18 +112,27 @@ def info_command(name: str, input_size: str | None, num_classes: int | None, fmt
         f"{summary.name}: {summary.params:,} parameters, input {'x'.join(map(str, summary.input_shape))}, "
         f"{summary.num_classes} classes",
         f"weight memory: {memory}",
+        *([f"MACs: {summary.macs / 1e9:,.3f} G from the ONNX cost model ({summary.convention})"] if summary.macs is not None else []),
         f"paper: {spec.paper}",
     ]
     emit(
         render_rows(
             summary.layers,
             fmt,
-            headers={"output_shape": "output shape"},
+            headers={"output_shape": "output shape", "macs": "MACs"},
             title=f"{summary.name} ({summary.family})",
             footer=footer,
             console=console,
         )
     )
+
+
+INT8_PARAMETERS = ("calib", "calib_samples", "calib_method", "percentile", "per_channel", "target", "device", "exclude", "calib_seed")
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not left at its default)."""
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
 def _is_pattern(model: str) -> bool:
@@ -122,6 +142,14 @@ def _is_pattern(model: str) -> bool:
 def _export_rows(result) -> list[dict]:
     rows = []
     for key, path in result.files.items():
+        if result.quantization is not None and key == result.quantization.format_key:
+            check = result.quantization.check
+            rows.append({
+                "format": key, "file": path.name, "size_mb": path.stat().st_size / 1e6, "max_abs_error": None, "cosine": None,
+                "top1_agreement": check["top1_agreement"],
+                "verified": f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB",
+            })
+            continue
         checks = [v for v in result.verifications if v.precision == ("fp16" if "fp16" in key else "fp32")] if key.startswith("onnx") else []
         worst = max(checks, key=lambda v: v.max_abs_error, default=None)
         rows.append(
@@ -152,8 +180,11 @@ def _export_rows(result) -> list[dict]:
 @click.option("--ort", is_flag=True, help="Also write the ORT-format model for minimal ONNX Runtime builds.")
 @click.option("--exporter", type=click.Choice(EXPORTERS), default=DEFAULT_EXPORTER, show_default=True, help="torch's ONNX exporter (see docs/exporters.md).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULT_OPTIMIZER, show_default=True, help="Graph clean-up after export.")
+@click.option("--int8", is_flag=True, help="Also write a Q/DQ INT8 model, calibrated on real images (built-in set unless --calib).")
+@int8_options
 @output_format_option
-def export_command(models, export_all, output_dir, weights, num_classes, input_size, batch, dynamic_batch, opset, fp16, ort, exporter, optimizer, fmt):
+def export_command(models, export_all, output_dir, weights, num_classes, input_size, batch, dynamic_batch, opset, fp16, ort, exporter, optimizer,
+                   int8, calib, calib_samples, calib_method, percentile, per_channel, target, device, exclude, calib_seed, fmt):
     """Export MODELS to verified ONNX: zoo names or aliases, glob patterns ('resnet*'), path/to/file.py:build_fn, or file.onnx.
 
     Every ONNX model is run in ONNX Runtime and compared with PyTorch before it is written; a model that
@@ -161,6 +192,10 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
     """
     if batch != 1 and dynamic_batch:
         raise UsageError("--batch and --dynamic-batch exclude each other: give one")
+    if not int8:
+        given = [f"--{name.replace('_', '-')}" for name in INT8_PARAMETERS if _given(name)]
+        if given:
+            raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to INT8: add --int8")
     if not models and not export_all:
         raise UsageError("name a model to export (for example 'edgecnn export mobilenet'), a pattern, or --all")
     names: list[str] = []
@@ -179,15 +214,27 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
     options = ExportOptions(
         output_dir=output_dir, weights=weights, num_classes=num_classes, input_size=input_size, batch=batch,
         dynamic_batch=dynamic_batch, opset=opset, fp16=fp16, ort=ort, exporter=exporter, optimizer=optimizer,
+        int8=int8, int8_target=target, device=device, calibration=calib, calib_samples=calib_samples, calib_method=calib_method,
+        percentile=percentile, per_channel=per_channel, exclude=tuple(exclude), calib_seed=calib_seed,
     )
     if len(names) == 1:
-        result = export_model(names[0], options)
+        with collected_warnings(), calibration_progress(int8 and fmt == "table") as progress:
+            options.progress = progress
+            result = export_model(names[0], options)
+        if result.quantization is not None:
+            print_warnings(result.quantization.warnings)
         if fmt == "json":
             emit(to_json({"directory": str(result.directory), "seconds": result.seconds, "manifest": result.manifest}))
             return
         if result.randomly_initialized:
             err_console.print(f"[yellow]note:[/] {result.name} has randomly initialized weights (seed 0): pass --weights CKPT to export trained weights")
         footer = [f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s (manifest.json describes the input, preprocessing and checks)"]
+        if result.quantization is not None:
+            footer += [
+                f"INT8 target {result.quantization.target} ({result.int8_target_reason})",
+                f"INT8 calibration: {result.quantization.calibration_description}, {result.quantization.method}"
+                + (f" {result.quantization.percentile:g}" if result.quantization.percentile else ""),
+            ]
         emit(render_rows(_export_rows(result), fmt, title=f"exported {result.name}", footer=footer, console=console,
                          headers={"size_mb": "MB", "max_abs_error": "max |err|", "top1_agreement": "top-1 agree"}))
         return
@@ -218,6 +265,12 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
 
 # Commands that live in their own modules: one line each.
 main.add_command(devices_command)
+main.add_command(compile_command)
+main.add_command(check_command)
+main.add_command(quantize_command)
+main.add_command(profile_command)
+main.add_command(eval_command)
+main.add_command(benchmark_command)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,142 @@
-"""ONNX Runtime sessions, made in one place so that every command runs models with the same settings."""
+"""ONNX Runtime sessions, made in one place so that every command runs models with the same settings.
+
+The settings (:data:`MEASURED_SETTINGS`) were chosen by measurement with ``bench/ort_settings.py``: each
+knob varied alone against ONNX Runtime's defaults on a few zoo models, candidates alternated in one
+process (results and the machine in ``bench/results/ort_settings.md``). :func:`session_settings` returns
+what :func:`create_session` applies, for export manifests and benchmark reports.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, UsageError
 
-__all__ = ["create_session", "run_session"]
+__all__ = [
+    "OPTIMIZATION_LEVELS",
+    "EXECUTION_MODES",
+    "SessionSettings",
+    "MEASURED_SETTINGS",
+    "usable_cores",
+    "session_settings",
+    "session_options",
+    "create_session",
+    "run_session",
+]
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+EXECUTION_MODES = ("sequential", "parallel")
 
 
-def create_session(model: str | Path | bytes, *, threads: int | None = None, optimization: str = "all"):
-    """A CPU ONNX Runtime session. ``threads`` defaults to the machine's cores; ``optimization`` is basic/extended/all/disable."""
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The ONNX Runtime CPU session knobs edgecnn sets.
+
+    ``intra_op_threads`` None means :func:`usable_cores`; 0 leaves the count to ONNX Runtime (one
+    thread per physical core, which it then pins to cores). ``inter_op_threads`` matters in parallel
+    execution mode only (None: ONNX Runtime's default). ``allow_spinning`` lets idle pool threads
+    busy-wait for the next operator; ``dynamic_block_base`` 0 keeps ONNX Runtime's static work partition,
+    a positive value makes blocks shrink as the threads finish (``session.dynamic_block_base``).
+    """
+
+    intra_op_threads: int | None = None
+    optimization: str = "all"
+    execution_mode: str = "sequential"
+    inter_op_threads: int | None = None
+    cpu_mem_arena: bool = True
+    mem_pattern: bool = True
+    allow_spinning: bool = True
+    dynamic_block_base: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise UsageError(f"unknown graph optimization level {self.optimization!r}: choose {', '.join(OPTIMIZATION_LEVELS)}")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise UsageError(f"unknown execution mode {self.execution_mode!r}: choose {' or '.join(EXECUTION_MODES)}")
+        if self.intra_op_threads is not None and self.intra_op_threads < 0:
+            raise UsageError(f"threads must be at least 1 (or 0: ONNX Runtime's choice), got {self.intra_op_threads}")
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings with the thread count filled in, as a plain dict."""
+        values = asdict(self)
+        values["intra_op_threads"] = usable_cores() if self.intra_op_threads is None else self.intra_op_threads
+        return values
+
+
+MEASURED_SETTINGS = SessionSettings()
+"""What bench/ort_settings.py chose on the development host (2 AVX2 cores, shared): see its results."""
+
+
+def session_settings(threads: int | None = None, optimization: str | None = None) -> dict[str, Any]:
+    """The settings :func:`create_session` applies for these arguments, with the ONNX Runtime version."""
+    import onnxruntime as ort
+
+    settings = _settings(threads, optimization)
+    return {**settings.resolved(), "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__}
+
+
+def _settings(threads: int | None, optimization: str | None, base: SessionSettings | None = None) -> SessionSettings:
+    settings = base or MEASURED_SETTINGS
+    if threads is not None:
+        settings = replace(settings, intra_op_threads=threads)
+    if optimization is not None:
+        settings = replace(settings, optimization=optimization)
+    return settings
+
+
+def session_options(settings: SessionSettings):
+    """``onnxruntime.SessionOptions`` for ``settings`` (quiet: warnings and below are not logged)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = usable_cores() if settings.intra_op_threads is None else settings.intra_op_threads
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
+    }[settings.optimization]
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if settings.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    if settings.inter_op_threads is not None:
+        options.inter_op_num_threads = settings.inter_op_threads
+    options.enable_cpu_mem_arena = settings.cpu_mem_arena
+    options.enable_mem_pattern = settings.mem_pattern
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    if settings.dynamic_block_base > 0:
+        options.add_session_config_entry("session.dynamic_block_base", str(settings.dynamic_block_base))
+    return options
+
+
+def create_session(
+    model: str | Path | bytes,
+    *,
+    threads: int | None = None,
+    optimization: str | None = None,
+    settings: SessionSettings | None = None,
+):
+    """A CPU ONNX Runtime session with :data:`MEASURED_SETTINGS`.
+
+    ``threads`` (default: the usable cores) and ``optimization`` (disable/basic/extended/all) override
+    those settings; ``settings`` replaces them altogether (bench/ort_settings.py measures variants this way).
+    """
+    import onnxruntime as ort
+
+    options = session_options(_settings(threads, optimization, settings))
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

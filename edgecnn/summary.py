@@ -1,4 +1,8 @@
-"""Per-layer structure of a zoo model: module path, type, output shape and parameters, traced with forward hooks."""
+"""Per-layer structure of a zoo model: module path, type, output shape and parameters, traced with forward hooks.
+
+MACs come from the one cost model on the model's ONNX graph (:mod:`edgecnn.cost`), joined to the module
+rows by the module path the exporter writes into each node's name (``/features/features.0/Conv``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +13,7 @@ from torch import nn
 from edgecnn.errors import UsageError
 from edgecnn.registry import ModelSpec, get_model, get_spec
 
-__all__ = ["LayerRow", "ModelSummary", "BYTES_PER_PARAM", "count_parameters", "summarize"]
+__all__ = ["LayerRow", "ModelSummary", "BYTES_PER_PARAM", "count_parameters", "module_macs", "summarize"]
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -20,6 +24,7 @@ class LayerRow:
     type: str
     output_shape: list[int] | None
     params: int
+    macs: int | None = None
 
 
 @dataclass
@@ -31,6 +36,8 @@ class ModelSummary:
     params: int
     weight_bytes: dict[str, int]
     layers: list[LayerRow] = field(default_factory=list)
+    macs: int | None = None
+    convention: str = ""
 
 
 def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
@@ -75,8 +82,36 @@ def _leaf_modules(model: nn.Module):
             yield path, module
 
 
-def summarize(name: str, input_size=None, num_classes: int | None = None, **config) -> ModelSummary:
-    """Trace one forward pass of a batch-1 input and record every leaf module that ran, in execution order."""
+def module_macs(name: str, input_size: tuple[int, int], num_classes: int) -> tuple[int, dict[str, int]]:
+    """Total MACs of zoo model ``name`` and MACs per module path, from its ONNX graph's cost table."""
+    from edgecnn.cost import analyze
+    from edgecnn.graphs import zoo_graph
+
+    cost = analyze(zoo_graph(name, input_size, num_classes), name=name)
+    by_module: dict[str, int] = {}
+    for node in cost.nodes:
+        if node.counted and node.macs:
+            module = _module_path(node.name)
+            by_module[module] = by_module.get(module, 0) + node.macs
+    return cost.macs, by_module
+
+
+def _module_path(node_name: str) -> str:
+    """``/features/features.0/conv/conv.0/Conv`` -> ``features.0.conv.0``: the exporter qualifies a scope
+    with its parent's scope name where the parent is a container, so each part adds what follows that prefix."""
+    parts, names, previous = node_name.strip("/").split("/")[:-1], [], ""
+    for part in parts:
+        names.append(part[len(previous) + 1:] if previous and part.startswith(previous + ".") else part)
+        previous = part
+    return ".".join(names)
+
+
+def summarize(name: str, input_size=None, num_classes: int | None = None, *, macs: bool = True, **config) -> ModelSummary:
+    """Trace one forward pass of a batch-1 input and record every leaf module that ran, in execution order.
+
+    With ``macs`` (and no builder ``config``, which the cached graphs do not cover) each row also gets
+    its MACs from the cost model.
+    """
     spec = get_spec(name)
     height, width = parse_input_size(input_size, spec)
     model = get_model(spec.name, num_classes=num_classes, **config)
@@ -102,12 +137,22 @@ def summarize(name: str, input_size=None, num_classes: int | None = None, **conf
         for handle in handles:
             handle.remove()
     params = sum(p.numel() for p in model.parameters())
+    classes = model.spec.num_classes if num_classes is None else num_classes
+    total_macs = None
+    if macs and not config:
+        from edgecnn.cost import CONVENTION
+
+        total_macs, by_module = module_macs(spec.name, (height, width), classes)
+        for row in rows:
+            row.macs = by_module.pop(row.path, 0)
     return ModelSummary(
         name=spec.name,
         family=spec.family,
         input_shape=[1, spec.in_chans, height, width],
-        num_classes=model.spec.num_classes if num_classes is None else num_classes,
+        num_classes=classes,
         params=params,
         weight_bytes={precision: params * size for precision, size in BYTES_PER_PARAM.items()},
         layers=rows,
+        macs=total_macs,
+        convention=CONVENTION if total_macs is not None else "",
     )

@@ -13,6 +13,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import onnx
 
+from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED
+from edgecnn.calibration.quantize import DEFAULT_METHOD, PRESETS, quantize_onnx, target_for_device
+from edgecnn.calibration.ranges import DEFAULT_PERCENTILE
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
 from edgecnn.export.formats import artifact_name
@@ -32,7 +35,12 @@ DYNAMIC_CHECK_BATCHES = (1, 7)
 
 @dataclass
 class ExportOptions:
-    """Options of ``edgecnn export``; the CLI fills one of these and calls :func:`export_model`."""
+    """Options of ``edgecnn export``; the CLI fills one of these and calls :func:`export_model`.
+
+    ``int8`` adds a Q/DQ INT8 artifact (:func:`edgecnn.calibration.quantize_onnx`): ``int8_target`` cpu or
+    tensorrt (None: from ``device``, else cpu), calibrated on ``calibration`` (a directory, .npy/.npz,
+    "builtin" or "synthetic"); ``progress(done, total)`` follows its calibration.
+    """
 
     output_dir: Path = Path("exports")
     weights: Path | None = None
@@ -47,6 +55,17 @@ class ExportOptions:
     optimizer: str = DEFAULT_OPTIMIZER
     check_samples: int = 8
     config: dict[str, Any] = field(default_factory=dict)
+    int8: bool = False
+    int8_target: str | None = None
+    device: str | None = None
+    calibration: str | Path = "builtin"
+    calib_samples: int = DEFAULT_SAMPLES
+    calib_method: str = DEFAULT_METHOD
+    percentile: float = DEFAULT_PERCENTILE
+    per_channel: bool = True
+    exclude: tuple[str, ...] = ()
+    calib_seed: int = DEFAULT_SEED
+    progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -58,6 +77,8 @@ class ExportResult:
     seconds: float
     randomly_initialized: bool
     manifest: dict[str, Any]
+    quantization: Any = None
+    int8_target_reason: str = ""
 
     @property
     def max_error(self) -> float:
@@ -105,18 +126,26 @@ def _graph_shape(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> list[int
 
 
 def _preprocessing(source: ModelSource) -> dict[str, Any]:
-    height, width = source.input_size
-    return {
-        "input_size": [height, width],
-        "resize_shorter_side": int(round(min(height, width) * 256 / 224)),
-        "crop": "center",
-        "interpolation": "bilinear",
-        "scale": "1/255",
-        "mean": list(source.mean),
-        "std": list(source.std),
-        "channel_order": "RGB" if source.in_chans == 3 else "grayscale" if source.in_chans == 1 else f"{source.in_chans} channels",
-        "layout": "NCHW",
-    }
+    from edgecnn.calibration.data import Preprocessing
+
+    return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std).as_dict()
+
+
+def _export_int8(source: ModelSource, options: ExportOptions, staging: Path, fp32_path: Path):
+    """The Q/DQ INT8 artifact, made in the staging directory after the FP32 one (so a failure leaves nothing)."""
+    if options.int8_target is not None:
+        target, reason = options.int8_target, "from --target"
+    else:
+        target, reason = target_for_device(options.device)
+    if target not in PRESETS:
+        raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(PRESETS)}")
+    result = quantize_onnx(
+        fp32_path, staging / artifact_name(source.name, PRESETS[target].format_key),
+        calibration=options.calibration, target=target, method=options.calib_method, percentile=options.percentile,
+        per_channel=options.per_channel, exclude=options.exclude, samples=options.calib_samples, seed=options.calib_seed,
+        cache="auto", preprocessing=_preprocessing(source), progress=options.progress,
+    )
+    return result, reason
 
 
 def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> dict[str, Any]:
@@ -248,6 +277,11 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
             to_ort_format(files["onnx-fp32"], path)
             files["ort"] = path
             artifacts.append(_artifact_entry("ort", path, []))
+        quantization, reason = None, ""
+        if options.int8:
+            quantization, reason = _export_int8(source, options, staging, files["onnx-fp32"])
+            files[quantization.format_key] = quantization.path
+            artifacts.append(quantization.manifest_entry())
         manifest = _build_manifest(source, reference_model, options, artifacts)
         (staging / MANIFEST_NAME).write_text(manifest_json(manifest))
     return ExportResult(
@@ -258,6 +292,20 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
         seconds=time.perf_counter() - started,
         randomly_initialized=source.randomly_initialized,
         manifest=manifest,
+        quantization=_moved(quantization, final) if quantization is not None else None,
+        int8_target_reason=reason,
+    )
+
+
+def _moved(quantization, final: Path):
+    """The quantization result with its paths in the final directory instead of the staging one."""
+    from dataclasses import replace
+
+    return replace(
+        quantization,
+        path=final / quantization.path.name,
+        fp32_path=final / quantization.fp32_path.name,
+        cache_path=final / quantization.cache_path.name if quantization.cache_path else None,
     )
 
 

@@ -1,0 +1,67 @@
+"""The built-in calibration set: real photographs shipped with edgecnn, so INT8 works offline out of the box.
+
+``edgecnn/data/calibration_builtin.npz`` holds 500 augmented 160x160 JPEG crops of scikit-learn's two
+bundled photographs (china.jpg and flower.jpg, CC BY 2.0; ``ATTRIBUTION`` in the file and in
+:func:`builtin_attribution`), made once by ``scripts/make_builtin_calibration.py``. The crops are resized
+and centre-cropped to the model's input like any other image, so the set serves every input size.
+Two photographs are a narrow sample of the world: good enough for activation ranges of ImageNet-style
+networks, no substitute for the user's own images (``--calib DIR``).
+"""
+from __future__ import annotations
+
+import functools
+import io
+from importlib import resources
+
+import numpy as np
+
+from edgecnn.calibration.data import CalibrationSet, Preprocessing
+from edgecnn.errors import EdgecnnError
+
+__all__ = ["BUILTIN_FILE", "builtin_attribution", "builtin_size", "load_builtin"]
+
+BUILTIN_FILE = "calibration_builtin.npz"
+
+
+@functools.cache
+def _archive() -> dict[str, np.ndarray]:
+    try:
+        with resources.files("edgecnn.data").joinpath(BUILTIN_FILE).open("rb") as handle:
+            with np.load(io.BytesIO(handle.read()), allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as error:
+        raise EdgecnnError(f"the built-in calibration set ({BUILTIN_FILE}) is missing or damaged ({error}): reinstall edgecnn") from None
+
+
+def builtin_attribution() -> str:
+    return str(_archive()["attribution"])
+
+
+def builtin_size() -> int:
+    return len(_archive()["offsets"]) - 1
+
+
+def load_builtin(preprocessing: Preprocessing, samples: int, seed: int) -> CalibrationSet:
+    """A seeded sample of ``samples`` built-in crops, preprocessed for the model."""
+    from PIL import Image
+
+    archive = _archive()
+    blob, offsets = archive["jpeg"], archive["offsets"]
+    count = len(offsets) - 1
+    preprocessing.image_mode()
+    chosen = np.sort(np.random.default_rng(seed).permutation(count)[:samples])
+    crops = []
+    for index in chosen:
+        with Image.open(io.BytesIO(blob[offsets[index]:offsets[index + 1]].tobytes())) as image:
+            crops.append(preprocessing.crop_image(image))
+    side = int(archive["crop_size"])
+    return CalibrationSet(
+        source="builtin",
+        kind="images",
+        description=f"built-in set (augmented {side}x{side} crops of scikit-learn's sample photos china.jpg and flower.jpg, {count} crops)",
+        preprocessing=preprocessing,
+        requested=samples,
+        seed=seed,
+        available=count,
+        images=np.stack(crops),
+    )

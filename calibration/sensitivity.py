@@ -1,0 +1,300 @@
+"""Per-layer quantization error and accuracy-driven fallback to float.
+
+:func:`analyze` matches FP32 and INT8 activations with ONNX Runtime's ``qdq_loss_debug`` (which also
+matches the weights) and reports, per layer, the SQNR of
+
+- ``output_sqnr_db``: the layer's output, FP32 model against INT8 model (errors accumulate with depth);
+- ``activation_sqnr_db``: the layer's output before against after its own Q/DQ in the INT8 model;
+- ``weight_sqnr_db``: the layer's float weight against its dequantized INT8 weight (biases, int32, are left out).
+
+Layers are ranked worst first by ``sqnr_db``, the smaller of the last two: the noise the layer's own
+quantization adds. The accumulated ``output_sqnr_db`` falls with depth whatever the cause, so it would
+always point at the classifier; the local figures point at the culprit (an outlier-stretched range, a
+per-tensor depthwise weight).
+
+``qdq_loss_debug.collect_activations`` keeps every activation of every sample it is given, so
+:func:`analyze` feeds it a few samples at a time and adds up signal and noise energies itself (SQNR over
+all samples = 10 log10(sum x^2 / sum (x - y)^2), what ORT's ``compute_signal_to_quantization_noice_ratio``
+computes on the concatenation).
+
+:func:`auto_fallback` keeps the worst-ranked layers in float, as few as it can, until the top-1 drop
+measured by the caller's ``evaluate(model_path) -> top-1 %`` meets the budget.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+
+from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED, CalibrationSet, load_calibration
+from edgecnn.calibration.quantize import QuantizationResult, _input_dims, _load_model, _resolve_preprocessing, quantize_onnx
+from edgecnn.calibration.ranges import quiet_ort
+from edgecnn.calibration.reader import CalibrationReader
+from edgecnn.errors import EdgecnnError, UsageError
+
+__all__ = ["LayerError", "analyze", "FallbackStep", "FallbackResult", "auto_fallback", "top1_evaluator", "ANALYZE_SAMPLES"]
+
+ANALYZE_SAMPLES = 8
+CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class LayerError:
+    node: str
+    op_type: str
+    tensor: str
+    sqnr_db: float | None
+    activation_sqnr_db: float | None
+    weight_sqnr_db: float | None
+    output_sqnr_db: float | None
+
+
+EXACT_DB = 300.0
+
+
+def _db(signal: float, noise: float) -> float | None:
+    """SQNR in dB from energies; None for an all-zero signal, ``EXACT_DB`` when there is no noise at all."""
+    if signal <= 0:
+        return None
+    return min(EXACT_DB, 10 * math.log10(signal / noise)) if noise > 0 else EXACT_DB
+
+
+def _augment(path: Path, workdir: Path, name: str) -> Path:
+    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
+
+    augmented = workdir / name
+    modify_model_output_intermediate_tensors(str(path), str(augmented))
+    return augmented
+
+
+def _activation_bytes(model: onnx.ModelProto) -> int:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    total = 0
+    for info in inferred.graph.value_info:
+        elements = 1
+        for dim in info.type.tensor_type.shape.dim:
+            elements *= dim.dim_value if dim.dim_value > 0 else 1
+        total += 4 * elements
+    return max(total, 1)
+
+
+def analyze(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    calibration: CalibrationSet,
+    *,
+    samples: int = ANALYZE_SAMPLES,
+) -> list[LayerError]:
+    """Per-layer quantization error of ``int8_path`` against ``fp32_path`` on ``samples`` calibration inputs, worst first."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, create_activation_matching, create_weight_matching,
+    )
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    model = _load_model(fp32_path)
+    input_name, dims = _input_dims(model, fp32_path)
+    subset = calibration.head(min(samples, len(calibration)))
+    batch = dims[0] or 1
+    energies: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="edgecnn-analyze-") as workdir, quiet_ort():
+        float_augmented = _augment(fp32_path, Path(workdir), "float.onnx")
+        int8_augmented = _augment(int8_path, Path(workdir), "int8.onnx")
+        reader = CalibrationReader(subset, input_name, batch, static_batch=dims[0] is not None)
+        chunk = max(1, CHUNK_BYTES // (3 * _activation_bytes(model)))
+        for start in range(0, len(reader), chunk):
+            reader.set_range(start, start + chunk)
+            float_activations = collect_activations(str(float_augmented), reader)
+            reader.set_range(start, start + chunk)
+            int8_activations = collect_activations(str(int8_augmented), reader)
+            matched = create_activation_matching(int8_activations, float_activations)
+            for tensor, match in matched.items():
+                pre = np.concatenate([a.ravel() for a in match["pre_qdq"]]).astype(np.float64)
+                post = np.concatenate([a.ravel() for a in match["post_qdq"]]).astype(np.float64)
+                sums = energies.setdefault(tensor, [0.0, 0.0, 0.0, 0.0])
+                sums[0] += float(pre @ pre)
+                sums[1] += float((pre - post) @ (pre - post))
+                if match.get("float"):
+                    reference = np.concatenate([a.ravel() for a in match["float"]]).astype(np.float64)
+                    sums[2] += float(reference @ reference)
+                    sums[3] += float((reference - post) @ (reference - post))
+            del float_activations, int8_activations, matched
+        weight_matches = create_weight_matching(str(fp32_path), str(int8_path))
+    producers = {output: node for node in model.graph.node for output in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    rows: dict[str, LayerError] = {}
+    for tensor, (signal, local_noise, reference, cross_noise) in energies.items():
+        node = producers.get(tensor)
+        if node is None:
+            continue
+        rows[node.name] = LayerError(
+            node=node.name, op_type=node.op_type, tensor=tensor, sqnr_db=None,
+            activation_sqnr_db=_db(signal, local_noise),
+            weight_sqnr_db=None,
+            output_sqnr_db=_db(reference, cross_noise),
+        )
+    for weight, match in weight_matches.items():
+        signal = float(np.square(match["float"], dtype=np.float64).sum())
+        noise = float(np.square(match["float"].astype(np.float64) - match["dequantized"]).sum())
+        for node in consumers.get(weight, []):
+            if node.input[1:2] != [weight]:
+                continue
+            row = rows.setdefault(node.name, LayerError(node.name, node.op_type, node.output[0], None, None, None, None))
+            row.weight_sqnr_db = _db(signal, noise)
+    for row in rows.values():
+        local = [v for v in (row.activation_sqnr_db, row.weight_sqnr_db) if v is not None]
+        row.sqnr_db = min(local) if local else None
+    return sorted(rows.values(), key=lambda r: (r.sqnr_db is None, r.sqnr_db if r.sqnr_db is not None else 0.0))
+
+
+@dataclass
+class FallbackStep:
+    float_layers: int
+    top1: float
+    drop: float
+    met: bool
+
+
+@dataclass
+class FallbackResult:
+    result: QuantizationResult
+    fp32_top1: float
+    int8_top1: float
+    max_drop: float
+    kept_float: list[str]
+    steps: list[FallbackStep]
+    ranking: list[LayerError] = field(default_factory=list)
+
+    @property
+    def drop(self) -> float:
+        return self.fp32_top1 - self.int8_top1
+
+
+def auto_fallback(
+    fp32_path: str | Path,
+    output_path: str | Path,
+    *,
+    evaluate: Callable[[Path], float],
+    max_drop: float = 1.0,
+    calibration: str | Path | CalibrationSet = "builtin",
+    exclude: Iterable[str] = (),
+    analyze_samples: int = ANALYZE_SAMPLES,
+    cache: str | Path | None = None,
+    **options,
+) -> FallbackResult:
+    """Quantize, and keep the most sensitive layers in float until the top-1 drop is at most ``max_drop`` points.
+
+    ``evaluate(model_path)`` returns top-1 accuracy in percent on the caller's labelled data; it is called
+    on the FP32 model and on each candidate INT8 model (files named like ``output_path``, so an evaluator may
+    tell the target from the suffix). Layers are taken in :func:`analyze` order; the fewest that meet the
+    budget are found by doubling and then bisecting. The ranges are computed once and reused. Raises
+    :class:`EdgecnnError` (nothing written) when even every ranked layer in float misses the budget.
+    """
+    fp32_path, output_path = Path(fp32_path), Path(output_path)
+    if max_drop < 0:
+        raise UsageError(f"--max-drop must be at least 0, got {max_drop}")
+    if not isinstance(calibration, CalibrationSet):
+        model = _load_model(fp32_path)
+        _, dims = _input_dims(model, fp32_path)
+        preprocessing = _resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None))
+        calibration = load_calibration(
+            calibration, preprocessing=preprocessing,
+            samples=options.pop("samples", None) or DEFAULT_SAMPLES, seed=options.pop("seed", DEFAULT_SEED),
+        )
+    else:
+        options.pop("samples", None)
+        options.pop("seed", None)
+        options.pop("preprocessing", None)
+    user_excluded = list(exclude)
+    fp32_top1 = float(evaluate(fp32_path))
+    steps: list[FallbackStep] = []
+    with tempfile.TemporaryDirectory(prefix="edgecnn-fallback-") as workdir:
+        ranges_cache = Path(cache) if cache is not None else Path(workdir) / "ranges.json"
+
+        def attempt(extra: list[str]) -> tuple[QuantizationResult, float]:
+            candidate = Path(workdir) / f"step{len(steps)}" / output_path.name
+            result = quantize_onnx(fp32_path, candidate, calibration=calibration, exclude=user_excluded + extra, cache=ranges_cache, **options)
+            top1 = float(evaluate(candidate))
+            steps.append(FallbackStep(len(extra), top1, fp32_top1 - top1, fp32_top1 - top1 <= max_drop))
+            return result, top1
+
+        result, top1 = attempt([])
+        ranking: list[LayerError] = []
+        chosen: list[str] = []
+        if not steps[-1].met:
+            ranking = analyze(fp32_path, result.path, calibration, samples=analyze_samples)
+            excluded = set(result.excluded_nodes)
+            candidates = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
+            low, high, best = 0, None, None
+            count = 1
+            while count <= len(candidates):
+                outcome = attempt(candidates[:count])
+                if steps[-1].met:
+                    high, best = count, outcome
+                    break
+                low = count
+                if count == len(candidates):
+                    break
+                count = min(2 * count, len(candidates))
+            if high is None:
+                raise EdgecnnError(
+                    f"auto-fallback: the INT8 top-1 drop stays {steps[-1].drop:.2f} points (budget {max_drop}) even with all "
+                    f"{len(candidates)} ranked layers in float; nothing was written: try another --calib-method or more --calib-samples"
+                )
+            while high - low > 1:
+                middle = (low + high) // 2
+                outcome = attempt(candidates[:middle])
+                if steps[-1].met:
+                    high, best = middle, outcome
+                else:
+                    low = middle
+            chosen = candidates[:high]
+            result, top1 = best
+        final = quantize_onnx(fp32_path, output_path, calibration=calibration, exclude=user_excluded + chosen, cache=ranges_cache, **options)
+    final.cache_path = Path(cache) if cache is not None else None
+    return FallbackResult(final, fp32_top1, top1, max_drop, chosen, steps, ranking)
+
+
+def top1_evaluator(data: str | Path, preprocessing, *, batch_size: int = 64) -> Callable[[Path], float]:
+    """``evaluate(model_path) -> top-1 %`` on labelled ``data`` (an ImageFolder tree or ``"digits"``).
+
+    Each model runs in an ONNX Runtime CPU session at the optimization level its Q/DQ form needs
+    (:func:`~edgecnn.calibration.quantize.cpu_session_optimization`); a model with a fixed batch gets
+    its inputs in batches of that size.
+    """
+    from edgecnn.calibration.quantize import cpu_session_optimization
+    from edgecnn.datasets import load_labelled
+    from edgecnn.runtime import create_session
+
+    labelled = load_labelled(data)
+
+    def evaluate(model_path: Path) -> float:
+        session = create_session(model_path, optimization=cpu_session_optimization(model_path))
+        name = session.get_inputs()[0].name
+        fixed = session.get_inputs()[0].shape[0]
+        step = fixed if isinstance(fixed, int) and fixed > 0 else batch_size
+        correct = total = 0
+        for batch in labelled.batches(preprocessing, batch_size=batch_size):
+            for start in range(0, len(batch.labels), step):
+                inputs = batch.images[start:start + step]
+                count = len(inputs)
+                if count < step and isinstance(fixed, int) and fixed > 0:
+                    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], step - count, axis=0)])
+                logits = session.run(None, {name: inputs})[0][:count]
+                if logits.shape[-1] != labelled.num_classes:
+                    raise UsageError(
+                        f"{model_path.name} has {logits.shape[-1]} outputs but {labelled.name} has {labelled.num_classes} classes: "
+                        "evaluate on data with the model's classes"
+                    )
+                correct += int((logits.argmax(-1) == batch.labels[start:start + count]).sum())
+                total += count
+        return 100.0 * correct / total
+
+    return evaluate

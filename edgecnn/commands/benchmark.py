@@ -1,0 +1,84 @@
+"""``edgecnn benchmark``: every format of a model side by side (size, top-1, latency, speed-up)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from edgecnn.benchmark import DEFAULT_FORMATS, BenchmarkReport, benchmark, parse_batches, parse_formats
+from edgecnn.cli_common import console, emit, err_console, output_format_option
+from edgecnn.render import render_rows, to_json
+
+COLUMNS = ["format", "batch", "status", "size_mb", "top1", "top1_drop", "p50_ms", "p90_ms", "throughput", "speedup", "reason"]
+HEADERS = {
+    "size_mb": "MB",
+    "top1": "top-1 %",
+    "top1_drop": "drop",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "throughput": "img/s",
+    "speedup": "vs eager",
+}
+
+
+def _footer(report: BenchmarkReport) -> list[str]:
+    settings = report.session_settings
+    lines = [
+        f"input {'x'.join(map(str, report.input_shape))}, {report.threads} threads; "
+        + (f"top-1 on {report.data} ({report.data_images} images), drop in points vs FP32; " if report.data else "")
+        + "vs eager = PyTorch eager p50 / format p50 at the same batch; formats timed in alternating rounds",
+        f"ONNX Runtime {settings['onnxruntime']}: optimization {settings['optimization']}, {settings['execution_mode']}, "
+        f"spinning {'on' if settings['allow_spinning'] else 'off'}; artifacts in {report.directory or '-'}",
+    ]
+    return lines + [f"note: {note}" for note in report.notes]
+
+
+@click.command("benchmark")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--formats", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, help="Comma-separated format keys.")
+@click.option("--data", help="Labelled images for top-1: an ImageFolder tree (ROOT/<class>/<image>) or 'digits'.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,8).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for PyTorch and ONNX Runtime (default: usable cores).")
+@click.option("--weights", type=click.Path(path_type=Path), help="state_dict or checkpoint for the model (one model only).")
+@click.option("--num-classes", type=click.IntRange(min=1), help="Number of output classes (default: the model's).")
+@click.option("--input-size", help="H or HxW (default: the model's).")
+@click.option("--calibration", help="INT8 calibration images: a folder, .npy/.npz, 'builtin' (default; digits: its calibration split).")
+@click.option("-o", "--export-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True, help="Where artifacts are found or exported (EXPORT_DIR/<model>/).")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Alternating timing rounds per batch size.")
+@output_format_option
+def benchmark_command(models, formats, data, batches, threads, weights, num_classes, input_size, calibration, export_dir, rounds, fmt):
+    """Benchmark MODELS in every format: status, size, top-1 (with --data), p50/p90 latency, throughput, speed-up.
+
+    Missing artifacts are exported first. A format that cannot run here (TensorRT without an NVIDIA GPU)
+    is listed as not available with the reason; one that fails says why.
+
+    \b
+    edgecnn benchmark mobilenet_v2 --data digits --batch 1,8
+    edgecnn benchmark resnet18 --formats torch,onnx-fp32,onnx-int8-cpu --json
+    """
+    keys = parse_formats(formats)
+    batch_sizes = parse_batches(batches)
+    if weights is not None and len(models) > 1:
+        from edgecnn.errors import UsageError
+
+        raise UsageError("--weights applies to one model: benchmark several models without it, or one model with it")
+    reports = []
+    for model in models:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True) as progress:
+            task = progress.add_task(f"{model}: starting", total=None)
+
+            def update(description: str, done: int, total: int, task=task, model=model) -> None:
+                progress.update(task, description=f"{model}: {description}", completed=done, total=total)
+
+            report = benchmark(
+                model, keys, data, batch_sizes, threads, weights=weights, num_classes=num_classes, input_size=input_size,
+                export_dir=export_dir, calibration=calibration, rounds=rounds, progress=update,
+            )
+        reports.append(report)
+        if fmt != "json":
+            emit(render_rows(report.rows, fmt, columns=COLUMNS, headers=HEADERS, title=f"benchmark {report.model}",
+                             footer=_footer(report), console=console))
+    if fmt == "json":
+        emit(to_json(reports[0] if len(reports) == 1 else reports))

@@ -1,0 +1,194 @@
+"""edgecnn benchmark: one row per format and batch (none dropped), alternating timing, export reuse, accuracy, CLI errors.
+
+Small and fast: SqueezeNet 1.1 at 64x64, one timing round, INT8 calibrated on a few builtin images.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from itertools import product
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgecnn.benchmark import FAILED, NOT_AVAILABLE, OK, Latency, benchmark, measure_alternating, parse_batches, parse_formats
+from edgecnn.cli import main
+from edgecnn.errors import UnknownNameError, UsageError
+from edgecnn.export import export_model
+from edgecnn.export.tensorrt import installed_tensorrt
+from edgecnn.runtime import MEASURED_SETTINGS, create_session, session_settings
+
+MODEL, SIZE = "squeezenet1_1", "64"
+FAST = {"warmup": 0, "rounds": 1, "round_seconds": 0.0}
+FORMATS = ["torch", "onnx-fp32", "onnx-int8-cpu", "onnx-int8-tensorrt", "engine"]
+RUNNABLE = ["torch", "onnx-fp32", "onnx-int8-cpu"]
+TENSORRT_PRESENT = installed_tensorrt() is not None
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="module")
+def report(export_dir):
+    return benchmark(MODEL, FORMATS, batches=(1, 2), input_size=SIZE, export_dir=export_dir,
+                     quantize_options={"samples": 8}, **FAST)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "data" / label / f"{index}.png")
+    return tmp_path / "data"
+
+
+def test_every_requested_format_has_a_row_at_every_batch(report):
+    assert [(row.format, row.batch) for row in report.rows] == [(f, b) for b, f in product((1, 2), FORMATS)]
+    assert report.input_shape == [3, 64, 64] and report.batches == [1, 2]
+
+
+def test_runnable_formats_are_timed_against_eager(report):
+    for key, batch in product(RUNNABLE, (1, 2)):
+        row = report.row(key, batch)
+        assert row.status == OK, (key, row.reason)
+        assert 0 < row.p50_ms <= row.p90_ms
+        assert row.throughput == pytest.approx(batch * 1000 / row.p50_ms)
+        assert row.speedup == pytest.approx(report.row("torch", batch).p50_ms / row.p50_ms)
+    assert report.row("torch").speedup == 1.0
+
+
+def test_sizes_are_the_artifacts(report, export_dir):
+    fp32 = report.row("onnx-fp32")
+    assert fp32.size_mb == pytest.approx((export_dir / MODEL / fp32.file).stat().st_size / 1e6)
+    assert report.row("onnx-int8-cpu").size_mb < 0.3 * fp32.size_mb
+    assert report.row("torch").size_mb == pytest.approx(fp32.size_mb, rel=0.05)
+
+
+@pytest.mark.skipif(TENSORRT_PRESENT, reason="TensorRT is installed here, so its formats may run")
+def test_tensorrt_formats_show_as_not_available_with_the_reason(report):
+    for key, batch in product(("onnx-int8-tensorrt", "engine"), (1, 2)):
+        row = report.row(key, batch)
+        assert row.status == NOT_AVAILABLE
+        assert "TensorRT" in row.reason
+        assert row.p50_ms is None and row.speedup is None
+
+
+def test_a_second_run_reuses_the_export(report, export_dir):
+    directory = export_dir / MODEL
+    before = {path.name: path.stat().st_mtime_ns for path in directory.iterdir()}
+    again = benchmark(MODEL, ["onnx-fp32", "onnx-int8-cpu"], batches=(2,), input_size=SIZE, export_dir=export_dir, **FAST)
+    assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == before
+    assert [row.status for row in again.rows] == [OK, OK]
+    assert not any("re-exported" in note for note in again.notes)
+
+
+def test_a_static_export_is_replaced_when_another_batch_is_asked(tmp_path):
+    export_model(MODEL, output_dir=tmp_path, input_size=SIZE, check_samples=1)
+    result = benchmark(MODEL, ["onnx-fp32"], batches=(1, 3), input_size=SIZE, export_dir=tmp_path, **FAST)
+    assert any("re-exported" in note and "fixed at 1" in note for note in result.notes)
+    assert result.row("onnx-fp32", 3).status == OK
+    assert json.loads((tmp_path / MODEL / "manifest.json").read_text())["dynamic_batch"] is True
+
+
+def test_accuracy_on_an_image_folder(image_folder, tmp_path):
+    result = benchmark(MODEL, ["torch", "onnx-fp32", "onnx-fp16"], data=image_folder, num_classes=2, input_size=SIZE,
+                       export_dir=tmp_path / "exports", **FAST)
+    assert result.data_images == 6
+    torch_row, fp32, fp16 = (result.row(k) for k in ("torch", "onnx-fp32", "onnx-fp16"))
+    assert fp32.top1 in {0.0, 100 / 6, 200 / 6, 50.0, 400 / 6, 500 / 6, 100.0}
+    assert torch_row.top1 == pytest.approx(fp32.top1) and fp32.top1_drop == 0.0
+    assert fp16.top1_drop == pytest.approx(fp32.top1 - fp16.top1)
+    assert any("randomly initialized" in note for note in result.notes)
+
+
+def test_data_with_other_classes_is_refused(image_folder, tmp_path):
+    with pytest.raises(UsageError, match="2 classes but the model has 1000"):
+        benchmark(MODEL, ["torch"], data=image_folder, input_size=SIZE, export_dir=tmp_path, **FAST)
+
+
+def test_digits_with_the_reference_weights(tmp_path):
+    from edgecnn.testing import reference_weights_path
+
+    if not reference_weights_path("mobilenet_v2").is_file():
+        pytest.skip("the digits reference weights of mobilenet_v2 are not in this checkout")
+    result = benchmark("mobilenet_v2", ["torch", "onnx-fp32", "onnx-int8-cpu"], data="digits", export_dir=tmp_path, **FAST)
+    assert result.num_classes == 10 and result.data_images == 360
+    assert any("reference weights" in note for note in result.notes)
+    assert result.row("onnx-fp32").top1 >= 90.0
+    assert result.row("torch").top1 == pytest.approx(result.row("onnx-fp32").top1, abs=0.3)
+    assert result.row("onnx-int8-cpu").top1_drop <= 2.0
+
+
+def test_measure_alternating_runs_every_candidate_each_round_in_varying_order():
+    calls = []
+    candidates = {name: (lambda n=name: calls.append(n)) for name in "abcd"}
+    latencies = measure_alternating(candidates, warmup=1, rounds=6, round_seconds=0.0, settle_seconds=0.0)
+    assert calls[:4] == list("abcd")
+    rounds = [calls[4 + 4 * i: 8 + 4 * i] for i in range(6)]
+    assert all(sorted(order) == list("abcd") for order in rounds)
+    predecessors_of_a = {order[order.index("a") - 1] for order in rounds if order.index("a") > 0}
+    assert len({tuple(order) for order in rounds}) > 1 and len(predecessors_of_a) > 1
+    assert all(latency.runs == 6 for latency in latencies.values())
+
+
+def test_latency_percentiles():
+    latency = Latency((4.0, 1.0, 3.0, 2.0))
+    assert latency.p50_ms == 2.5 and latency.p90_ms == pytest.approx(3.7) and latency.min_ms == 1.0
+    assert latency.throughput(8) == pytest.approx(8 * 1000 / 2.5)
+
+
+def test_format_and_batch_parsing():
+    assert parse_formats("onnx-fp32, torch,onnx-fp32") == ["onnx-fp32", "torch"]
+    with pytest.raises(UnknownNameError, match="did you mean onnx-fp32"):
+        parse_formats("torch,onnx-fp23")
+    assert parse_batches("1,8,1") == [1, 8]
+    for bad in ("0", "1,x", ""):
+        with pytest.raises(UsageError):
+            parse_batches(bad)
+
+
+def test_cli_unknown_format_is_one_line_with_a_suggestion():
+    result = invoke("benchmark", MODEL, "--formats", "torch,onnx-fp23")
+    assert result.exit_code == 2
+    assert "did you mean onnx-fp32" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_bad_batch_is_refused():
+    result = invoke("benchmark", MODEL, "--batch", "1,0")
+    assert result.exit_code == 2 and "at least 1" in result.output
+
+
+def test_cli_json_and_csv(tmp_path):
+    result = invoke("benchmark", MODEL, "--input-size", SIZE, "--formats", "torch,engine", "--rounds", "1", "-o", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["model"] == MODEL and [row["format"] for row in payload["rows"]] == ["torch", "engine"]
+    assert payload["rows"][0]["status"] == OK and payload["rows"][1]["status"] in (NOT_AVAILABLE, FAILED, OK)
+    assert payload["session_settings"]["intra_op_threads"] >= 1
+    result = invoke("benchmark", MODEL, "--input-size", SIZE, "--formats", "torch", "--rounds", "1", "-o", tmp_path, "--csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("format,batch,status,size_mb,top1")
+
+
+def test_session_settings_are_applied_and_reported(report, export_dir):
+    assert session_settings(threads=1)["intra_op_threads"] == 1
+    assert session_settings()["allow_spinning"] == MEASURED_SETTINGS.allow_spinning
+    path = export_dir / MODEL / f"{MODEL}.onnx"
+    session = create_session(path, settings=replace(MEASURED_SETTINGS, allow_spinning=False, intra_op_threads=1))
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
+    with pytest.raises(UsageError, match="unknown graph optimization level"):
+        replace(MEASURED_SETTINGS, optimization="fastest")
