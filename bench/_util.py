@@ -27,6 +27,7 @@ __all__ = [
     "machine_description",
     "run_child",
     "self_peak_rss_bytes",
+    "current_rss_bytes",
     "markdown_table",
     "write_results",
     "describe_machine_markdown",
@@ -144,6 +145,15 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def current_rss_bytes() -> int:
+    """This process's resident set size now (``VmRSS`` from /proc/self/status)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def self_peak_rss_bytes() -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def _weights(name: str, weights_dir: Path) -> Path:
 
         spec = importlib.util.spec_from_file_location("train_digits", ROOT / "scripts" / "train_digits.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules["train_digits"] = module
         spec.loader.exec_module(module)
         torch.set_num_threads(1)
         model, accuracy, seconds = module.train(name)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from _util import (
+    RESULTS_DIR,
     SHARED_MACHINE_NOTE,
     describe_machine_markdown,
     machine_description,
@@ -206,7 +207,12 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         "## Machine",
         "",
-        describe_machine_markdown(payload["machine"]),
+        "Calibration runs:",
+        "",
+        describe_machine_markdown(payload["calibration_machine"]),
+        "INT8 forms:",
+        "",
+        describe_machine_markdown(payload["forms_machine"]),
     ])
 
 
@@ -215,7 +221,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--samples", nargs="+", type=int, default=list(SAMPLE_COUNTS))
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per calibration child")
-    parser.add_argument("--no-forms", action="store_true", help="skip the size/latency comparison")
+    parser.add_argument("--only", choices=("calibration", "forms"), help="run one part and keep the other part of the existing results")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="percentile", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -230,11 +236,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgecnn-calibration-bench-") as scratch:
         for name in args.models:
             fp32 = export_fp32(name, Path(scratch))
-            calibration += calibration_runs(name, fp32, args.samples, Path(scratch), args.timeout)
-            if not args.no_forms:
+            if args.only != "forms":
+                calibration += calibration_runs(name, fp32, args.samples, Path(scratch), args.timeout)
+            if args.only != "calibration":
                 form_rows += forms(name, fp32, Path(scratch))
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
-    payload = {"machine": machine, "calibration": calibration, "forms": form_rows, "rss_goal_bytes": RSS_GOAL_BYTES, "size_goal": SIZE_GOAL}
+    payload = {
+        "calibration": calibration, "calibration_machine": machine, "forms": form_rows, "forms_machine": machine,
+        "rss_goal_bytes": RSS_GOAL_BYTES, "size_goal": SIZE_GOAL,
+    }
+    previous_path = RESULTS_DIR / f"{RESULT_STEM}.json"
+    if args.only and previous_path.is_file():
+        previous = json.loads(previous_path.read_text())
+        kept = "forms" if args.only == "calibration" else "calibration"
+        payload[kept] = previous.get(kept, [])
+        payload[f"{kept}_machine"] = previous.get(f"{kept}_machine") or previous.get("machine")
     json_path, markdown_path = write_results(RESULT_STEM, payload, _markdown(payload))
     print(f"wrote {json_path} and {markdown_path}")
 

@@ -33,6 +33,7 @@ from _util import (
     markdown_table,
     mib,
     python_child,
+    current_rss_bytes,
     run_child,
     self_peak_rss_bytes,
     write_results,
@@ -59,13 +60,62 @@ def rss_limit_bytes(weight_bytes: int) -> int:
     return RSS_WEIGHT_FACTOR * weight_bytes + RSS_ALLOWANCE_BYTES
 
 
+PIPELINE_STAGES = (
+    ("build", "resolve_source"),
+    ("export", "torch_to_onnx"),
+    ("clean-up", "clean_graph"),
+    ("check", "check_graph"),
+    ("verify", "_verify"),
+    ("save", "_save"),
+)
+"""(stage, function of edgecnn.export.pipeline) pairs whose time and memory each export records."""
+
+
+def _record_stages(stages: list[dict[str, Any]]) -> None:
+    """Wrap the pipeline's step functions so that each call appends its time, RSS and peak RSS to ``stages``.
+
+    Only observes: the real ``export_model`` runs unchanged. A step missing after a refactor is skipped.
+    """
+    from edgecnn.export import pipeline
+
+    def observed(stage: str, function):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stages.append({
+                    "stage": stage,
+                    "s": time.perf_counter() - started,
+                    "rss_bytes": current_rss_bytes(),
+                    "peak_rss_bytes": self_peak_rss_bytes(),
+                })
+        return call
+
+    for stage, attribute in PIPELINE_STAGES:
+        if hasattr(pipeline, attribute):
+            setattr(pipeline, attribute, observed(stage, getattr(pipeline, attribute)))
+
+
+def peak_stage(stages: list[dict[str, Any]]) -> str | None:
+    """The stage during which the process reached its final peak RSS."""
+    if not stages:
+        return None
+    final = stages[-1]["peak_rss_bytes"]
+    return next(entry["stage"] for entry in stages if entry["peak_rss_bytes"] == final)
+
+
 def measure_export(name: str, output_dir: str) -> dict[str, Any]:
-    """In the child: one default export of ``name`` through the real pipeline."""
+    """In the child: one default export of ``name`` through the real pipeline, with time and memory per stage."""
     started = time.perf_counter()
     from edgecnn.errors import EdgecnnError
     from edgecnn.export import export_model
 
     record: dict[str, Any] = {"model": name, "import_s": time.perf_counter() - started}
+    stages: list[dict[str, Any]] = []
+    _record_stages(stages)
+    record["stages"] = stages
+    record["rss_after_import_bytes"] = current_rss_bytes()
     record["weight_bytes"] = fp32_weight_bytes(name)
     cpu_started = time.process_time()
     try:
@@ -85,6 +135,7 @@ def measure_export(name: str, output_dir: str) -> dict[str, Any]:
             onnx_bytes=sum(path.stat().st_size for path in result.files.values()),
         )
     record["peak_rss_bytes_self"] = self_peak_rss_bytes()
+    record["peak_stage"] = peak_stage(stages)
     return record
 
 
@@ -152,6 +203,10 @@ def _summary(rows: list[dict[str, Any]], whole: dict[str, Any] | None) -> dict[s
         "rss_goal_met_models": f"{sum(row['rss_ratio'] < 1 for row in measured)}/{len(measured)}",
         "peak_rss_mib_max": mib(max((row["peak_rss_bytes"] for row in rows), default=0)),
         "relative_error_max": max((row["relative_error"] for row in ok), default=None),
+        "peak_stage_counts": {
+            stage: sum(row.get("peak_stage") == stage for row in rows)
+            for stage in sorted({row.get("peak_stage") for row in rows if row.get("peak_stage")})
+        },
     }
     if whole is not None:
         summary["whole_zoo_wall_s"] = round(whole["wall_s"], 1)
@@ -168,6 +223,17 @@ def _summary(rows: list[dict[str, Any]], whole: dict[str, Any] | None) -> dict[s
     return summary
 
 
+def _stage_increases(row: dict[str, Any]) -> dict[str, float | None]:
+    """How much each stage raised the peak RSS (MiB), from the peak after import."""
+    increases: dict[str, float | None] = {f"{stage}_mib": None for stage, _ in PIPELINE_STAGES}
+    previous = row.get("rss_after_import_bytes")
+    for entry in row.get("stages", []):
+        if previous is not None:
+            increases[f"{entry['stage']}_mib"] = mib(max(0, entry["peak_rss_bytes"] - previous))
+        previous = max(previous or 0, entry["peak_rss_bytes"])
+    return increases
+
+
 def _markdown(payload: dict[str, Any]) -> str:
     table_rows = [
         {
@@ -181,6 +247,8 @@ def _markdown(payload: dict[str, Any]) -> str:
             "limit_mib": mib(row.get("rss_limit_bytes")),
             "ratio": row.get("rss_ratio"),
             "relative_error": row.get("relative_error"),
+            "peak_stage": row.get("peak_stage"),
+            **_stage_increases(row),
         }
         for row in payload["rows"]
     ]
@@ -192,7 +260,10 @@ def _markdown(payload: dict[str, Any]) -> str:
         "shape inference, verification on 8 seeded samples, manifest), randomly initialized weights. "
         "`export+verify s` is the pipeline's own time; `child s` adds starting Python and importing torch, ONNX and "
         "ONNX Runtime in a fresh process. `CPU s` is the export's user + system CPU time over all threads, a figure "
-        "much less sensitive than wall time to other work on a shared machine. Peak RSS is the child's `ru_maxrss`. "
+        "much less sensitive than wall time to other work on a shared machine. `peak in` names the pipeline stage during "
+        "which the peak was reached; `+stage MiB` is how far each stage raised the running peak (the stages are "
+        "observed by wrapping the pipeline's step functions: `edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
+        "`clean_graph`, `check_graph`, `_verify`, `_save`). Peak RSS is the child's `ru_maxrss`. "
         f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
         "(`edgecnn export --all`, one process).",
         "",
@@ -204,7 +275,8 @@ def _markdown(payload: dict[str, Any]) -> str:
             table_rows,
             list(table_rows[0]),
             headers={"weights_mib": "FP32 weights MiB", "seconds": "export+verify s", "cpu_s": "CPU s", "child_s": "child s",
-                     "peak_mib": "peak RSS MiB", "limit_mib": "limit MiB", "ratio": "peak/limit", "relative_error": "rel err"},
+                     "peak_mib": "peak RSS MiB", "limit_mib": "limit MiB", "ratio": "peak/limit", "relative_error": "rel err",
+                     "peak_stage": "peak in", **{f"{stage}_mib": f"+{stage} MiB" for stage, _ in PIPELINE_STAGES}},
             title="Per model (each in its own process)",
         ),
     ])

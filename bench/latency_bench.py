@@ -113,7 +113,9 @@ def build_candidates(onnx_path: Path, int8_path: Path | None, inputs, module, co
         candidates[OPENVINO] = lambda: request.infer({0: inputs})
 
     if int8_path is not None:
-        int8_session = create_session(int8_path)
+        from edgecnn.calibration import cpu_session_optimization
+
+        int8_session = create_session(int8_path, optimization=cpu_session_optimization("onnx-int8-cpu"))
         candidates[INT8] = lambda: run_session(int8_session, inputs)
     return candidates, setup_s
 

@@ -3,7 +3,7 @@
     python bench/profile_bench.py static              # time `edgecnn profile --all --device jetson` (no measurement)
     python bench/profile_bench.py estimator           # estimated vs measured batch-1 FP32 latency over the zoo
     python bench/profile_bench.py estimator --nodes   # ... plus ONNX Runtime's per-node profile, for fitting
-    python bench/profile_bench.py fit                 # fit the CPU execution class to the saved measurements
+    python bench/profile_bench.py fit [--data FILE]   # fit the CPU execution class to saved measurements
 
 Results go to bench/results/profile_*.json. The estimator's figure of merit is the median absolute
 percentage error (MdAPE) of estimated against measured p50 latency over the zoo at batch 1.
@@ -15,7 +15,6 @@ import dataclasses
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,12 +22,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 
-
-def _write(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import SHARED_MACHINE_NOTE, describe_machine_markdown, machine_description, markdown_table, write_results  # noqa: E402
 
 
 def static(args) -> None:
@@ -36,41 +31,70 @@ def static(args) -> None:
     from edgecnn.graphs import cache_dir
     from edgecnn.profiler import ProfileOptions, profile, resolve_targets
 
+    machine = machine_description()
     targets = resolve_targets(all_models=True)
     started = time.perf_counter()
     report = profile(targets, ProfileOptions(devices=args.device))
     seconds = time.perf_counter() - started
+    machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {
         "what": f"static profile of {len(targets)} zoo models x {len(report.devices)} devices x fp32/fp16/int8, batch 1",
         "seconds": round(seconds, 2),
+        "goal_seconds": 60,
         "rows": len(report.rows),
         "cache": str(cache_dir()),
-        "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        "machine": machine,
     }
-    print(json.dumps(payload, indent=2))
-    print(f"written to {_write('profile_static.json', payload)}")
+    markdown = "\n".join([
+        "# Static profile of the whole zoo", "", describe_machine_markdown(machine), SHARED_MACHINE_NOTE, "",
+        f"`edgecnn profile --all --device {args.device}` (fp32, fp16, int8; batch 1; graphs from the cache at "
+        f"{cache_dir()}): **{seconds:.1f} s** for {len(report.rows)} rows (goal < 60 s).", "",
+    ])
+    print(json.dumps({k: payload[k] for k in ("what", "seconds", "rows")}, indent=2))
+    print("written to", *write_results("profile_static", payload, markdown))
+
+
+def _host_now():
+    """The host measured afresh (GEMM peak, copy bandwidth), bypassing measure_host's per-process cache."""
+    from edgecnn.devices import measure_host
+
+    return measure_host.__wrapped__()
 
 
 def estimator(args) -> None:
-    """Measure every zoo model at batch 1 (FP32, ONNX Runtime) and compare with the host estimate."""
+    """Measure every zoo model at batch 1 (FP32, ONNX Runtime) and compare with the host estimate.
+
+    The machine is shared, and a peak measured once would carry whatever load there was at that moment
+    into every estimate; so the host is measured right before and right after each model, and the model
+    is estimated with the mean of the two (the same conditions its latency was measured under).
+    """
+    import dataclasses as dc
+
     from edgecnn.cost import analyze
-    from edgecnn.devices import measure_host
     from edgecnn.estimate import estimate_latency
     from edgecnn.graphs import fill_weights, zoo_graph
     from edgecnn.measure import join_node_times, measure_latency, profile_nodes
     from edgecnn.registry import list_models
 
-    host = measure_host()
+    machine = machine_description()
     names = args.models or list_models()
     models = []
     for name in names:
         cost = analyze(zoo_graph(name), name=name)
         runnable = fill_weights(zoo_graph(name))
+        before = _host_now()
         measured = measure_latency(runnable, cost.input_shapes, warmup=2, min_runs=args.runs, min_seconds=0.5)
+        after = _host_now()
+        host = dc.replace(
+            before,
+            peak_gflops={p: (before.peak_gflops[p] + after.peak_gflops[p]) / 2 for p in before.peak_gflops},
+            bandwidth_gbps=(before.bandwidth_gbps + after.bandwidth_gbps) / 2,
+        )
         estimated = estimate_latency(cost, host).total_ms
         entry = {
-            "model": name, "macs": cost.macs, "measured_p50_ms": measured.p50_ms, "measured_runs": measured.runs,
+            "model": name, "gmacs": cost.macs / 1e9, "measured_p50_ms": measured.p50_ms, "measured_runs": measured.runs,
             "estimated_ms": estimated, "ape": abs(estimated - measured.p50_ms) / measured.p50_ms,
+            "host_peak_gflops": host.peak_gflops["fp32"], "host_bandwidth_gbps": host.bandwidth_gbps,
         }
         if args.nodes:
             joined, runtime = join_node_times(cost, profile_nodes(runnable, cost.input_shapes, warmup=1, runs=3))
@@ -81,28 +105,47 @@ def estimator(args) -> None:
             ]
             entry["runtime_ms"] = sum(item.ms for item in runtime)
         models.append(entry)
-        print(f"{name:24s} measured {measured.p50_ms:9.2f} ms  estimated {estimated:9.2f} ms  APE {entry['ape']:6.1%}", flush=True)
+        print(f"{name:24s} measured {measured.p50_ms:9.2f} ms  estimated {estimated:9.2f} ms  APE {entry['ape']:6.1%}"
+              f"  (host {host.peak_gflops['fp32']:.1f} GFLOP/s, {host.bandwidth_gbps:.1f} GB/s)", flush=True)
+    machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     mdape = statistics.median(m["ape"] for m in models)
     payload = {
         "what": "estimated vs measured batch-1 FP32 latency on this host (ONNX Runtime CPU, all cores)",
-        "host": dataclasses.asdict(host),
-        "load_average": os.getloadavg()[0],
+        "machine": machine,
         "median_absolute_percentage_error": mdape,
         "models": models,
     }
+    rows = [{key: m[key] for key in ("model", "gmacs", "measured_p50_ms", "estimated_ms", "ape", "host_peak_gflops")} for m in models]
+    markdown = "\n".join([
+        "# Estimator vs measurement on this host (batch 1, FP32, ONNX Runtime CPU)", "",
+        describe_machine_markdown(machine), SHARED_MACHINE_NOTE, "",
+        f"**Median absolute percentage error over {len(models)} models: {mdape:.1%}** (goal <= 35%).", "",
+        markdown_table(rows, list(rows[0]), {"gmacs": "GMACs", "measured_p50_ms": "measured p50 ms",
+                                             "estimated_ms": "estimated ms", "ape": "abs. error (fraction)",
+                                             "host_peak_gflops": "host GFLOP/s then"}),
+    ])
     print(f"MdAPE over {len(models)} models: {mdape:.1%}")
-    print(f"written to {_write('profile_estimator.json', payload)}")
+    print("written to", *write_results(args.stem, payload, markdown))
 
 
 def fit(args) -> None:
-    """Grid-search the CPU class's factors on half the zoo, report MdAPE on both halves (in- and out-of-sample)."""
+    """Grid-search the CPU class's factors on half the zoo (alternate names), report MdAPE on both halves.
+
+    Uses the host figures saved with the measurements (the GEMM peak and copy bandwidth measured in the
+    same run), so that factors are relative to the conditions the latencies were measured under.
+    """
     from edgecnn.cost import analyze
-    from edgecnn.devices import measure_host
+    from edgecnn.devices import Device
     from edgecnn.estimate import EXECUTION_CLASSES, estimate_latency
     from edgecnn.graphs import zoo_graph
 
-    saved = json.loads((RESULTS / "profile_estimator.json").read_text())
-    host = measure_host()
+    saved = json.loads(Path(args.data).read_text())
+    base_host = Device(**saved["host"]) if "host" in saved else _host_now()
+    hosts = {
+        m["model"]: dataclasses.replace(base_host, peak_gflops={p: m["host_peak_gflops"] for p in base_host.peak_gflops},
+                                        bandwidth_gbps=m["host_bandwidth_gbps"]) if "host_peak_gflops" in m else base_host
+        for m in saved["models"]
+    }
     measured = {m["model"]: m["measured_p50_ms"] for m in saved["models"]}
     costs = {name: analyze(zoo_graph(name), name=name) for name in measured}
     names = sorted(measured)
@@ -110,23 +153,21 @@ def fit(args) -> None:
     base = EXECUTION_CLASSES["cpu"]
 
     def mdape(klass, subset):
-        return statistics.median(abs(estimate_latency(costs[n], host, klass).total_ms - measured[n]) / measured[n] for n in subset)
+        return statistics.median(abs(estimate_latency(costs[n], hosts[n], klass).total_ms - measured[n]) / measured[n] for n in subset)
 
     grid = {
-        "conv": [0.5, 0.6, 0.7, 0.8, 0.9],
-        "pointwise": [0.4, 0.5, 0.6, 0.7, 0.8],
-        "depthwise": [0.03, 0.06, 0.1],
-        "gemm": [0.3, 0.6],
-        "half_size_macs": [0.5e6, 2e6, 5e6],
-        "layer_overhead_us": [5.0, 15.0, 30.0],
-        "memory_efficiency": [0.3, 0.5, 0.8],
+        "conv": [0.6, 0.8, 1.0],
+        "pointwise": [0.4, 0.6, 0.8],
+        "depthwise": [0.1, 0.2, 0.4],
+        "half_size_macs": [1e5, 5e5, 2e6],
+        "layer_overhead_us": [5.0, 10.0, 20.0],
+        "memory_efficiency": [0.2, 0.3, 0.5],
     }
     best = None
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))
         efficiency = dict(base.compute_efficiency, conv=setting["conv"], pointwise=setting["pointwise"],
-                          depthwise=setting["depthwise"], gemm=setting["gemm"],
-                          grouped=min(setting["conv"], 0.3))
+                          depthwise=setting["depthwise"])
         klass = dataclasses.replace(base, compute_efficiency=efficiency, half_size_macs=setting["half_size_macs"],
                                     layer_overhead_us=setting["layer_overhead_us"], memory_efficiency=setting["memory_efficiency"])
         score = mdape(klass, train)
@@ -139,7 +180,14 @@ def fit(args) -> None:
         "mdape_current_factors_all": mdape(base, names),
     }
     print(json.dumps(payload, indent=2))
-    print(f"written to {_write('profile_fit.json', payload)}")
+    markdown = "\n".join([
+        "# CPU execution class fitted to host measurements", "",
+        f"Data: {args.data}. Grid search on the even-indexed half of the zoo (sorted by name), checked on the other half.", "",
+        markdown_table([{"factor": k, "value": v} for k, v in setting.items()], ["factor", "value"]),
+        f"MdAPE: fitted half {payload['mdape_train']:.1%}, held-out half {payload['mdape_held_out']:.1%}, "
+        f"all {payload['mdape_all']:.1%} (factors in edgecnn/estimate.py before this fit: {payload['mdape_current_factors_all']:.1%}).", "",
+    ])
+    print("written to", *write_results("profile_fit", payload, markdown))
 
 
 def main(argv=None) -> None:
@@ -151,7 +199,10 @@ def main(argv=None) -> None:
     estimator_parser.add_argument("--models", nargs="*")
     estimator_parser.add_argument("--runs", type=int, default=7)
     estimator_parser.add_argument("--nodes", action="store_true")
-    commands.add_parser("fit")
+    estimator_parser.add_argument("--stem", default="profile_estimator", help="result file name under bench/results/")
+    fit_parser = commands.add_parser("fit")
+    fit_parser.add_argument("--data", default=str(RESULTS / "profile_estimator.json"),
+                            help="measurements written by 'estimator' (the committed fit used profile_estimator_fitdata.json)")
     args = parser.parse_args(argv)
     {"static": static, "estimator": estimator, "fit": fit}[args.command](args)
 

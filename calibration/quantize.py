@@ -393,12 +393,16 @@ def quantize_onnx(
     calibration_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    _quantize_atomic(fp32_path, output_path, ranges, preset, per_channel, excluded)
+    temporary = _quantize_to_temporary(fp32_path, output_path, ranges, preset, per_channel, excluded)
     quantize_seconds = time.perf_counter() - started
-    check = _check(fp32_path, output_path, calibration, input_name, dims[0], check_samples, preset.cpu_optimization)
-    if not check["finite"]:
-        output_path.unlink(missing_ok=True)
-        raise EdgecnnError(f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written")
+    try:
+        check = _check(fp32_path, temporary, calibration, input_name, dims[0], check_samples, preset.cpu_optimization)
+        if not check["finite"]:
+            raise EdgecnnError(f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written")
+        os.replace(temporary, output_path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return QuantizationResult(
         path=output_path,
         fp32_path=fp32_path,
@@ -428,24 +432,25 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _quantize_atomic(fp32_path: Path, output_path: Path, ranges, preset: TargetPreset, per_channel: bool, excluded: list[str]) -> None:
-    """``quantize_static`` with precomputed ranges, into a temporary file renamed to ``output_path``."""
+def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: TargetPreset, per_channel: bool, excluded: list[str]) -> Path:
+    """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path`` (renamed once checked)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     activation_type, weight_type = preset.quant_types()
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{output_path.name}.tmp-", dir=output_path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{output_path.name}.tmp-", dir=output_path.parent)
         os.close(handle)
     except OSError as error:
         raise UsageError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
+    temporary = Path(name)
     try:
         with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as workdir, quiet_ort():
             ort_cache = Path(workdir) / "ranges.json"
             write_ort_cache(ranges, ort_cache)
             quantize_static(
                 str(fp32_path),
-                temporary,
+                str(temporary),
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
@@ -457,12 +462,19 @@ def _quantize_atomic(fp32_path: Path, output_path: Path, ranges, preset: TargetP
                 extra_options=preset.extra_options(),
                 calibration_cache_path=str(ort_cache),
             )
-        quantized = onnx.load(temporary)
-        onnx.checker.check_model(quantized)
-        os.replace(temporary, output_path)
+        onnx.checker.check_model(onnx.load(str(temporary)))
+    except Exception as error:  # ORT's quantizer and onnx's checker raise their own types
+        temporary.unlink(missing_ok=True)
+        raise EdgecnnError(f"quantizing {fp32_path.name} failed: {_first_line(error)}") from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return temporary
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 @dataclass

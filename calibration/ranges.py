@@ -62,6 +62,19 @@ def quiet_ort():
         root.setLevel(level)
 
 
+@contextlib.contextmanager
+def _as_edgecnn_error(model_path):
+    """ONNX Runtime's calibrator raises its own exception types: report them as one line."""
+    try:
+        yield
+    except EdgecnnError:
+        raise
+    except Exception as error:
+        text = str(error).strip()
+        first = (text.splitlines()[0] if text else type(error).__name__)[:300]
+        raise EdgecnnError(f"calibrating {Path(model_path).name} failed: {first}") from error
+
+
 def _bytes_per_batch(model: onnx.ModelProto, names: set[str]) -> int:
     """Float32 bytes of the calibrated tensors for one run, from the shape-inferred graph (a dynamic dimension counts 1)."""
     total = 0
@@ -119,7 +132,7 @@ def compute_ranges(
         if progress is not None:
             progress(done, len(calibration))
 
-    with tempfile.TemporaryDirectory(prefix="edgecnn-calib-") as workdir, quiet_ort():
+    with tempfile.TemporaryDirectory(prefix="edgecnn-calib-") as workdir, quiet_ort(), _as_edgecnn_error(model_path):
         calibrator = _create_calibrator(Path(model_path), method, percentile, Path(workdir))
         input_name = calibrator.infer_session.get_inputs()[0].name
         reader = CalibrationReader(calibration, input_name, batch_size, static_batch=static_batch, on_batch=advance)

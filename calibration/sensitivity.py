@@ -1,21 +1,26 @@
 """Per-layer quantization error and accuracy-driven fallback to float.
 
 :func:`analyze` matches FP32 and INT8 activations with ONNX Runtime's ``qdq_loss_debug`` (which also
-matches the weights) and reports, per layer, the SQNR of
+matches the weights) and reports, per layer (node), the SQNR of
 
-- ``output_sqnr_db``: the layer's output, FP32 model against INT8 model (errors accumulate with depth);
-- ``activation_sqnr_db``: the layer's output before against after its own Q/DQ in the INT8 model;
-- ``weight_sqnr_db``: the layer's float weight against its dequantized INT8 weight (biases, int32, are left out).
+- ``input_sqnr_db``: each quantized activation the layer reads, FP32 values against the same values
+  passed through the Q/DQ pair the INT8 model puts on them (its scale and zero point): the rounding and
+  clipping that tensor's range causes, free of the error accumulated upstream (worst input);
+- ``weight_sqnr_db``: the layer's float weight against its dequantized INT8 weight (biases, int32, are
+  left out);
+- ``output_sqnr_db``: the layer's output, FP32 model against INT8 model (errors accumulate with depth).
 
-Layers are ranked worst first by ``sqnr_db``, the smaller of the last two: the noise the layer's own
-quantization adds. The accumulated ``output_sqnr_db`` falls with depth whatever the cause, so it would
-always point at the classifier; the local figures point at the culprit (an outlier-stretched range, a
-per-tensor depthwise weight).
+Layers are ranked worst first by ``sqnr_db``, the smaller of the first two: the noise the layer's own
+quantization adds, which keeping that layer in float (``nodes_to_exclude``) removes. The accumulated
+``output_sqnr_db`` falls with depth whatever the cause, so it would always point at the classifier; the
+local figures point at the culprit (an outlier-stretched range, a per-tensor depthwise weight).
 
 ``qdq_loss_debug.collect_activations`` keeps every activation of every sample it is given, so
 :func:`analyze` feeds it a few samples at a time and adds up signal and noise energies itself (SQNR over
 all samples = 10 log10(sum x^2 / sum (x - y)^2), what ORT's ``compute_signal_to_quantization_noice_ratio``
-computes on the concatenation).
+computes on the concatenation). The INT8 model's own pre-Q/DQ tensor is not a usable reference for the
+local figure: where ORT folded a ReLU/Clip into the quantization range, that tensor is the unclipped
+convolution output, so the Q/DQ "error" would be the activation function itself.
 
 :func:`auto_fallback` keeps the worst-ranked layers in float, as few as it can, until the top-1 drop
 measured by the caller's ``evaluate(model_path) -> top-1 %`` meets the budget.
@@ -49,7 +54,7 @@ class LayerError:
     op_type: str
     tensor: str
     sqnr_db: float | None
-    activation_sqnr_db: float | None
+    input_sqnr_db: float | None
     weight_sqnr_db: float | None
     output_sqnr_db: float | None
 
@@ -70,6 +75,34 @@ def _augment(path: Path, workdir: Path, name: str) -> Path:
     augmented = workdir / name
     modify_model_output_intermediate_tensors(str(path), str(augmented))
     return augmented
+
+
+def _activation_qparams(model: onnx.ModelProto) -> dict[str, tuple[float, int, int, int]]:
+    """Activation tensor -> (scale, zero point, qmin, qmax) of the QuantizeLinear that quantizes it in the INT8 model.
+
+    ORT names the input of a graph output's QuantizeLinear ``<tensor>_QuantizeLinear_Input``; the suffix is
+    stripped so the key is the FP32 model's tensor name.
+    """
+    from onnxruntime.quantization.quant_utils import QUANT_INPUT_SUFFIX
+
+    values = {init.name: init for init in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[1] not in values:
+            continue
+        scale = onnx.numpy_helper.to_array(values[node.input[1]])
+        zero_point = onnx.numpy_helper.to_array(values[node.input[2]]) if len(node.input) > 2 and node.input[2] in values else np.zeros((), np.uint8)
+        if scale.size != 1:
+            continue
+        limits = np.iinfo(zero_point.dtype)
+        name = node.input[0].removesuffix(QUANT_INPUT_SUFFIX)
+        found[name] = (float(scale.reshape(-1)[0]), int(zero_point.reshape(-1)[0]), int(limits.min), int(limits.max))
+    return found
+
+
+def _fake_quantize(values: np.ndarray, scale: float, zero_point: int, low: int, high: int) -> np.ndarray:
+    """QuantizeLinear then DequantizeLinear (round half to even, saturate), as ONNX defines them."""
+    return (np.clip(np.round(values / scale) + zero_point, low, high) - zero_point) * scale
 
 
 def _activation_bytes(model: onnx.ModelProto) -> int:
@@ -100,6 +133,7 @@ def analyze(
     input_name, dims = _input_dims(model, fp32_path)
     subset = calibration.head(min(samples, len(calibration)))
     batch = dims[0] or 1
+    qparams = _activation_qparams(onnx.load(str(int8_path)))
     energies: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-analyze-") as workdir, quiet_ort():
         float_augmented = _augment(fp32_path, Path(workdir), "float.onnx")
@@ -113,45 +147,40 @@ def analyze(
             int8_activations = collect_activations(str(int8_augmented), reader)
             matched = create_activation_matching(int8_activations, float_activations)
             for tensor, match in matched.items():
-                pre = np.concatenate([a.ravel() for a in match["pre_qdq"]]).astype(np.float64)
+                if not match.get("float"):
+                    continue
+                reference = np.concatenate([a.ravel() for a in match["float"]]).astype(np.float64)
                 post = np.concatenate([a.ravel() for a in match["post_qdq"]]).astype(np.float64)
-                sums = energies.setdefault(tensor, [0.0, 0.0, 0.0, 0.0])
-                sums[0] += float(pre @ pre)
-                sums[1] += float((pre - post) @ (pre - post))
-                if match.get("float"):
-                    reference = np.concatenate([a.ravel() for a in match["float"]]).astype(np.float64)
-                    sums[2] += float(reference @ reference)
-                    sums[3] += float((reference - post) @ (reference - post))
+                sums = energies.setdefault(tensor, [0.0, 0.0, 0.0])
+                sums[0] += float(reference @ reference)
+                sums[2] += float((reference - post) @ (reference - post))
+                if tensor in qparams:
+                    local = reference - _fake_quantize(reference, *qparams[tensor])
+                    sums[1] += float(local @ local)
             del float_activations, int8_activations, matched
         weight_matches = create_weight_matching(str(fp32_path), str(int8_path))
-    producers = {output: node for node in model.graph.node for output in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+    local = {t: _db(e[0], e[1]) for t, e in energies.items() if t in qparams}
+    accumulated = {t: _db(e[0], e[2]) for t, e in energies.items()}
+    weights = {
+        name: _db(float(np.square(match["float"], dtype=np.float64).sum()),
+                  float(np.square(match["float"].astype(np.float64) - match["dequantized"]).sum()))
+        for name, match in weight_matches.items()
+    }
+    rows = []
     for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    rows: dict[str, LayerError] = {}
-    for tensor, (signal, local_noise, reference, cross_noise) in energies.items():
-        node = producers.get(tensor)
-        if node is None:
-            continue
-        rows[node.name] = LayerError(
-            node=node.name, op_type=node.op_type, tensor=tensor, sqnr_db=None,
-            activation_sqnr_db=_db(signal, local_noise),
-            weight_sqnr_db=None,
-            output_sqnr_db=_db(reference, cross_noise),
+        inputs = [local[name] for name in node.input if local.get(name) is not None]
+        weight = weights.get(node.input[1]) if len(node.input) > 1 else None
+        row = LayerError(
+            node=node.name, op_type=node.op_type, tensor=node.output[0], sqnr_db=None,
+            input_sqnr_db=min(inputs) if inputs else None,
+            weight_sqnr_db=weight,
+            output_sqnr_db=accumulated.get(node.output[0]),
         )
-    for weight, match in weight_matches.items():
-        signal = float(np.square(match["float"], dtype=np.float64).sum())
-        noise = float(np.square(match["float"].astype(np.float64) - match["dequantized"]).sum())
-        for node in consumers.get(weight, []):
-            if node.input[1:2] != [weight]:
-                continue
-            row = rows.setdefault(node.name, LayerError(node.name, node.op_type, node.output[0], None, None, None, None))
-            row.weight_sqnr_db = _db(signal, noise)
-    for row in rows.values():
-        local = [v for v in (row.activation_sqnr_db, row.weight_sqnr_db) if v is not None]
-        row.sqnr_db = min(local) if local else None
-    return sorted(rows.values(), key=lambda r: (r.sqnr_db is None, r.sqnr_db if r.sqnr_db is not None else 0.0))
+        measured = [v for v in (row.input_sqnr_db, row.weight_sqnr_db) if v is not None]
+        row.sqnr_db = min(measured) if measured else None
+        if row.sqnr_db is not None or row.output_sqnr_db is not None:
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r.sqnr_db is None, r.sqnr_db if r.sqnr_db is not None else 0.0))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -443,8 +443,8 @@ def benchmark(
                 continue
             try:
                 runners[key] = _make_runner(get_format(key), source, files.get(key), threads)
-            except EdgecnnError as error:
-                row.status, row.reason = FAILED, str(error)
+            except Exception as error:  # a benchmark records any failure as its format's reason and goes on
+                row.status, row.reason = FAILED, _reason(error)
                 continue
             if key == BASELINE_FORMAT:
                 row.size_mb = _state_dict_bytes(source.module) / 1e6
@@ -551,8 +551,8 @@ def prepare_artifacts(
                 fp16="onnx-fp16" in direct or "onnx-fp16" in artifacts.files,
                 ort="ort" in direct or "ort" in artifacts.files,
             )
-        except EdgecnnError as error:
-            artifacts.failures = {key: f"export failed: {error}" for key in keys}
+        except Exception as error:  # a benchmark records any failure as its formats' reason and goes on
+            artifacts.failures = {key: f"export failed: {_reason(error)}" for key in keys}
             artifacts.files = {}
             return artifacts
         manifest, artifacts.files = result.manifest, dict(result.files)
@@ -569,9 +569,9 @@ def prepare_artifacts(
                 from edgecnn.calibration import quantize_export
 
                 result = quantize_export(directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **dict(quantize_options or {}))
-            except EdgecnnError as error:
+            except Exception as error:  # as above: the INT8 row says why, the other formats go on
                 artifacts.files.pop(key, None)
-                artifacts.failures[key] = f"INT8 quantization failed: {error}"
+                artifacts.failures[key] = f"INT8 quantization failed: {_reason(error)}"
                 continue
             artifacts.files[key] = result.path
             manifest = read_manifest(directory)
@@ -623,9 +623,9 @@ def _measure_accuracy(images, source, keys, rows, runners, files, threads: int, 
         steps.advance(f"top-1 of {', '.join(onnx_keys)}")
         try:
             report = evaluate([files[k] for k in onnx_keys], images, top_k=1, max_drop=None, threads=threads)
-        except EdgecnnError as error:
+        except Exception as error:  # a benchmark records any failure as its formats' reason and goes on
             for key in onnx_keys:
-                rows[key].status, rows[key].reason = FAILED, f"evaluation failed: {error}"
+                rows[key].status, rows[key].reason = FAILED, f"evaluation failed: {_reason(error)}"
                 runners.pop(key, None)
         else:
             by_path = {Path(result.artifact).resolve(): result for result in report.results}
@@ -638,12 +638,17 @@ def _measure_accuracy(images, source, keys, rows, runners, files, threads: int, 
                 rows[key].top1_drop = result.drop if result.drop is not None else (0.0 if result is reference else None)
     if BASELINE_FORMAT in runners:
         steps.advance("top-1 of torch")
-        correct = total = 0
-        for batch in images.batches(_preprocessing(source, files)):
-            logits = runners[BASELINE_FORMAT].predict(batch.images)
-            correct += int((logits.argmax(axis=1) == batch.labels).sum())
-            total += len(batch.labels)
         row = rows[BASELINE_FORMAT]
+        correct = total = 0
+        try:
+            for batch in images.batches(_preprocessing(source, files)):
+                logits = runners[BASELINE_FORMAT].predict(batch.images)
+                correct += int((logits.argmax(axis=1) == batch.labels).sum())
+                total += len(batch.labels)
+        except Exception as error:  # as above
+            row.status, row.reason = FAILED, f"evaluation failed: {_reason(error)}"
+            runners.pop(BASELINE_FORMAT)
+            return
         row.top1 = 100.0 * correct / total
         row.top1_drop = reference_top1 - row.top1 if reference_top1 is not None else None
 
@@ -658,9 +663,13 @@ def _preprocessing(source, files: Mapping[str, Path]):
     return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std)
 
 
-def _first_line(error: BaseException) -> str:
+def _reason(error: BaseException) -> str:
+    """One line for a report: edgecnn's own message, or a library error's type and first line."""
     text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+    first = (text.splitlines()[0] if text else "")[:300]
+    if isinstance(error, EdgecnnError):
+        return first
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _measure_latency(source, keys, rows, runners, batches, warmup, rounds, round_seconds, steps: _StepCounter) -> list[FormatResult]:
@@ -683,13 +692,13 @@ def _measure_latency(source, keys, rows, runners, batches, warmup, rounds, round
             try:
                 candidates[key]()
             except Exception as error:
-                failed[key] = f"inference failed at batch {batch}: {_first_line(error)}"
+                failed[key] = f"inference failed at batch {batch}: {_reason(error)}"
                 del candidates[key]
         latencies = measure_alternating(candidates, warmup=warmup, rounds=rounds, round_seconds=round_seconds)
         baseline = latencies.get(BASELINE_FORMAT)
         for key in keys:
             template = rows[key]
-            row = FormatResult(**{**template.__dict__, "batch": batch})
+            row = replace(template, batch=batch)
             if key in failed:
                 row.status, row.reason = FAILED, failed[key]
             elif key in runners and key not in candidates and row.status == OK:

@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import onnx
 
 from edgecnn.errors import EdgecnnError, UsageError
@@ -172,11 +171,11 @@ def _qlinear_conv(context: NodeContext) -> OpCost:
 
 @cost_rule("ConvTranspose")
 def _conv_transpose(context: NodeContext) -> OpCost:
+    """Every input element meets C_out/group x kernel weights (weight layout [C_in, C_out/group, k...])."""
     data, weight = context.input(0), context.input(1)
     if data is None or weight is None:
         raise EdgecnnError(f"ConvTranspose {context.node.name}: input or weight shape unresolved")
-    group = int(context.attributes.get("group", 1))
-    macs = _numel(data) * (weight[1] * group // group) * _numel(weight[2:])
+    macs = _numel(data) * weight[1] * _numel(weight[2:])
     ops = _numel(context.output()) if context.input(2) is not None else 0
     return OpCost(macs, ops, "conv")
 
@@ -496,9 +495,7 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) 
         raise UsageError(f"ONNX shape inference failed at the given input shapes: {first}") from None
 
 
-
 _MAC_WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
-_BIAS_INPUTS = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
 
 
 class _Graph:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgecnn.cost import CONVENTION, GraphCost, NodeCost
+from edgecnn.cost import CONVENTION, GraphCost
 from edgecnn.devices import Device
 
 __all__ = ["ESTIMATED_LABEL", "ExecutionClass", "EXECUTION_CLASSES", "LayerEstimate", "LatencyEstimate",
@@ -55,16 +55,18 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="cpu",
         description="CPU cores through ONNX Runtime's MLAS kernels (NCHWc layout on x86, NEON on Arm)",
         compute_efficiency={
-            "conv": 0.70, "pointwise": 0.60, "grouped": 0.30, "depthwise": 0.06, "gemm": 0.60,
+            "conv": 0.80, "pointwise": 0.40, "grouped": 0.30, "depthwise": 0.10, "gemm": 0.60,
             "norm": 0.05, "pool": 0.05, "elementwise": 0.05, "quant": 0.05, "data": 0.05, "other": 0.05,
         },
-        half_size_macs=2e6,
+        half_size_macs=5e5,
         memory_efficiency=0.5,
-        layer_overhead_us=15.0,
+        layer_overhead_us=20.0,
         source=(
-            "fitted to ONNX Runtime 1.32's per-node profile of the zoo at batch 1 on the development host "
-            "(2 Zen 1 cores, AVX2+FMA); peak and bandwidth are the host's measured GEMM and copy "
-            "(bench/profile_bench.py). Raspberry Pi figures reuse them: unvalidated on a Pi."
+            "fitted (grid search, bench/profile_bench.py fit) to ONNX Runtime 1.32's batch-1 FP32 latency of "
+            "half the zoo on the development host (2 Zen 1 cores, AVX2+FMA, shared with other work: load "
+            "average about 15 during the run), relative to the host's GEMM peak and copy bandwidth measured in "
+            "the same run; median absolute error 9% on the fitted half, 17% on the held-out half. Raspberry "
+            "Pi estimates reuse these factors: unvalidated on a Pi."
         ),
     ),
     "gpu-cuda-cores": ExecutionClass(
@@ -95,7 +97,7 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
             "conv": 0.35, "pointwise": 0.30, "grouped": 0.06, "depthwise": 0.025, "gemm": 0.20,
             "norm": 0.025, "pool": 0.025, "elementwise": 0.025, "quant": 0.025, "data": 0.025, "other": 0.025,
         },
-        half_size_macs=10e6,
+        half_size_macs=5e6,
         memory_efficiency=0.7,
         layer_overhead_us=5.0,
         free_kinds=frozenset({"view", "data"}),
@@ -103,9 +105,11 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
             "estimate: dense tensor-core peaks assume large GEMMs, and batch-1 convolutions reach about a third "
             "of them; depthwise and grouped layers do not map onto tensor cores and run at about 10% of the "
             "CUDA cores' FP16 rate (2 x FP32 = a quarter of the tensor peak on Volta and Ampere Jetsons). "
-            "Checked against NetsPresso's published TensorRT batch-1 latencies on Orin Nano (JetPack 6) and "
-            "AGX Orin (JetPack 5) for compressed ResNet-50 and MobileNetV3-small (estimates for the uncompressed "
-            "models come out within about 1.5x). Unvalidated on a device: measure there and replace."
+            "Compared with NetsPresso's published TensorRT FP16 batch-1 latencies of ResNet-50 compressed to "
+            "ratio 0.5 (docs/benchmarks/device_compat_matrix/tensorrt.md in Nota-NetsPresso/netspresso-trainer: "
+            "3.24 ms on Orin Nano, 0.95 ms on AGX Orin), the estimates for the full ResNet-50 (3.3 and 1.1 ms) "
+            "are about equal, so they are probably optimistic for full models, by up to about 2x. "
+            "Unvalidated on a device: measure there and replace."
         ),
     ),
 }

@@ -150,17 +150,23 @@ def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:
     return Artifact(path, model, f"onnx ({precision}, not in manifest)", precision, manifest, optimization)
 
 
-def _manifest_beside(path: Path) -> Mapping[str, Any]:
-    if not (path.parent / MANIFEST_NAME).is_file():
-        raise UsageError(
-            f"{path} has no {MANIFEST_NAME} beside it, so its preprocessing is unknown: "
-            f"package it with 'edgecnn export {path}' and evaluate the export directory"
-        )
-    return read_manifest(path.parent)
+def _manifest_beside(path: Path, reference: Path | None = None) -> Mapping[str, Any]:
+    """The manifest.json beside ``path``, else the one beside ``reference`` (an INT8 file written elsewhere is fed like its FP32 model)."""
+    for folder in (path.parent, reference.parent if reference is not None else None):
+        if folder is not None and (folder / MANIFEST_NAME).is_file():
+            return read_manifest(folder)
+    raise UsageError(
+        f"{path} has no {MANIFEST_NAME} beside it, so its preprocessing is unknown: give --reference the FP32 model "
+        f"of its export directory, or package it with 'edgecnn export {path}'"
+    )
 
 
-def resolve_artifacts(paths: Sequence[str | Path]) -> list[Artifact]:
-    """ONNX files and export directories to artifacts: a directory contributes every ONNX model its manifest lists."""
+def resolve_artifacts(paths: Sequence[str | Path], reference: str | Path | None = None) -> list[Artifact]:
+    """ONNX files and export directories to artifacts: a directory contributes every ONNX model its manifest lists.
+
+    A file without a manifest beside it takes the manifest of ``reference`` (its FP32 model), when given.
+    """
+    reference = Path(reference) if reference is not None else None
     if not paths:
         raise UsageError("name at least one artifact: an ONNX file or an export directory (for example exports/mobilenet_v2)")
     artifacts: dict[Path, Artifact] = {}
@@ -182,7 +188,7 @@ def resolve_artifacts(paths: Sequence[str | Path]) -> list[Artifact]:
             raise UsageError(f"{given} is a TensorRT engine, which needs a GPU: evaluate the ONNX model it was built from")
         if given.suffix not in _RUNNABLE_SUFFIXES:
             raise UsageError(f"{given} is not an ONNX model: 'edgecnn eval' runs .onnx files and export directories")
-        artifacts.setdefault(given.resolve(), _artifact_from_file(given, _manifest_beside(given)))
+        artifacts.setdefault(given.resolve(), _artifact_from_file(given, _manifest_beside(given, reference)))
     return list(artifacts.values())
 
 
@@ -281,7 +287,7 @@ def evaluate(
     """
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
-    resolved, references = _with_references(resolve_artifacts(artifacts), Path(reference) if reference else None)
+    resolved, references = _with_references(resolve_artifacts(artifacts, reference), Path(reference) if reference else None)
     labelled = data if isinstance(data, LabelledImages) else load_labelled(data)
     _check_classes(resolved, labelled)
     k = min(top_k, labelled.num_classes)

@@ -10,8 +10,8 @@ with its activation becomes one kernel named after the fused output, with an ``_
 switched layouts), so :func:`join_node_times` maps each kernel back to the static table: by node name,
 then by the tensor it writes, then up through fused activations to the node of the kernel's op type. Kernels that
 match no node (layout reorders the runtime inserted) are reported as runtime rows, not dropped. Kernel
-names carry suffixes the optimizer appends (``_nchwc``, ``_bn``, ``_token_N``): up to four trailing
-``_suffix`` parts are stripped until a node or tensor name matches.
+names carry what the optimizer adds (a ``fused `` prefix; ``_nchwc``, ``_bn``, ``_token_N`` suffixes): the
+prefix is dropped and up to four trailing ``_suffix`` parts are stripped until a node or tensor name matches.
 """
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def join_node_times(cost: GraphCost, kernels: Mapping[str, tuple[str, float]]) -
     joined: dict[str, NodeTime] = {}
     runtime: list[NodeTime] = []
     for kernel, (op_type, ms) in kernels.items():
-        node, candidate_name = None, kernel
+        node, candidate_name = None, kernel.removeprefix("fused ")
         for _ in range(4):
             node = by_name.get(candidate_name) or producer.get(candidate_name)
             if node is not None or "_" not in candidate_name:

@@ -78,8 +78,8 @@ def plot_profile(report: ProfileReport, path: str | Path) -> Path:
     accuracy.legend(handles=tag_handles + size_handles, loc="lower right", fontsize=8, labelspacing=1.2, borderpad=1)
     unranked = sorted({row.model for row in report.rows} - seen)
     if unranked:
-        accuracy.text(0.01, 0.01, f"no reference top-1: {', '.join(unranked[:8])}{' ...' if len(unranked) > 8 else ''}",
-                      transform=accuracy.transAxes, fontsize=7, color="#666666")
+        accuracy.text(0.01, 0.99, f"not shown (no reference top-1): {', '.join(unranked[:6])}{' ...' if len(unranked) > 6 else ''}",
+                      transform=accuracy.transAxes, fontsize=7, color="#666666", va="top")
 
     rows = [row for row in report.rows if row.batch == first_batch]
     for row in rows:

@@ -60,6 +60,18 @@ def _shifted(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.stack([p[:, y:y + height, x:x + width] for p, (y, x) in zip(padded, offsets.tolist())])
 
 
+def _start_classes_alive(model: nn.Module) -> None:
+    """Start SqueezeNet's class-score bias at 1 instead of 0.
+
+    SqueezeNet scores the classes through a ReLU: a class whose score falls below zero on every image gets
+    no gradient and is never predicted again. From the zero bias one or two of the ten digits died in
+    training (top-1 88.9% and 79.7%); a positive start keeps every class alive until its own images hold it up.
+    """
+    final_conv = getattr(model, "classifier", None)
+    if isinstance(final_conv, nn.Sequential) and isinstance(final_conv[-2], nn.ReLU) and isinstance(final_conv[1], nn.Conv2d):
+        nn.init.constant_(final_conv[1].bias, 1.0)
+
+
 def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.inference_mode():
         predictions = torch.cat([model(chunk).argmax(1) for chunk in images.split(256)])
@@ -79,6 +91,7 @@ def train(name: str, *, seed: int = 0, epochs: int | None = None, learning_rate:
     images, labels = torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels)
     test_images, test_labels = torch.from_numpy(test_set.images), torch.from_numpy(test_set.labels)
     model = reference.build(seed=seed)
+    _start_classes_alive(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
     steps_per_epoch = math.ceil(len(images) / BATCH_SIZE)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=epochs * steps_per_epoch)

@@ -38,7 +38,7 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
             "model": row.model,
             "precision": row.precision,
             "batch": row.batch,
-            "params": row.params,
+            "params_m": row.params / 1e6,
             "gmacs": row.macs / 1e9,
             "weight_mb": row.weight_bytes / MB,
             "peak_act_mb": row.peak_activation_bytes / MB,
@@ -46,6 +46,7 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
         if single:
             fit = row.devices[0]
             entry.update({
+                "model_mb": fit.model_bytes / MB,
                 "total_mb": fit.total_bytes / MB,
                 "fits": "yes" if fit.fits else "no",
                 "headroom_mb": fit.headroom_bytes / MB,
@@ -63,9 +64,9 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
             entry["uncounted"] = ",".join(f"{op}x{n}" for op, n in row.uncounted.items())
         rows.append(entry)
     headers = {
-        "gmacs": "GMACs", "weight_mb": "weights MB", "peak_act_mb": "peak act. MB", "total_mb": "total MB",
-        "headroom_mb": "headroom MB", "est_ms": "est. ms", "model_mb": "model MB", "host_p50_ms": "host p50 ms", "host_per_s": "host img/s",
-        "ref_top1": "top-1 % (ref)", "precision": "prec.",
+        "params_m": "params M", "gmacs": "GMACs", "weight_mb": "weights MB", "peak_act_mb": "peak act. MB",
+        "total_mb": "total MB", "headroom_mb": "headroom MB", "est_ms": "est. ms", "model_mb": "model MB",
+        "host_p50_ms": "host p50 ms", "host_per_s": "host img/s", "ref_top1": "top-1 (ref)", "precision": "prec.",
     }
     headers.update({device: f"{_short(device)} est. ms" for device in report.devices})
     return rows, headers
@@ -96,7 +97,8 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
     lines = [
         f"MACs: {report.convention}. MB = 2^20 bytes. params and weights are the ONNX graph's (BatchNorm folded).",
         f"est. ms = {report.estimated_label}, per batch; assumptions in --json.",
-        f"Memory budget: {report.budget}. total = weights + peak activations (liveness plan) + the device's runtime overhead.",
+        f"Memory budget: {report.budget}; a model fits when model MB = weights + peak activations (liveness plan) is within it. "
+        "total MB adds the device's runtime overhead.",
     ]
     if any(row.basis.startswith("derived") for row in report.rows):
         lines.append("Zoo fp16/int8 rows are costed from the FP32 graph with that precision's byte sizes (see docs/profile.md).")

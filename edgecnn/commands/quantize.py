@@ -237,12 +237,12 @@ def _run_analysis(model, target, output, cache_option, options, samples, top, fm
         emit(to_json({"model": str(location.fp32_path), "target": target, "samples": used, "layers": table}))
         return
     footer = [
-        f"{len(rows)} layers, ranked by SQNR = min(activation, weight): the noise each layer's own quantization adds (lower is worse).",
+        f"{len(rows)} layers, ranked by SQNR = min(inputs, weight): the noise each layer's own quantization adds (lower is worse).",
         "output = FP32 vs INT8 at the layer's output (accumulated with depth). Keep a layer in float with --exclude NODE_PATTERN.",
         f"INT8 for {target}; {result.calibration_description}; analysis on {used} samples. Nothing was written.",
     ]
-    emit(render_rows(table[:top], fmt, columns=["node", "op_type", "sqnr_db", "activation_sqnr_db", "weight_sqnr_db", "output_sqnr_db"],
-                     headers={"op_type": "op", "sqnr_db": "SQNR dB", "activation_sqnr_db": "activation", "weight_sqnr_db": "weight", "output_sqnr_db": "output"},
+    emit(render_rows(table[:top], fmt, columns=["node", "op_type", "sqnr_db", "input_sqnr_db", "weight_sqnr_db", "output_sqnr_db"],
+                     headers={"op_type": "op", "sqnr_db": "SQNR dB", "input_sqnr_db": "inputs", "weight_sqnr_db": "weight", "output_sqnr_db": "output"},
                      title=f"per-layer quantization error of {location.fp32_path.name}, worst first", footer=footer, console=console))
 
 
