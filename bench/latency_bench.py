@@ -120,8 +120,11 @@ def build_candidates(onnx_path: Path, int8_path: Path | None, inputs, module, co
     return candidates, setup_s
 
 
-def check_agreement(candidates: dict[str, Callable[[], Any]]) -> dict[str, float]:
-    """Max |candidate - eager| / max |eager| of each FP32 candidate: a wrong runner must not win on speed."""
+def first_calls(candidates: dict[str, Callable[[], Any]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Call each candidate once (its warm-up): its max |output - eager| / max |eager| and its wall seconds.
+
+    The error check keeps a wrong runner from winning on speed; the times size the timing rounds.
+    """
     import numpy as np
 
     def logits(value) -> np.ndarray:
@@ -133,28 +136,26 @@ def check_agreement(candidates: dict[str, Callable[[], Any]]) -> dict[str, float
             value = next(iter(value.to_dict().values()))
         return np.asarray(value, dtype=np.float32)
 
-    reference = logits(candidates[EAGER]())
-    scale = float(np.abs(reference).max()) or 1.0
-    errors = {}
+    outputs, seconds = {}, {}
     for key, run in candidates.items():
-        if key in (EAGER, INT8):
-            continue
-        errors[key] = float(np.abs(logits(run()) - reference).max()) / scale
-    return errors
+        started = time.perf_counter()
+        outputs[key] = logits(run())
+        seconds[key] = time.perf_counter() - started
+    reference = outputs[EAGER]
+    scale = float(np.abs(reference).max()) or 1.0
+    errors = {key: float(np.abs(out - reference).max()) / scale for key, out in outputs.items() if key not in (EAGER, INT8)}
+    return errors, seconds
 
 
-def timing_plan(candidates: dict[str, Callable[[], Any]], budget_s: float, min_rounds: int = 3, max_rounds: int = 7) -> tuple[int, float]:
-    """Rounds and seconds per candidate per round that fit ``budget_s``, from one timed call of each candidate.
+def timing_plan(seconds: dict[str, float], budget_s: float, min_rounds: int = 3, max_rounds: int = 7) -> tuple[int, float]:
+    """Rounds, and seconds per candidate per round, that fit ``budget_s`` given one call's time of each candidate.
 
     Fast candidates then get many runs per round and slow ones one, so every candidate has enough samples
     for its percentiles without the slowest setting the pace; at least ``min_rounds`` rounds always run.
     """
-    started = time.perf_counter()
-    for run in candidates.values():
-        run()
-    per_round = time.perf_counter() - started
+    per_round = sum(seconds.values())
     rounds = max(min_rounds, min(max_rounds, int(budget_s / max(per_round, 1e-3))))
-    return rounds, budget_s / (rounds * len(candidates))
+    return rounds, budget_s / (rounds * len(seconds))
 
 
 def measure_model(name: str, export_dir: Path, batches: tuple[int, ...], use_compile: bool, budget_s: float, peak_gflops: float) -> dict[str, Any]:
@@ -193,9 +194,9 @@ def measure_model(name: str, export_dir: Path, batches: tuple[int, ...], use_com
     for batch in batches:
         inputs = check_inputs((batch, spec.in_chans, *spec.input_size), seed=batch)
         candidates, setup_s = build_candidates(onnx_path, int8_path, inputs, module, compiled, record["skipped"])
-        errors = check_agreement(candidates)
-        rounds, round_seconds = timing_plan(candidates, budget_s)
-        latencies = measure_alternating(candidates, warmup=1, rounds=rounds, round_seconds=round_seconds)
+        errors, first_s = first_calls(candidates)
+        rounds, round_seconds = timing_plan(first_s, budget_s)
+        latencies = measure_alternating(candidates, warmup=0, rounds=rounds, round_seconds=round_seconds)
         flops = analyze(graph, batch=batch).flops
         eager_ms = latencies[EAGER].p50_ms
         fastest_fp32 = min(latencies[k].p50_ms for k in FP32_CANDIDATES if k in latencies)

@@ -1,7 +1,7 @@
 """Choose ONNX Runtime session settings by measurement: threads, optimization level, execution mode, memory.
 
 Each knob of :class:`edgecnn.runtime.SessionSettings` is varied alone against the base settings
-(``SessionSettings()``: ONNX Runtime's defaults with the thread count set to the usable cores), on a few
+(``SessionSettings()``: ONNX Runtime's defaults when the process may use every core), on a few
 zoo models at batch 1, every variant of a model timed in one process in alternating rounds
 (:func:`edgecnn.benchmark.measure_alternating`); a plain ``InferenceSession`` (ONNX Runtime's defaults)
 runs alongside for reference. A second base session (the A/A pair) measures the noise: a knob is adopted
@@ -38,7 +38,7 @@ BASE_AGAIN = "base (A/A)"
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "threads 1": {"intra_op_threads": 1},
-    "threads onnxruntime's (pinned)": {"intra_op_threads": 0},
+    "threads = usable cores (unpinned)": {"onnxruntime_picks_threads": False},
     "optimization extended": {"optimization": "extended"},
     "optimization basic": {"optimization": "basic"},
     "execution parallel": {"execution_mode": "parallel"},
@@ -47,9 +47,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "spinning off": {"allow_spinning": False},
     "dynamic block base 4": {"dynamic_block_base": 4},
 }
-"""Each variant changes one knob of the base, SessionSettings(): ONNX Runtime's defaults except that the
-thread count is the usable cores (ONNX Runtime's own choice, one pinned thread per physical core, is the 0
-variant)."""
+"""Each variant changes one knob of the base, SessionSettings() (ONNX Runtime's defaults where this process may
+use every core)."""
 
 
 def default_session(path: Path):
@@ -163,8 +162,8 @@ def _markdown(payload: dict[str, Any]) -> str:
     return "\n".join([
         "# ONNX Runtime session settings, chosen by measurement",
         "",
-        f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults with the thread count "
-        f"set to the usable cores), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = variant "
+        f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults when the process may use "
+        f"every core), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = variant "
         f"p50 / base p50 (below 1 is faster); `{DEFAULTS}` is a plain `InferenceSession`. The A/A column is a second "
         f"base session: its distance from 1 is the noise. A knob is adopted when its geometric-mean ratio is below "
         f"1 - {payload['margin']:.3f} and it is slower on no model by more than that.",

@@ -252,7 +252,7 @@ def _torch_runner(module) -> _Runner:
     return _Runner(predict)
 
 
-def _onnxruntime_runner(key: str, path: Path, threads: int) -> _Runner:
+def _onnxruntime_runner(key: str, path: Path, threads: int | None) -> _Runner:
     """An ONNX Runtime CPU session; INT8 artifacts at the optimization level at which they compute what their graph says."""
     from edgecnn.runtime import create_session, run_session
 
@@ -388,7 +388,8 @@ def benchmark(
     model that has digits reference weights, those are used. INT8 is calibrated on ``calibration``
     (default: the digits calibration split for ``digits``, else edgecnn's builtin images) with
     ``quantize_options`` (keyword options of :func:`edgecnn.calibration.quantize_onnx`). ``threads``
-    (default: the usable cores) applies to PyTorch and ONNX Runtime alike. ``warmup``, ``rounds`` and
+    applies to PyTorch and ONNX Runtime alike (default: PyTorch on the usable cores, ONNX Runtime as
+    :data:`edgecnn.runtime.MEASURED_SETTINGS` says). ``warmup``, ``rounds`` and
     ``round_seconds`` shape the timing (see :func:`measure_alternating`); ``progress(description, done,
     total)`` is called as steps start.
     """
@@ -402,7 +403,7 @@ def benchmark(
     batch_sizes = parse_batches(batches)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
-    threads = threads or usable_cores()
+    ort_threads, threads = threads, threads or usable_cores()
     data = str(data) if data is not None else None
     images = load_labelled(data, split="test") if data is not None else None
     target = _resolve_target(model, data, weights, num_classes, input_size, config)
@@ -442,14 +443,14 @@ def benchmark(
                 row.status, row.reason = FAILED, artifacts.failures[key]
                 continue
             try:
-                runners[key] = _make_runner(get_format(key), source, files.get(key), threads)
+                runners[key] = _make_runner(get_format(key), source, files.get(key), ort_threads)
             except Exception as error:  # a benchmark records any failure as its format's reason and goes on
                 row.status, row.reason = FAILED, _reason(error)
                 continue
             if key == BASELINE_FORMAT:
                 row.size_mb = _state_dict_bytes(source.module) / 1e6
         if images is not None:
-            _measure_accuracy(images, source, keys, rows, runners, files, threads, steps)
+            _measure_accuracy(images, source, keys, rows, runners, files, ort_threads, steps)
         results = _measure_latency(source, keys, rows, runners, batch_sizes, warmup, rounds, round_seconds, steps)
     finally:
         torch.set_num_threads(previous_threads)
@@ -467,7 +468,7 @@ def benchmark(
         data_images=len(images) if images is not None else None,
         weights=str(target.weights) if target.weights else None,
         rows=results,
-        session_settings=session_settings(threads),
+        session_settings=session_settings(ort_threads),
         notes=notes,
         seconds=time.perf_counter() - started,
     )
@@ -581,7 +582,7 @@ def prepare_artifacts(
     return artifacts
 
 
-def _make_runner(fmt: Format, source, path: Path | None, threads: int) -> _Runner:
+def _make_runner(fmt: Format, source, path: Path | None, threads: int | None) -> _Runner:
     if fmt.runtime == "torch":
         if source.module is None:
             raise EdgecnnError("the model is an ONNX file: there is no PyTorch module to run")
@@ -609,7 +610,7 @@ def _existing_files(directory: Path | None) -> dict[str, Path]:
     return {}
 
 
-def _measure_accuracy(images, source, keys, rows, runners, files, threads: int, steps: _StepCounter) -> None:
+def _measure_accuracy(images, source, keys, rows, runners, files, threads: int | None, steps: _StepCounter) -> None:
     """Top-1 of every runnable format on the labelled images, and its drop in points against FP32.
 
     ONNX artifacts go through :func:`edgecnn.evaluate.evaluate` (which adds the export's FP32 model as

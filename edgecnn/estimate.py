@@ -11,7 +11,8 @@ reaches half of its kind's efficiency, because small layers cannot fill the mach
 lanes and cores on a CPU, streaming multiprocessors on a GPU). Activations, normalizations and residual
 adds that directly follow a convolution or matrix product are fused into it by the runtimes edgecnn
 targets (ONNX Runtime's Conv+activation and NCHWc fusions, TensorRT's layer fusion) and cost nothing of
-their own; view ops (Reshape, Flatten, ...) cost nothing.
+their own; so do QuantizeLinear/DequantizeLinear nodes, which TensorRT and ONNX Runtime's QDQ
+transformer fold into the quantized layers; view ops (Reshape, Flatten, ...) cost nothing.
 
 Every figure is an estimate and is labelled so; the factors and their sources travel in every report's
 JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's per-node profile of the zoo on the
@@ -46,7 +47,7 @@ class ExecutionClass:
     half_size_macs: float
     memory_efficiency: float
     layer_overhead_us: float
-    free_kinds: frozenset[str] = frozenset({"view"})
+    free_kinds: frozenset[str] = frozenset({"view", "quant"})
     source: str = ""
 
 
@@ -55,7 +56,7 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="cpu",
         description="CPU cores through ONNX Runtime's MLAS kernels (NCHWc layout on x86, NEON on Arm)",
         compute_efficiency={
-            "conv": 0.80, "pointwise": 0.40, "grouped": 0.30, "depthwise": 0.10, "gemm": 0.60,
+            "conv": 0.80, "pointwise": 0.60, "grouped": 0.30, "depthwise": 0.20, "gemm": 0.60,
             "norm": 0.05, "pool": 0.05, "elementwise": 0.05, "quant": 0.05, "data": 0.05, "other": 0.05,
         },
         half_size_macs=5e5,
@@ -64,9 +65,10 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         source=(
             "fitted (grid search, bench/profile_bench.py fit) to ONNX Runtime 1.32's batch-1 FP32 latency of "
             "half the zoo on the development host (2 Zen 1 cores, AVX2+FMA, shared with other work: load "
-            "average about 15 during the run), relative to the host's GEMM peak and copy bandwidth measured in "
-            "the same run; median absolute error 9% on the fitted half, 17% on the held-out half. Raspberry "
-            "Pi estimates reuse these factors: unvalidated on a Pi."
+            "average 11-17 during the run), relative to the host's GEMM peak and copy bandwidth measured "
+            "right before and after each model (bench/results/profile_estimator_fitdata.json): median "
+            "absolute error 15% on the fitted half, 14% on the held-out half; a fresh run with these factors "
+            "is bench/results/profile_estimator.md. Raspberry Pi estimates reuse them: unvalidated on a Pi."
         ),
     ),
     "gpu-cuda-cores": ExecutionClass(
@@ -79,7 +81,7 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         half_size_macs=5e6,
         memory_efficiency=0.7,
         layer_overhead_us=8.0,
-        free_kinds=frozenset({"view", "data"}),
+        free_kinds=frozenset({"view", "quant", "data"}),
         source=(
             "estimate, anchored on NVIDIA's Jetson Nano inference benchmarks with TensorRT FP16 at batch 1 "
             "(developer.nvidia.com/embedded/jetson-nano-dl-inference-benchmarks: ResNet-50 about 36 images/s, "
@@ -100,7 +102,7 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         half_size_macs=5e6,
         memory_efficiency=0.7,
         layer_overhead_us=5.0,
-        free_kinds=frozenset({"view", "data"}),
+        free_kinds=frozenset({"view", "quant", "data"}),
         source=(
             "estimate: dense tensor-core peaks assume large GEMMs, and batch-1 convolutions reach about a third "
             "of them; depthwise and grouped layers do not map onto tensor cores and run at about 10% of the "

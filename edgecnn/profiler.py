@@ -34,6 +34,7 @@ __all__ = [
     "ProfileRow",
     "Recommendation",
     "ProfileReport",
+    "ProfileTarget",
     "parse_memory_size",
     "parse_precisions",
     "parse_batches",
@@ -203,12 +204,14 @@ class ProfileReport:
 
 
 @dataclass
-class _Target:
-    """One thing named on the command line, resolved lazily to its graphs (zoo graphs take seconds to build)."""
+class ProfileTarget:
+    """One thing named on the command line, resolved lazily to its graphs (zoo graphs take seconds to build).
+
+    ``origin`` is ``zoo``, ``onnx`` (a file) or ``export`` (an ``edgecnn export`` directory).
+    """
 
     name: str
     origin: str
-    zoo_name: str | None = None
     path: Path | None = None
 
     def sources(self) -> list[GraphSource]:
@@ -219,34 +222,38 @@ class _Target:
         return [onnx_file_source(self.path)]
 
 
-def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()) -> list[_Target]:
+def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()) -> list[ProfileTarget]:
     """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags)."""
     from edgecnn.registry import get_spec, list_models
 
-    targets: list[_Target] = []
+    targets: list[ProfileTarget] = []
     for model in models:
         path = Path(model)
         if model.endswith(".onnx") or path.is_file():
             if not path.is_file():
                 raise UsageError(f"ONNX file {path} does not exist")
-            targets.append(_Target(path.name.split(".")[0], "onnx", path=path))
-        elif path.is_dir():
-            targets.append(_Target(path.name, "export", path=path))
+            targets.append(ProfileTarget(path.name.split(".")[0], "onnx", path=path))
+        elif path.is_dir() and (path / "manifest.json").is_file():
+            targets.append(ProfileTarget(path.name, "export", path=path))
         elif any(ch in model for ch in "*?["):
             matched = list_models(model)
             if not matched:
                 raise UsageError(f"no model matches {model!r}: run 'edgecnn list'")
-            targets += [_Target(name, "zoo", name) for name in matched]
+            targets += [ProfileTarget(name, "zoo") for name in matched]
         else:
-            name = get_spec(model).name
-            targets.append(_Target(name, "zoo", name))
+            try:
+                targets.append(ProfileTarget(get_spec(model).name, "zoo"))
+            except UnknownNameError:
+                if not path.is_dir():
+                    raise
+                targets.append(ProfileTarget(path.name, "export", path=path))
     wanted_tags = [t.strip() for tag in tags for t in tag.split(",") if t.strip()]
     for tag in wanted_tags:
         if tag not in ("efficient", "heavy"):
             raise UsageError(f"unknown tag {tag!r}: choose efficient or heavy")
-        targets += [_Target(name, "zoo", name) for name in list_models(tags=[tag])]
+        targets += [ProfileTarget(name, "zoo") for name in list_models(tags=[tag])]
     if all_models:
-        targets += [_Target(name, "zoo", name) for name in list_models()]
+        targets += [ProfileTarget(name, "zoo") for name in list_models()]
     unique = list({(t.origin, t.name, str(t.path)): t for t in targets}.values())
     if not unique:
         raise UsageError("name models to profile (for example 'edgecnn profile mobilenet'), --tag efficient,heavy, or --all")
@@ -351,7 +358,7 @@ def _pick_source(sources: list[GraphSource], precision: str) -> tuple[GraphSourc
     return base, f"derived from {base.precision}"
 
 
-def _profile_target(target: _Target, devices: list[Device], options: ProfileOptions) -> list[ProfileRow]:
+def _profile_target(target: ProfileTarget, devices: list[Device], options: ProfileOptions) -> list[ProfileRow]:
     sources = target.sources()
     explicit = options.precisions is not None
     if target.origin == "zoo":
@@ -452,7 +459,7 @@ def _recommend(rows: list[ProfileRow], devices: list[Device], options: ProfileOp
 
 
 def profile(
-    targets: Sequence[_Target],
+    targets: Sequence[ProfileTarget],
     options: ProfileOptions,
     on_done: Callable[[str], None] | None = None,
     on_start: Callable[[str], None] | None = None,

@@ -44,14 +44,18 @@ def usable_cores() -> int:
 class SessionSettings:
     """The ONNX Runtime CPU session knobs edgecnn sets.
 
-    ``intra_op_threads`` None means :func:`usable_cores`; 0 leaves the count to ONNX Runtime (one
-    thread per physical core, which it then pins to cores). ``inter_op_threads`` matters in parallel
-    execution mode only (None: ONNX Runtime's default). ``allow_spinning`` lets idle pool threads
+    ``intra_op_threads`` None (the default) lets ONNX Runtime pick the count, one thread per physical
+    core, each pinned to its core, when ``onnxruntime_picks_threads`` is on and this process may use every
+    core of the machine; otherwise it asks for :func:`usable_cores` threads (which ONNX Runtime does not
+    pin), because ONNX Runtime's own count ignores a narrowed affinity mask (taskset, container CPU sets)
+    and would oversubscribe it. ``inter_op_threads`` matters in parallel execution mode only (None: ONNX
+    Runtime's default). ``allow_spinning`` lets idle pool threads
     busy-wait for the next operator; ``dynamic_block_base`` 0 keeps ONNX Runtime's static work partition,
     a positive value makes blocks shrink as the threads finish (``session.dynamic_block_base``).
     """
 
     intra_op_threads: int | None = None
+    onnxruntime_picks_threads: bool = True
     optimization: str = "all"
     execution_mode: str = "sequential"
     inter_op_threads: int | None = None
@@ -65,13 +69,20 @@ class SessionSettings:
             raise UsageError(f"unknown graph optimization level {self.optimization!r}: choose {', '.join(OPTIMIZATION_LEVELS)}")
         if self.execution_mode not in EXECUTION_MODES:
             raise UsageError(f"unknown execution mode {self.execution_mode!r}: choose {' or '.join(EXECUTION_MODES)}")
-        if self.intra_op_threads is not None and self.intra_op_threads < 0:
-            raise UsageError(f"threads must be at least 1 (or 0: ONNX Runtime's choice), got {self.intra_op_threads}")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise UsageError(f"threads must be at least 1, got {self.intra_op_threads}")
+
+    def thread_request(self) -> int:
+        """The intra-op thread count ONNX Runtime is given (0: its own choice, pinned)."""
+        if self.intra_op_threads is not None:
+            return self.intra_op_threads
+        return 0 if self.onnxruntime_picks_threads and usable_cores() == (os.cpu_count() or 1) else usable_cores()
 
     def resolved(self) -> dict[str, Any]:
-        """The settings with the thread count filled in, as a plain dict."""
+        """The settings as applied, as a plain dict: the thread count ONNX Runtime is given, and whether it chooses."""
         values = asdict(self)
-        values["intra_op_threads"] = usable_cores() if self.intra_op_threads is None else self.intra_op_threads
+        values["intra_op_threads"] = self.thread_request()
+        values["onnxruntime_picks_threads"] = values["intra_op_threads"] == 0
         return values
 
 
@@ -102,7 +113,7 @@ def session_options(settings: SessionSettings):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.intra_op_num_threads = usable_cores() if settings.intra_op_threads is None else settings.intra_op_threads
+    options.intra_op_num_threads = settings.thread_request()
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -131,8 +142,7 @@ def create_session(
 ):
     """A CPU ONNX Runtime session with :data:`MEASURED_SETTINGS`.
 
-    ``threads`` (default: the usable cores) and ``optimization`` (disable/basic/extended/all) override
-    those settings; ``settings`` replaces them altogether (bench/ort_settings.py measures variants this way).
+    ``threads`` and ``optimization`` (disable/basic/extended/all) override those settings; ``settings`` replaces them altogether (bench/ort_settings.py measures variants this way).
     """
     import onnxruntime as ort
 

@@ -58,6 +58,7 @@ def assert_accuracy_drop(
     """
     from edgecnn.evaluate import evaluate
 
+    __tracebackhide__ = True  # pytest reports the failure at the caller's line
     paths = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
     report = evaluate(paths, data, top_k=top_k, max_drop=max_drop, reference=reference)
     if not report.passed:

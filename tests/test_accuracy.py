@@ -30,6 +30,8 @@ from edgecnn.testing import (
     REFERENCE_MODELS, assert_accuracy_drop, reference_model, reference_records, reference_weights_path, save_state_dict_fp16,
 )
 
+pytest.importorskip("sklearn", reason="the digits set ships with scikit-learn, which is not installed")
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train_digits.py"
 TARGETS = ("cpu", "tensorrt")
@@ -148,6 +150,17 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
         assert np.all(np.abs(counts - expected) <= 1), f"{name} split is not stratified: {counts}"
     recorded = {record["split_sha256"] for record in reference_records().values()}
     assert recorded == {digits_split_sha256()}, "the shipped weights were trained on another split: retrain with scripts/train_digits.py"
+
+
+def test_shipped_weights_are_the_recorded_ones_and_small():
+    from edgecnn.export.manifest import sha256_file
+
+    records = reference_records()
+    shipped = [name for name, model in REFERENCE_MODELS.items() if model.shipped]
+    assert sorted(records) == sorted(shipped)
+    for name in shipped:
+        assert sha256_file(reference_weights_path(name)) == records[name]["weights_sha256"], name
+    assert sum(reference_weights_path(name).stat().st_size for name in shipped) < 10 * 2**20
 
 
 # The reference models through FP32, FP16 and INT8 ---------------------------------------------------

@@ -17,7 +17,7 @@ from edgecnn.cli import main
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.export import export_model
 from edgecnn.export.tensorrt import installed_tensorrt
-from edgecnn.runtime import MEASURED_SETTINGS, create_session, session_settings
+from edgecnn.runtime import MEASURED_SETTINGS, SessionSettings, create_session, session_settings
 
 MODEL, SIZE = "squeezenet1_1", "64"
 FAST = {"warmup": 0, "rounds": 1, "round_seconds": 0.0}
@@ -178,7 +178,7 @@ def test_cli_json_and_csv(tmp_path):
     payload = json.loads(result.stdout)
     assert payload["model"] == MODEL and [row["format"] for row in payload["rows"]] == ["torch", "engine"]
     assert payload["rows"][0]["status"] == OK and payload["rows"][1]["status"] in (NOT_AVAILABLE, FAILED, OK)
-    assert payload["session_settings"]["intra_op_threads"] >= 1
+    assert payload["session_settings"]["onnxruntime"] and "intra_op_threads" in payload["session_settings"]
     result = invoke("benchmark", MODEL, "--input-size", SIZE, "--formats", "torch", "--rounds", "1", "-o", tmp_path, "--csv")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("format,batch,status,size_mb,top1")
@@ -194,3 +194,15 @@ def test_session_settings_are_applied_and_reported(report, export_dir):
     assert options.intra_op_num_threads == 1
     with pytest.raises(UsageError, match="unknown graph optimization level"):
         replace(MEASURED_SETTINGS, optimization="fastest")
+
+
+def test_onnxruntime_picks_threads_only_when_every_core_is_usable(monkeypatch):
+    import edgecnn.runtime as runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    assert SessionSettings().thread_request() == 0
+    assert SessionSettings(onnxruntime_picks_threads=False).thread_request() == 8
+    assert SessionSettings(intra_op_threads=3).thread_request() == 3
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    assert SessionSettings().thread_request() == 2
