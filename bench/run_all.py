@@ -3,7 +3,7 @@
 Scripts run one after another (never in parallel: each one's timings need the machine to itself); one that
 is not in this checkout is listed as absent, one that fails is listed with its last output line, and the
 rest go on. The ONNX exports that ort_settings.py and latency_bench.py need are shared through one
-temporary directory. ``exporter_compare.py`` (issue 3's one-off comparison of torch's two exporters, about
+directory (temporary unless ``--export-dir`` is given). ``exporter_compare.py`` (issue 3's one-off comparison of torch's two exporters, about
 an hour) is left out unless ``--include-long`` is given.
 
 Goal (issue 7): the suite runs end to end in under 30 minutes on the 2-core development machine.
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", choices=names, default=[], help="leave these scripts out")
     parser.add_argument("--include-long", action="store_true", help="also run the long one-off comparisons (exporter_compare)")
     parser.add_argument("--timeout", type=float, help="seconds allowed per script (default: no limit)")
+    parser.add_argument("--export-dir", type=Path, help="keep the shared exports here (default: a temporary directory)")
     args = parser.parse_args(argv)
 
     chosen = [s for s in SUITE if (args.only is None or s.name in args.only) and s.name not in args.skip]
@@ -129,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     started = time.perf_counter()
     records = []
-    with tempfile.TemporaryDirectory(prefix="edgecnn-bench-exports-") as exports:
+    with tempfile.TemporaryDirectory(prefix="edgecnn-bench-exports-") as scratch:
         for script in chosen:
-            records.append(run_script(script, Path(exports), args.timeout))
+            records.append(run_script(script, args.export_dir or Path(scratch), args.timeout))
     total = time.perf_counter() - started
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {

@@ -5,12 +5,15 @@ Targets (:data:`PRESETS`):
 - ``tensorrt``: symmetric signed INT8 activations and weights (zero point 0), per-channel weights, float
   biases: the explicit-quantization form TensorRT 10 and 11 parse (TensorRT 11 removed implicit
   calibration, so Q/DQ ONNX is its only INT8 path; its parser takes INT8 Q/DQ only, not INT32 bias DQ).
-- ``cpu``: uint8 asymmetric activations, int8 symmetric per-channel weights in a 7-bit range
-  (``reduce_range``), int32 biases: the form ONNX Runtime's CPU kernels run fastest on AVX2 machines
-  without VNNI (U8S8 about 2x faster than S8S8 here; bench/calibration_bench.py measures it). Without
-  VNNI, U8S8 goes through vpmaddubsw, whose 16-bit pair sums saturate with full 8-bit weights: on
-  MobileNet v2 the output SQNR fell from 25 dB (graph semantics) to 11 dB in ORT's kernels, and 7-bit
-  weights bring it back to 23 dB at the same speed (ORT's documented remedy).
+- ``cpu``: uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases: the form
+  ONNX Runtime's CPU kernels run fastest on AVX2 machines without VNNI (U8S8 about 2x faster than S8S8
+  here; bench/calibration_bench.py measures it). Without VNNI, U8S8 goes through vpmaddubsw, whose 16-bit
+  pair sums can saturate with full 8-bit weights: on MobileNet v2 the output SQNR fell from 25 dB (graph
+  semantics) to 11-13 dB in ORT's kernels, and weights in a 7-bit range (``reduce_range``, ORT's
+  documented remedy) bring it back to 23-27 dB at the same speed; on ResNet-50 8-bit weights did not
+  saturate and gave the better SQNR (32 against 28 dB). So the cpu form is chosen by measurement on this
+  host: both weight ranges are made and run through ORT's CPU kernels on the check samples, and the one
+  whose output is closer to FP32 is kept (recorded in the manifest).
 
 On ONNX Runtime's CPU execution provider, a symmetric-activation Q/DQ graph (the TensorRT form) must run
 at optimization level ``basic``: the ``extended`` level's ClipQuantFusion drops the ReLU/Clip before a
@@ -65,7 +68,7 @@ class TargetPreset:
     weight_type: str
     symmetric_activations: bool
     quantize_bias: bool
-    reduce_range: bool
+    reduce_range: bool | None
     cpu_optimization: str
     description: str
 
@@ -107,8 +110,8 @@ def cpu_session_optimization(artifact: str | Path | onnx.ModelProto) -> str:
 
 PRESETS: dict[str, TargetPreset] = {
     "cpu": TargetPreset(
-        "cpu", "onnx-int8-cpu", "uint8", "int8", False, True, True, "all",
-        "uint8 asymmetric activations, int8 symmetric 7-bit-range weights, int32 biases (ONNX Runtime CPU, U8S8)",
+        "cpu", "onnx-int8-cpu", "uint8", "int8", False, True, None, "all",
+        "uint8 asymmetric activations, int8 symmetric weights (8- or 7-bit range, measured), int32 biases (ONNX Runtime CPU, U8S8)",
     ),
     "tensorrt": TargetPreset(
         "tensorrt", "onnx-int8-tensorrt", "int8", "int8", True, False, False, "basic",
@@ -151,6 +154,8 @@ class QuantizationResult:
     sha256: str
     fp32_sha256: str
     check: dict[str, Any]
+    weight_bits: int = 8
+    weight_range_sqnr_db: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -182,7 +187,8 @@ class QuantizationResult:
                 "per_channel": self.per_channel,
                 "activations": f"{preset.activation_type} {'symmetric' if preset.symmetric_activations else 'asymmetric'}",
                 "weights": f"{preset.weight_type} symmetric {'per-channel' if self.per_channel else 'per-tensor'}"
-                + (", 7-bit range" if preset.reduce_range else ""),
+                + (", 7-bit range" if self.weight_bits == 7 else ""),
+                "weight_range_output_sqnr_db": self.weight_range_sqnr_db or None,
                 "bias": "int32" if preset.quantize_bias else "float",
                 "excluded_nodes": list(self.excluded_nodes),
                 "calibration": self.calibration,
@@ -393,16 +399,21 @@ def quantize_onnx(
     calibration_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    temporary = _quantize_to_temporary(fp32_path, output_path, ranges, preset, per_channel, excluded)
-    quantize_seconds = time.perf_counter() - started
+    choices = [False, True] if preset.reduce_range is None else [preset.reduce_range]
+    made: list[tuple[Path, dict[str, Any], bool]] = []
     try:
-        check = _check(fp32_path, temporary, calibration, input_name, dims[0], check_samples, preset.cpu_optimization)
+        for reduce_range in choices:
+            temporary = _quantize_to_temporary(fp32_path, output_path, ranges, preset, per_channel, excluded, reduce_range)
+            made.append((temporary, _check(fp32_path, temporary, calibration, input_name, dims[0], check_samples, preset.cpu_optimization), reduce_range))
+        temporary, check, reduce_range = max(made, key=lambda m: (m[1]["finite"], m[1]["output_sqnr_db"]))
         if not check["finite"]:
             raise EdgecnnError(f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written")
         os.replace(temporary, output_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    finally:
+        for path, _, _ in made:
+            path.unlink(missing_ok=True)
+    quantize_seconds = time.perf_counter() - started
+    range_sqnr = {("7-bit" if r else "8-bit"): c["output_sqnr_db"] for _, c, r in made} if len(made) > 1 else {}
     return QuantizationResult(
         path=output_path,
         fp32_path=fp32_path,
@@ -422,6 +433,8 @@ def quantize_onnx(
         sha256=_sha256(output_path),
         fp32_sha256=fp32_sha256,
         check=check,
+        weight_bits=7 if reduce_range else 8,
+        weight_range_sqnr_db=range_sqnr,
         warnings=collected,
     )
 
@@ -432,7 +445,7 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: TargetPreset, per_channel: bool, excluded: list[str]) -> Path:
+def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: TargetPreset, per_channel: bool, excluded: list[str], reduce_range: bool) -> Path:
     """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path`` (renamed once checked)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
@@ -454,7 +467,7 @@ def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: T
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                reduce_range=preset.reduce_range,
+                reduce_range=reduce_range,
                 activation_type=activation_type,
                 weight_type=weight_type,
                 nodes_to_exclude=excluded,

@@ -14,8 +14,9 @@ __all__ = ["CalibrationReader"]
 class CalibrationReader(CalibrationDataReader):
     """Feeds ``{input_name: batch}`` dicts; ``set_range`` limits it to a window of batches (ORT's chunking hook).
 
-    With ``static_batch`` (the model's batch dimension is fixed) every batch is full: the last one is topped
-    up with samples from the start of the set rather than zeros, so padding does not widen any range.
+    Every batch is full, whether or not the model's batch dimension is fixed (``static_batch``): ONNX Runtime's
+    calibrators stack each batch's outputs, which fails on a short last batch. The last one is topped up
+    with samples from the start of the set rather than zeros, so padding does not widen any range.
     ``on_batch(n)`` is called with the number of new samples each batch brings (for a progress bar).
     """
 
@@ -51,7 +52,7 @@ class CalibrationReader(CalibrationDataReader):
         count = len(self.calibration)
         start = self._next * self.batch_size
         fresh = list(range(start, min(start + self.batch_size, count)))
-        indices = [(start + offset) % count for offset in range(self.batch_size)] if self.static_batch else fresh
+        indices = [(start + offset) % count for offset in range(self.batch_size)]
         self._next += 1
         batch = self.calibration.batch(indices)
         if self.on_batch is not None:

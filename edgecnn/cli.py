@@ -23,7 +23,9 @@ from edgecnn.render import render_rows, to_json
 from edgecnn.summary import count_parameters, summarize
 from edgecnn.commands.devices import devices_command
 from edgecnn.commands.compile import check_command, compile_command
-from edgecnn.commands.quantize import calibration_progress, collected_warnings, int8_options, print_warnings, quantize_command
+from edgecnn.commands.quantize import (
+    calibration_progress, collected_warnings, int8_options, print_warnings, quantize_command, weight_range_note,
+)
 from edgecnn.commands.profile import profile_command
 from edgecnn.commands.eval import eval_command
 from edgecnn.commands.benchmark import benchmark_command
@@ -235,6 +237,8 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
                 f"INT8 calibration: {result.quantization.calibration_description}, {result.quantization.method}"
                 + (f" {result.quantization.percentile:g}" if result.quantization.percentile else ""),
             ]
+            if result.quantization.weight_range_sqnr_db:
+                footer.append(weight_range_note(result.quantization))
         emit(render_rows(_export_rows(result), fmt, title=f"exported {result.name}", footer=footer, console=console,
                          headers={"size_mb": "MB", "max_abs_error": "max |err|", "top1_agreement": "top-1 agree"}))
         return

@@ -8,17 +8,16 @@ For each node of the static table (:mod:`edgecnn.cost`)::
 
 ``size_factor = MACs / (MACs + half_size_macs)``: a layer with ``half_size_macs`` multiply-accumulates
 reaches half of its kind's efficiency, because small layers cannot fill the machine at batch 1 (SIMD
-lanes and cores on a CPU, streaming multiprocessors on a GPU). Activations, normalizations and residual
-adds that directly follow a convolution or matrix product are fused into it by the runtimes edgecnn
+lanes and cores on a CPU, streaming multiprocessors on a GPU). Activations and residual adds that
+directly follow a convolution or matrix product are fused into it by the runtimes edgecnn
 targets (ONNX Runtime's Conv+activation and NCHWc fusions, TensorRT's layer fusion) and cost nothing of
 their own; so do QuantizeLinear/DequantizeLinear nodes, which TensorRT and ONNX Runtime's QDQ
 transformer fold into the quantized layers; view ops (Reshape, Flatten, ...) cost nothing.
 
 Every figure is an estimate and is labelled so; the factors and their sources travel in every report's
-JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's per-node profile of the zoo on the
-development host (bench/profile_bench.py reports the estimator's error against measurement); the GPU
-factors are engineering estimates from published batch-1 results, to be replaced by measurement on a
-device.
+JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's batch-1 latency of half the zoo
+on the development host and checked on the other half (bench/profile_bench.py); the GPU factors are
+engineering estimates from published batch-1 results, to be replaced by measurement on a device.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from edgecnn.cost import CONVENTION, GraphCost
 from edgecnn.devices import Device
 
 __all__ = ["ESTIMATED_LABEL", "ExecutionClass", "EXECUTION_CLASSES", "LayerEstimate", "LatencyEstimate",
-           "execution_class", "estimate_latency"]
+           "execution_class", "estimate_latency", "assumptions"]
 
 ESTIMATED_LABEL = "estimated (roofline x efficiency factors; not measured)"
 
@@ -237,7 +236,8 @@ def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
         "formula": (
             "layer_ms = max(FLOPs / (peak[precision] x compute_efficiency[kind] x MACs/(MACs + half_size_macs)), "
             "bytes / (bandwidth x memory_efficiency)) + layer_overhead; elementwise nodes right after a conv "
-            "or matrix product are fused (0 ms); total = sum over layers"
+            "or matrix product are fused (0 ms), and the execution class's free_kinds (views, Q/DQ; on GPUs "
+            "also concatenations and copies) cost nothing; total = sum over layers"
         ),
         "execution_classes": {name: asdict(EXECUTION_CLASSES[name]) for name in classes},
         "devices": {

@@ -28,7 +28,7 @@ import onnx
 
 from edgecnn.cost import GraphCost
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime import create_session
+from edgecnn.runtime import create_session, session_settings, usable_cores
 
 __all__ = [
     "LatencyMeasurement", "NodeTime", "MEASURED_LABEL", "measure_latency", "profile_nodes", "join_node_times", "node_time_rows",
@@ -45,7 +45,8 @@ _NUMPY_TYPES = {
 
 @dataclass
 class LatencyMeasurement:
-    """Host latency of one graph at one batch size; milliseconds per batch."""
+    """Host latency of one graph at one batch size; milliseconds per batch. ``threads`` is the intra-op
+    thread count (one per core when ONNX Runtime picks it)."""
 
     batch: int
     threads: int
@@ -118,7 +119,7 @@ def measure_latency(
     p50 = float(np.percentile(times, 50))
     return LatencyMeasurement(
         batch=batch,
-        threads=threads or os.cpu_count() or 1,
+        threads=session_settings(threads)["intra_op_threads"] or usable_cores(),
         warmup_runs=warmup,
         runs=len(samples),
         p50_ms=p50,
@@ -131,14 +132,16 @@ def measure_latency(
 
 
 def _profiling_session(source: bytes | str, threads: int | None, directory: str):
-    """A session with ONNX Runtime's profiler on; otherwise the settings of :func:`edgecnn.runtime.create_session`
-    (which has no profiling switch)."""
+    """A session with :func:`edgecnn.runtime.create_session`'s settings and ONNX Runtime's profiler on
+    (create_session has no profiling switch)."""
+    import dataclasses
+
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    from edgecnn.runtime import MEASURED_SETTINGS, session_options
+
+    settings = dataclasses.replace(MEASURED_SETTINGS, intra_op_threads=threads) if threads else MEASURED_SETTINGS
+    options = session_options(settings)
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(directory, "edgecnn-profile")
     try:

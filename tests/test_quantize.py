@@ -96,6 +96,8 @@ def test_qdq_form_per_target(target, mobilenet, builtin8, tmp_path):
     else:
         assert all(zp.dtype == np.uint8 for zp in quantize_zero_points)
         assert any(v.dtype == np.int32 for v in values.values()), "ORT CPU fuses QLinearConv with int32 biases"
+        assert set(result.weight_range_sqnr_db) == {"8-bit", "7-bit"}, "the cpu form measures both weight ranges"
+        assert result.check["output_sqnr_db"] == max(result.weight_range_sqnr_db.values())
     assert result.check["finite"] and result.check["output_sqnr_db"] > 10
     entry = result.manifest_entry()
     assert entry["format"] == f"onnx-int8-{target}"

@@ -17,7 +17,7 @@ from edgecnn.cli_common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
 from edgecnn.render import render_rows, to_json
 
-__all__ = ["quantize_command", "int8_options", "calibration_progress", "collected_warnings", "print_warnings", "int8_rows"]
+__all__ = ["quantize_command", "int8_options", "calibration_progress", "collected_warnings", "print_warnings", "int8_rows", "weight_range_note"]
 
 CACHE_HELP = "Calibration cache JSON: reused when model, calibration set and method match, refused when not (default: one named by its key, beside the INT8 file)."
 
@@ -105,6 +105,11 @@ def int8_rows(result: QuantizationResult) -> list[dict]:
     }]
 
 
+def weight_range_note(result: QuantizationResult) -> str:
+    measured = ", ".join(f"{bits} {sqnr:.1f} dB" for bits, sqnr in result.weight_range_sqnr_db.items())
+    return f"weights in a {result.weight_bits}-bit range: output SQNR against FP32 in ONNX Runtime's CPU kernels here: {measured}"
+
+
 INT8_HEADERS = {"size_mb": "MB", "vs_fp32": "size vs FP32", "float_nodes": "float nodes", "top1_agreement": "top-1 agree", "sqnr_db": "SQNR dB"}
 
 
@@ -179,6 +184,8 @@ def quantize_command(model, calib, calib_samples, calib_method, percentile, per_
         f"calibration: {result.calibration_description}" + (f" (ranges reused from {result.cache_path})" if result.cache_hit else ""),
         f"check on {result.check['samples']} calibration samples against FP32 (not accuracy: use 'edgecnn eval' on labelled data)",
     ]
+    if result.weight_range_sqnr_db:
+        footer.append(weight_range_note(result))
     if result.excluded_nodes:
         footer.append(f"kept in float: {', '.join(result.excluded_nodes)}")
     emit(render_rows(int8_rows(result), fmt, title=f"quantized {result.fp32_path.name} -> {result.path}", footer=footer,
