@@ -74,7 +74,7 @@ class BasicBlock(nn.Module):
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock only supports groups=1 and base_width=64")
         if dilation > 1:
-            raise NotImplementedError("dilation > 1 is not supported in BasicBlock")
+            raise ValueError("BasicBlock supports dilation 1 only (as torchvision): use Bottleneck for dilated ResNets")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
