@@ -97,14 +97,6 @@ def _record_stages(stages: list[dict[str, Any]]) -> None:
             setattr(pipeline, attribute, observed(stage, getattr(pipeline, attribute)))
 
 
-def peak_stage(stages: list[dict[str, Any]]) -> str | None:
-    """The stage during which the process reached its final peak RSS."""
-    if not stages:
-        return None
-    final = stages[-1]["peak_rss_bytes"]
-    return next(entry["stage"] for entry in stages if entry["peak_rss_bytes"] == final)
-
-
 def measure_export(name: str, output_dir: str) -> dict[str, Any]:
     """In the child: one default export of ``name`` through the real pipeline, with time and memory per stage."""
     started = time.perf_counter()
@@ -135,7 +127,6 @@ def measure_export(name: str, output_dir: str) -> dict[str, Any]:
             onnx_bytes=sum(path.stat().st_size for path in result.files.values()),
         )
     record["peak_rss_bytes_self"] = self_peak_rss_bytes()
-    record["peak_stage"] = peak_stage(stages)
     return record
 
 
@@ -204,8 +195,8 @@ def _summary(rows: list[dict[str, Any]], whole: dict[str, Any] | None) -> dict[s
         "peak_rss_mib_max": mib(max((row["peak_rss_bytes"] for row in rows), default=0)),
         "relative_error_max": max((row["relative_error"] for row in ok), default=None),
         "peak_stage_counts": {
-            stage: sum(row.get("peak_stage") == stage for row in rows)
-            for stage in sorted({row.get("peak_stage") for row in rows if row.get("peak_stage")})
+            stage: sum(_peak_stage(row) == stage for row in rows)
+            for stage in sorted({_peak_stage(row) for row in rows} - {None})
         },
     }
     if whole is not None:
@@ -234,6 +225,12 @@ def _stage_increases(row: dict[str, Any]) -> dict[str, float | None]:
     return increases
 
 
+def _peak_stage(row: dict[str, Any]) -> str | None:
+    """The stage that raised the running peak RSS the most."""
+    increases = {key.removesuffix("_mib"): value for key, value in _stage_increases(row).items() if value is not None}
+    return max(increases, key=increases.get) if increases else None
+
+
 def _markdown(payload: dict[str, Any]) -> str:
     table_rows = [
         {
@@ -247,7 +244,7 @@ def _markdown(payload: dict[str, Any]) -> str:
             "limit_mib": mib(row.get("rss_limit_bytes")),
             "ratio": row.get("rss_ratio"),
             "relative_error": row.get("relative_error"),
-            "peak_stage": row.get("peak_stage"),
+            "peak_stage": _peak_stage(row),
             **_stage_increases(row),
         }
         for row in payload["rows"]
@@ -298,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.render:
         payload = json.loads((RESULTS_DIR / f"{RESULT_STEM}.json").read_text())
+        payload["summary"] = _summary(payload["rows"], payload["whole_zoo"])
         write_results(RESULT_STEM, payload, _markdown(payload))
         return 0
     from edgecnn import list_models

@@ -6,7 +6,9 @@ zoo models at batch 1, every variant of a model timed in one process in alternat
 (:func:`edgecnn.benchmark.measure_alternating`); a plain ``InferenceSession`` (ONNX Runtime's defaults)
 runs alongside for reference. A second base session (the A/A pair) measures the noise: a knob is adopted
 only when it is faster than the base by more than the larger of 3% and twice the A/A difference
-(geometric mean over the models) and slower on no model by more than that margin. The combination is then
+(geometric mean over the models) and slower on no model by more than that margin. A single thread is
+measured for information only: it wins only where other work already occupies the cores, and a fixed
+count cannot be a default for every machine. The combination is then
 confirmed against ONNX Runtime's defaults and against the settings edgecnn applies now
 (``edgecnn.runtime.MEASURED_SETTINGS``) at batch 1 and 8.
 
@@ -49,6 +51,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 """Each variant changes one knob of the base, SessionSettings() (ONNX Runtime's defaults where this process may
 use every core)."""
+
+INFORMATION_ONLY = {"threads 1": "a fixed thread count cannot be a default for every machine (--threads sets one per run)"}
+"""Variants measured but never adopted: one thread wins only where other work already occupies the cores."""
 
 
 def default_session(path: Path):
@@ -115,7 +120,7 @@ def choose(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, A
         if variant == BASE:
             continue
         geomean = statistics.geometric_mean(values)
-        wins = variant in VARIANTS and geomean < 1 - margin and max(values) <= 1 + margin
+        wins = variant in VARIANTS and variant not in INFORMATION_ONLY and geomean < 1 - margin and max(values) <= 1 + margin
         summary.append({"variant": variant, "geomean_ratio": geomean, "best_ratio": min(values), "worst_ratio": max(values), "wins": wins})
         if wins:
             (knob,) = VARIANTS[variant]
@@ -123,7 +128,13 @@ def choose(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, A
                 winners[knob] = (geomean, variant)
     chosen_variants = {variant for _, variant in winners.values()}
     for row in summary:
-        row["adopted"] = "yes" if row["variant"] in chosen_variants else "no, beaten by another value" if row.pop("wins") else "no"
+        wins = row.pop("wins")
+        row["adopted"] = (
+            "yes" if row["variant"] in chosen_variants
+            else "no, beaten by another value" if wins
+            else f"no, information only: {INFORMATION_ONLY[row['variant']]}" if row["variant"] in INFORMATION_ONLY
+            else "no"
+        )
     adopted = {knob: VARIANTS[variant][knob] for knob, (_, variant) in winners.items()}
     return adopted, summary, margin
 
