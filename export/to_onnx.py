@@ -1,8 +1,11 @@
 """PyTorch -> ONNX with either of torch's exporters; the default was chosen by measurement (docs/exporters.md)."""
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import warnings
+from collections.abc import Iterator
 
 import onnx
 import torch
@@ -10,13 +13,60 @@ from torch import nn
 
 from edgecnn.errors import EdgecnnError
 
-__all__ = ["EXPORTERS", "DEFAULT_EXPORTER", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME", "torch_to_onnx"]
+__all__ = ["adaptive_avg_pool2d_as_matmul", "EXPORTERS", "DEFAULT_EXPORTER", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME", "torch_to_onnx"]
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+def adaptive_avg_pool2d_as_matmul(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` written as two matrix products with constant averaging matrices.
+
+    Same bins as PyTorch (rows ``floor(i*H/out)`` to ``ceil((i+1)*H/out)``), so the result matches to float
+    rounding. The torchscript exporter refuses adaptive pooling whose output size does not divide the input
+    size (AlexNet or VGG at 256x256); MatMul exports everywhere and TensorRT runs it, unlike the GatherND
+    the dynamo exporter decomposes it into.
+    """
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    out_h, out_w = out_h or height, out_w or width
+    rows = _averaging_matrix(height, out_h, x.dtype)
+    columns = _averaging_matrix(width, out_w, x.dtype)
+    return torch.matmul(torch.matmul(rows, x), columns.t())
+
+
+def _averaging_matrix(size: int, bins: int, dtype: torch.dtype) -> torch.Tensor:
+    matrix = torch.zeros(bins, size, dtype=dtype)
+    for index in range(bins):
+        start, end = (index * size) // bins, math.ceil((index + 1) * size / bins)
+        matrix[index, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+@contextlib.contextmanager
+def _exportable_adaptive_pools(module: nn.Module) -> Iterator[None]:
+    """While exporting, adaptive average pools whose bins are uneven run as :func:`adaptive_avg_pool2d_as_matmul`."""
+
+    def forward_for(pool: nn.AdaptiveAvgPool2d):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out_h, out_w = (pool.output_size,) * 2 if isinstance(pool.output_size, int) else pool.output_size
+            if (out_h is None or x.shape[-2] % out_h == 0) and (out_w is None or x.shape[-1] % out_w == 0):
+                return nn.functional.adaptive_avg_pool2d(x, pool.output_size)
+            return adaptive_avg_pool2d_as_matmul(x, pool.output_size)
+
+        return forward
+
+    pools = [pool for pool in module.modules() if isinstance(pool, nn.AdaptiveAvgPool2d)]
+    for pool in pools:
+        pool.forward = forward_for(pool)
+    try:
+        yield
+    finally:
+        for pool in pools:
+            del pool.forward
 
 
 def torch_to_onnx(
@@ -34,7 +84,7 @@ def torch_to_onnx(
     batch = max(2, input_shape[0]) if dynamic_batch else input_shape[0]
     example = torch.zeros(batch, *input_shape[1:])
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), _exportable_adaptive_pools(module):
             warnings.simplefilter("ignore")
             if exporter == "torchscript":
                 buffer = io.BytesIO()

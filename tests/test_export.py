@@ -18,6 +18,7 @@ from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export import export_model
 from edgecnn.export import verify as verify_module
 from edgecnn.export.cleanup import values_without_shape
+from edgecnn.export.to_onnx import adaptive_avg_pool2d_as_matmul
 from edgecnn.runtime import create_session, run_session
 
 
@@ -56,6 +57,13 @@ def test_adaptive_pooling_at_non_default_sizes(name, size, tmp_path):
     result = export_model(name, output_dir=tmp_path, input_size=str(size), check_samples=2)
     manifest = assert_valid_artifact(result)
     assert manifest["input"]["shape"] == [1, 3, size, size]
+
+
+@pytest.mark.parametrize("size,output", [((7, 7), (6, 6)), ((8, 8), 7), ((13, 5), (6, 3)), ((9, 4), (None, 2)), ((6, 6), 6)])
+def test_uneven_adaptive_pooling_matches_pytorch(size, output):
+    x = torch.randn(2, 3, *size)
+    expected = torch.nn.functional.adaptive_avg_pool2d(x, output)
+    torch.testing.assert_close(adaptive_avg_pool2d_as_matmul(x, output), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["shufflenet_v1_g3", "shufflenet_v1_g8", "shufflenet_v2_x1_0", "mobilenet_v3_small"])
