@@ -20,9 +20,13 @@ demo: $(STAMP)
 	$(BIN)/edgecnn list
 	$(BIN)/edgecnn info $(MODEL)
 	$(BIN)/edgecnn export $(MODEL) --fp16 --int8 $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(BIN)/edgecnn profile --device jetson
+
+# Two pytest-xdist workers, one per core (tests/conftest.py pins them); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,12 +4,13 @@ The real path with default options: ``edgecnn.export.export_model(name)`` (Torch
 onnxslim clean-up, checker and shape inference, verification against PyTorch on 8 seeded samples,
 manifest). Each model runs in its own child process, whose peak RSS (``ru_maxrss`` from ``os.wait4``)
 covers Python, torch, ONNX Runtime, the model and the whole export. The whole zoo is then exported once
-more the way a user would, ``edgecnn export --all`` in a single process.
+more the way a user would, ``edgecnn export --all`` (one export process per core, its default); its peak
+RSS is the largest of those processes.
 
 Goals (issue 3): the whole zoo exports and verifies in under 5 minutes on this machine; each model's
 peak RSS stays under 3 x its FP32 weight size + 1 GiB.
 
-    .venv/bin/python bench/export_bench.py                     # per model, then the whole zoo in one process
+    .venv/bin/python bench/export_bench.py                     # per model, then the whole zoo in one command
     .venv/bin/python bench/export_bench.py --models 'vgg*' --no-whole-zoo
 
 Writes bench/results/export.json and bench/results/export.md.
@@ -154,7 +155,7 @@ def per_model(models: list[str], timeout_s: float) -> list[dict[str, Any]]:
 
 
 def whole_zoo(timeout_s: float) -> dict[str, Any]:
-    """``edgecnn export --all`` once, in one process, as a user runs it."""
+    """``edgecnn export --all`` once, as a user runs it."""
     cli = Path(sys.executable).with_name("edgecnn")
     with tempfile.TemporaryDirectory(prefix="edgecnn-export-bench-all-") as scratch:
         child = run_child([str(cli), "export", "--all", "-o", scratch, "--format", "json"], timeout_s, json_stdout=True)

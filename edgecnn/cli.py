@@ -183,10 +183,11 @@ def _export_rows(result) -> list[dict]:
 @click.option("--exporter", type=click.Choice(EXPORTERS), default=DEFAULT_EXPORTER, show_default=True, help="torch's ONNX exporter (see docs/exporters.md).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULT_OPTIMIZER, show_default=True, help="Graph clean-up after export.")
 @click.option("--int8", is_flag=True, help="Also write a Q/DQ INT8 model, calibrated on real images (built-in set unless --calib).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Export several models in this many processes (default: one per core, at most 4).")
 @int8_options
 @output_format_option
 def export_command(models, export_all, output_dir, weights, num_classes, input_size, batch, dynamic_batch, opset, fp16, ort, exporter, optimizer,
-                   int8, calib, calib_samples, calib_method, percentile, per_channel, target, device, exclude, calib_seed, fmt):
+                   int8, jobs, calib, calib_samples, calib_method, percentile, per_channel, target, device, exclude, calib_seed, fmt):
     """Export MODELS to verified ONNX: zoo names or aliases, glob patterns ('resnet*'), path/to/file.py:build_fn, or file.onnx.
 
     Every ONNX model is run in ONNX Runtime and compared with PyTorch before it is written; a model that
@@ -242,24 +243,21 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
         emit(render_rows(_export_rows(result), fmt, title=f"exported {result.name}", footer=footer, console=console,
                          headers={"size_mb": "MB", "max_abs_error": "max |err|", "top1_agreement": "top-1 agree"}))
         return
-    rows = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("exporting", total=len(names))
-
-        def done(name, result, reason):
-            progress.update(task, advance=1, description=f"exported {name}")
-            rows.append(
-                {
-                    "model": name,
-                    "status": "ok" if result else "failed",
-                    "reason": reason,
-                    "size_mb": sum(p.stat().st_size for p in result.files.values()) / 1e6 if result else None,
-                    "seconds": result.seconds if result else None,
-                    "max_abs_error": result.max_error if result else None,
-                }
-            )
-
-        export_many(names, options, on_done=done)
+        outcomes = export_many(names, options, jobs=jobs,
+                               on_done=lambda name, result, reason: progress.update(task, advance=1, description=f"exported {name}"))
+    rows = [
+        {
+            "model": name,
+            "status": "ok" if result else "failed",
+            "reason": reason,
+            "size_mb": sum(p.stat().st_size for p in result.files.values()) / 1e6 if result else None,
+            "seconds": result.seconds if result else None,
+            "max_abs_error": result.max_error if result else None,
+        }
+        for name, result, reason in outcomes
+    ]
     failed = sum(row["status"] != "ok" for row in rows)
     footer = [f"{len(rows) - failed} of {len(rows)} exported to {output_dir}/" + (f"; {failed} failed" if failed else "")]
     emit(render_rows(rows, fmt, title="export summary", footer=footer, console=console, headers={"size_mb": "MB", "max_abs_error": "max |err|"}))

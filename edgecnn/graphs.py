@@ -44,9 +44,9 @@ __all__ = [
 CACHE_ENV = "EDGECNN_CACHE"
 STRIPPED_MARK = "edgecnn:shape-only"
 KEEP_ELEMENTS = 64
+"""Float initializers up to this size keep their data (shape arithmetic may read them)."""
 GRAPH_RECIPE = 2
 """Version of :func:`_build_zoo_graph`'s recipe, part of the cache key: bump it when the recipe changes."""
-"""Float initializers up to this size keep their data (shape arithmetic may read them)."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import onnx
 
+from edgecnn.export.trtexec import TrtexecImport, import_trtexec
 from edgecnn.cost import CONVENTION, PRECISIONS, GraphCost, analyze_precisions
 from edgecnn.devices import Device, resolve_devices
 from edgecnn.errors import EdgecnnError, UnknownNameError, UsageError
@@ -40,6 +41,7 @@ __all__ = [
     "parse_batches",
     "parse_input_shape",
     "resolve_targets",
+    "check_targets",
     "profile",
 ]
 
@@ -129,6 +131,7 @@ class ProfileOptions:
     layers: bool = False
     input_shapes: dict[str, list[int]] | None = None
     recommend: int = 3
+    trtexec_dir: Path | None = None
 
 
 @dataclass
@@ -198,6 +201,7 @@ class ProfileReport:
     recommendations: list[Recommendation]
     assumptions: dict[str, Any]
     seconds: float
+    trtexec: TrtexecImport | None = None
     convention: str = CONVENTION
     estimated_label: str = ESTIMATED_LABEL
     measured_label: str = MEASURED_LABEL
@@ -223,7 +227,10 @@ class ProfileTarget:
 
 
 def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()) -> list[ProfileTarget]:
-    """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags)."""
+    """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags).
+
+    Naming nothing profiles the whole zoo, as ``edgecnn profile --device jetson`` does.
+    """
     from edgecnn.registry import get_spec, list_models
 
     targets: list[ProfileTarget] = []
@@ -254,10 +261,9 @@ def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: 
         targets += [ProfileTarget(name, "zoo") for name in list_models(tags=[tag])]
     if all_models:
         targets += [ProfileTarget(name, "zoo") for name in list_models()]
-    unique = list({(t.origin, t.name, str(t.path)): t for t in targets}.values())
-    if not unique:
-        raise UsageError("name models to profile (for example 'edgecnn profile mobilenet'), --tag efficient,heavy, or --all")
-    return unique
+    if not models and not wanted_tags:
+        targets = [ProfileTarget(name, "zoo") for name in list_models()]
+    return list({(t.origin, t.name, str(t.path)): t for t in targets}.values())
 
 
 def _reference(zoo_name: str | None) -> tuple[list[str], float | None]:
@@ -458,6 +464,12 @@ def _recommend(rows: list[ProfileRow], devices: list[Device], options: ProfileOp
     return recommendations
 
 
+def check_targets(targets: Sequence[ProfileTarget], options: ProfileOptions) -> None:
+    """Refuse option and target combinations that cannot be profiled, before any work starts."""
+    if options.trtexec_dir is not None and len(targets) != 1:
+        raise UsageError(f"--import-trtexec measures one engine: name the one model or ONNX file it was built from, not {len(targets)}")
+
+
 def profile(
     targets: Sequence[ProfileTarget],
     options: ProfileOptions,
@@ -470,6 +482,7 @@ def profile(
     devices = resolve_devices(options.devices)
     if not devices:
         raise UsageError("give a device: a catalog id, a kind such as 'jetson', or 'host' (see 'edgecnn devices')")
+    check_targets(targets, options)
     rows: list[ProfileRow] = []
     for target in targets:
         if on_start is not None:
@@ -477,6 +490,10 @@ def profile(
         rows += _profile_target(target, devices, options)
         if on_done is not None:
             on_done(target.name)
+    imported = None
+    if options.trtexec_dir is not None:
+        imported = import_trtexec(options.trtexec_dir, targets[0].sources()[0].model)
+        _join_trtexec_times(rows, imported)
     precisions = sorted({row.precision for row in rows}, key=lambda p: PRECISIONS.index(p) if p in PRECISIONS else 9)
     budget = f"{options.memory_budget / MB:,.1f} MB" if options.memory_budget is not None else "each device's RAM less its runtime overhead"
     return ProfileReport(
@@ -487,4 +504,13 @@ def profile(
         recommendations=_recommend(rows, devices, options),
         assumptions=assumptions(devices, [p for p in precisions if p in PRECISIONS]),
         seconds=time.perf_counter() - started,
+        trtexec=imported,
     )
+
+
+def _join_trtexec_times(rows: list[ProfileRow], imported: TrtexecImport) -> None:
+    """Per-layer tables gain the device's measured time per ONNX node; fused nodes name the layer they ran in."""
+    for row in rows:
+        for layer in row.layers or ():
+            layer["trtexec_ms"] = imported.node_times.get(layer["name"])
+            layer["fused_into"] = imported.fused_into.get(layer["name"])

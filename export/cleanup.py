@@ -68,10 +68,15 @@ def values_without_shape(model: onnx.ModelProto) -> list[str]:
     return missing
 
 
-def check_graph(model: onnx.ModelProto) -> None:
-    """onnx's full checker, then no value may be left without a shape."""
+def check_graph(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> None:
+    """onnx's checker, then no value may be left without a shape.
+
+    Graphs from :func:`clean_graph` already passed onnx's strict shape inference, so the checker runs
+    without repeating it (``full_check``); given the saved ``path`` it reads the file instead of
+    serializing the model again (a second or more for VGG-sized weights).
+    """
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path) if path is not None else model)
     except onnx.checker.ValidationError as error:
         raise EdgecnnError(f"the ONNX model fails onnx's checker: {str(error).strip().splitlines()[0][:300]}") from None
     missing = values_without_shape(model)

@@ -5,6 +5,7 @@ directory behind (see :mod:`edgecnn.export.staging`). The CLI's ``edgecnn export
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,17 +98,31 @@ def _run_batched(session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def _verify(model: onnx.ModelProto, source: ModelSource, options: ExportOptions, precision: str) -> list[Verification]:
-    """Compare ONNX Runtime with PyTorch on the check batch (and at batch 1 and 7 for a dynamic batch)."""
-    height, width = source.input_size
-    session = create_session(model.SerializeToString())
+class _References:
+    """PyTorch's outputs on the check inputs, computed once per export and shared by every precision."""
+
+    def __init__(self, source: ModelSource, options: ExportOptions):
+        self.source, self.options = source, options
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        if (samples, seed) not in self._cache:
+            height, width = self.source.input_size
+            inputs = check_inputs((samples, self.source.in_chans, height, width), seed=seed)
+            self._cache[samples, seed] = inputs, torch_outputs(self.source.module, inputs)
+        return self._cache[samples, seed]
+
+
+def _verify(path: Path, references: _References, options: ExportOptions, precision: str) -> list[Verification]:
+    """Compare ONNX Runtime on the saved model with PyTorch on the check batch (and at batch 1 and 7 for a dynamic batch)."""
+    session = create_session(path)
     batch = None if options.dynamic_batch else options.batch
-    inputs = check_inputs((max(options.check_samples, 1), source.in_chans, height, width))
-    results = [compare(torch_outputs(source.module, inputs), _run_batched(session, inputs, batch), precision)]
+    inputs, expected = references.get(max(options.check_samples, 1))
+    results = [compare(expected, _run_batched(session, inputs, batch), precision)]
     if options.dynamic_batch:
         for size in DYNAMIC_CHECK_BATCHES:
-            sized = check_inputs((size, source.in_chans, height, width), seed=size)
-            results.append(compare(torch_outputs(source.module, sized), run_session(session, sized), precision))
+            sized, sized_expected = references.get(size, seed=size)
+            results.append(compare(sized_expected, run_session(session, sized), precision))
     return results
 
 
@@ -198,25 +213,23 @@ def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) ->
         exporter=options.exporter,
     )
     fp32 = clean_graph(exported, options.optimizer)
-    check_graph(fp32)
-    verifications = _verify(fp32, source, options, "fp32")
-    _raise_if_failed(verifications, source.name)
-    files, artifacts = {}, []
-    path = staging / artifact_name(source.name, "onnx-fp32")
-    _save(fp32, path)
-    files["onnx-fp32"] = path
-    artifacts.append(_artifact_entry("onnx-fp32", path, verifications))
-    all_verifications = list(verifications)
+    del exported
+    references = _References(source, options)
+    files, artifacts, all_verifications = {}, [], []
+
+    def write_verified(key: str, graph: onnx.ModelProto, precision: str) -> None:
+        path = staging / artifact_name(source.name, key)
+        _save(graph, path)
+        check_graph(graph, path)
+        verifications = _verify(path, references, options, precision)
+        _raise_if_failed(verifications, source.name)
+        files[key] = path
+        artifacts.append(_artifact_entry(key, path, verifications))
+        all_verifications.extend(verifications)
+
+    write_verified("onnx-fp32", fp32, "fp32")
     if options.fp16:
-        half = to_fp16(fp32)
-        check_graph(half)
-        half_verifications = _verify(half, source, options, "fp16")
-        _raise_if_failed(half_verifications, source.name)
-        path = staging / artifact_name(source.name, "onnx-fp16")
-        _save(half, path)
-        files["onnx-fp16"] = path
-        artifacts.append(_artifact_entry("onnx-fp16", path, half_verifications))
-        all_verifications += half_verifications
+        write_verified("onnx-fp16", to_fp16(fp32), "fp16")
     return files, all_verifications, artifacts, fp32
 
 
@@ -309,15 +322,81 @@ def _moved(quantization, final: Path):
     )
 
 
-def export_many(names: Iterable[str], options: ExportOptions, on_done: Callable[[str, ExportResult | None, str], None] | None = None) -> list[tuple[str, ExportResult | None, str]]:
-    """Export each name; a failure is recorded with its reason and the rest go on."""
-    outcomes = []
-    for name in names:
-        try:
-            result, reason = export_model(name, options), ""
-        except EdgecnnError as error:
-            result, reason = None, str(error)
-        outcomes.append((name, result, reason))
-        if on_done is not None:
-            on_done(name, result, reason)
-    return outcomes
+def default_jobs(models: int) -> int:
+    """Processes for exporting ``models`` models: one per usable core, at most 4 (each may hold a VGG-sized model)."""
+    from edgecnn.runtime import usable_cores
+
+    return max(1, min(models, usable_cores(), 4))
+
+
+def export_many(
+    names: Iterable[str],
+    options: ExportOptions,
+    on_done: Callable[[str, ExportResult | None, str], None] | None = None,
+    jobs: int | None = None,
+) -> list[tuple[str, ExportResult | None, str]]:
+    """Export each name, in ``jobs`` processes (None: :func:`default_jobs`); a failure is recorded with its
+    reason and the rest go on. Outcomes come back in the order of ``names``.
+
+    Export is mostly single-threaded (tracing, graph clean-up and serialization), so on a 2-core machine
+    two processes export the zoo in a little over half the time of one (bench/results/export.md).
+    """
+    names = list(names)
+    jobs = default_jobs(len(names)) if jobs is None else jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if jobs == 1 or len(names) == 1:
+        outcomes = []
+        for name in names:
+            outcome = _export_one(name, options)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(*outcome)
+        return outcomes
+    return _export_in_processes(names, options, on_done, jobs)
+
+
+def _export_one(name: str, options: ExportOptions) -> tuple[str, ExportResult | None, str]:
+    try:
+        return name, export_model(name, options), ""
+    except EdgecnnError as error:
+        return name, None, str(error)
+
+
+def _export_in_processes(names, options, on_done, jobs: int) -> list[tuple[str, ExportResult | None, str]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from edgecnn.runtime import usable_cores
+
+    context = multiprocessing.get_context("spawn")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    core_sets = context.Queue()
+    for index in range(jobs):
+        share = cores[index::jobs] if len(cores) >= jobs else cores
+        core_sets.put(share)
+    threads = max(1, usable_cores() // jobs)
+    portable = ExportOptions(**{**options.__dict__, "progress": None})
+    outcomes: dict[str, tuple[str, ExportResult | None, str]] = {}
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(core_sets, threads)) as pool:
+        futures = {pool.submit(_export_one, name, portable): name for name in names}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # a worker that died (out of memory) fails its model, not the batch
+                outcome = (name, None, f"the export process failed: {type(error).__name__}: {error}")
+            outcomes[name] = outcome
+            if on_done is not None:
+                on_done(*outcome)
+    return [outcomes[name] for name in names]
+
+
+def _start_worker(core_sets, threads: int) -> None:
+    """Each export process gets its own cores, so the processes' thread pools do not oversubscribe them."""
+    import torch
+
+    cores = core_sets.get()
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    torch.set_num_threads(threads)

@@ -325,3 +325,18 @@ def test_cli_single_export_says_weights_are_random(tmp_path):
     assert result.exit_code == 0, result.output
     assert "randomly initialized" in result.output
     assert (tmp_path / "squeezenet1_1" / "squeezenet1_1.onnx").is_file()
+
+
+def test_many_models_in_two_processes_match_one_process(tmp_path):
+    serial = invoke("export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "serial", "--jobs", "1", "--json")
+    parallel = invoke("export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "parallel", "--jobs", "2", "--json")
+    assert serial.exit_code == 0 and parallel.exit_code == 0, parallel.output
+    assert [row["model"] for row in json.loads(parallel.output)] == ["squeezenet1_0", "squeezenet1_1", "lenet5"]
+    for name in ("squeezenet1_0", "squeezenet1_1", "lenet5"):
+        one = (tmp_path / "serial" / name / f"{name}.onnx").read_bytes()
+        assert (tmp_path / "parallel" / name / f"{name}.onnx").read_bytes() == one
+
+
+def test_jobs_must_be_positive(tmp_path):
+    result = invoke("export", "squeezenet*", "--jobs", "0", "-o", tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output

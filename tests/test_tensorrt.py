@@ -707,3 +707,31 @@ def test_engine_from_another_tensorrt_is_refused(tensorrt_gpu, export_dir, tmp_p
     garbage.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(UsageError, match="is not a TensorRT"):
         load_engine(garbage)
+
+
+def test_profile_import_trtexec_merges_device_layer_times(tmp_path):
+    for name in ("trt10.4_resnet18_rtx3060laptop_fp16.profile.json", "trt10.4_resnet18_rtx3060laptop_fp16.layerinfo.json"):
+        shutil.copy(DATA / name, tmp_path / name)
+    result = invoke("profile", "resnet18", "--device", GPU_ONLY, "--precision", "fp16", "--layers",
+                    "--import-trtexec", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["trtexec"]["iterations"] == 21071 and len(report["trtexec"]["layers"]) == 26
+    layers = {layer["name"]: layer for layer in report["rows"][0]["layers"]}
+    assert layers["/conv1/Conv"]["trtexec_ms"] == pytest.approx(0.0288488)
+    assert layers["/relu/Relu"]["fused_into"] == "/conv1/Conv"
+    text = invoke("profile", "resnet18", "--device", GPU_ONLY, "--precision", "fp16", "--import-trtexec", tmp_path)
+    assert text.exit_code == 0 and "26 TensorRT layers" in text.output and "21,071 runs" in text.output
+
+
+@pytest.mark.parametrize("case", ["two models", "missing directory", "empty directory"])
+def test_profile_import_trtexec_bad_input(tmp_path, case):
+    models, directory = ["resnet18"], tmp_path
+    if case == "two models":
+        models = ["resnet18", "mobilenet_v2"]
+    elif case == "missing directory":
+        directory = tmp_path / "missing"
+    result = invoke("profile", *models, "--import-trtexec", directory)
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output

@@ -13,6 +13,7 @@ from edgecnn.profiler import (
     MB,
     ProfileOptions,
     ProfileReport,
+    check_targets,
     parse_batches,
     parse_input_shape,
     parse_memory_size,
@@ -117,14 +118,45 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
             for p in recommendation.picks
         ) or "none"
         lines.append(f"Best on {recommendation.device} at batch {recommendation.batch} with {recommendation.constraint}: {picks}")
+    lines += _trtexec_lines(report)
     lines.append(f"{len(report.rows)} rows in {report.seconds:.1f} s.")
     return lines
+
+
+def _trtexec_lines(report: ProfileReport) -> list[str]:
+    imported = report.trtexec
+    if imported is None:
+        return []
+    where = " on ".join(part for part in (f"TensorRT {imported.tensorrt}" if imported.tensorrt else None, imported.gpu) if part)
+    summary = imported.times.latency_ms if imported.times else (imported.log.latency_ms if imported.log else {})
+    lines = [f"trtexec import from {imported.directory} ({', '.join(sorted(imported.files))}{'; ' + where if where else ''}): measured on the device."]
+    if summary.get("median") is not None:
+        lines.append(f"  end-to-end latency median {summary['median']:,.3f} ms"
+                     + (f", p99 {summary['percentile(99%)']:,.3f} ms" if "percentile(99%)" in summary else ""))
+    if imported.layers and imported.iterations:
+        mapped = len(imported.node_times) + len(imported.fused_into)
+        lines.append(f"  {len(imported.layers)} TensorRT layers, {imported.total_layer_ms:,.3f} ms per run over {imported.iterations:,} runs; "
+                     f"{mapped} ONNX nodes mapped, {sum(imported.unmapped_ms.values()):,.3f} ms in layers with no ONNX node (reformats, copies)."
+                     + (" Per-node times: --layers." if not any(row.layers for row in report.rows) else ""))
+    return lines
+
+
+def _trtexec_table(report: ProfileReport, fmt: str) -> None:
+    if report.trtexec is None or not report.trtexec.layers:
+        return
+    rows = [{"layer": layer.layer, "type": layer.layer_type, "precision": layer.precision, "average_ms": layer.average_ms,
+             "percentage": layer.percentage, "onnx_node": layer.primary, "fused": len(layer.onnx_nodes)}
+            for layer in report.trtexec.layers]
+    headers = {"average_ms": "avg ms", "percentage": "time %", "onnx_node": "ONNX node", "fused": "ONNX nodes"}
+    emit(render_rows(rows, fmt, headers=headers, title="TensorRT layers measured by trtexec", console=console))
 
 
 def _layer_tables(report: ProfileReport, fmt: str) -> None:
     columns = ["name", "op_type", "kind", "output_shape", "params", "macs", "mac_share", "weight_bytes",
                "input_bytes", "output_bytes", "intensity", "estimated_ms", "measured_ms", "time_share"]
-    headers = {"mac_share": "MAC %", "time_share": "time %", "estimated_ms": "est. ms", "measured_ms": "host ms",
+    if report.trtexec is not None:
+        columns += ["trtexec_ms", "fused_into"]
+    headers = {"trtexec_ms": "device ms", "fused_into": "fused into", "mac_share": "MAC %", "time_share": "time %", "estimated_ms": "est. ms", "measured_ms": "host ms",
                "output_shape": "output", "intensity": "FLOP/B", "weight_bytes": "weight B", "input_bytes": "in B",
                "output_bytes": "out B"}
     for row in report.rows:
@@ -149,17 +181,23 @@ def _layer_tables(report: ProfileReport, fmt: str) -> None:
 @click.option("--layers", is_flag=True, help="Per-layer tables (estimated ms; host ms and time share with --measure).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write accuracy-vs-MACs and latency-vs-memory charts to FILE.png or FILE.svg.")
+@click.option("--import-trtexec", "trtexec_dir", type=click.Path(path_type=Path),
+              help="A directory with one trtexec run's --exportProfile/--exportLayerInfo/--exportTimes JSON or log: "
+                   "merge the device's measured layer times (one model).")
 @output_format_option
 def profile_command(models, all_models, tags, device, precision, batch, memory_budget, max_latency, input_shape,
-                    measure, layers, plot_path, fmt):
+                    measure, layers, plot_path, trtexec_dir, fmt):
     """Per-model cost, memory, fit and latency on edge devices, and the best network within a budget.
 
-    MODELS are zoo names, aliases or globs ('mobilenet*'), ONNX files, or 'edgecnn export' directories.
+    MODELS are zoo names, aliases or globs ('mobilenet*'), ONNX files, or 'edgecnn export' directories;
+    with none (and no --tag) the whole zoo is profiled.
 
     \b
+    edgecnn profile --device jetson
     edgecnn profile --tag efficient,heavy --device jetson-orin-nano-8gb
     edgecnn profile --all --device jetson --precision int8 --memory-budget 10MB
     edgecnn profile mobilenet resnet50 --measure --batch 1,8
+    edgecnn profile resnet18 --device jetson-orin-nano-8gb --precision fp16 --layers --import-trtexec runs/resnet18
     """
     if max_latency is not None and max_latency <= 0:
         raise UsageError(f"--max-latency must be more than 0 ms, got {max_latency:g}")
@@ -174,11 +212,13 @@ def profile_command(models, all_models, tags, device, precision, batch, memory_b
         measure=measure,
         layers=layers,
         input_shapes=parse_input_shape(input_shape),
+        trtexec_dir=trtexec_dir,
     )
     from edgecnn.devices import resolve_devices
 
     resolve_devices(device)
     targets = resolve_targets(models, all_models, tags)
+    check_targets(targets, options)
     if len(targets) > 1:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=True) as progress:
@@ -206,3 +246,4 @@ def profile_command(models, all_models, tags, device, precision, batch, memory_b
     emit(render_rows(rows, fmt, headers=headers, title=title, footer=_footer(report, measure), console=console))
     if layers:
         _layer_tables(report, fmt)
+        _trtexec_table(report, fmt)
