@@ -263,7 +263,7 @@ def _markdown(payload: dict[str, Any]) -> str:
         "observed by wrapping the pipeline's step functions: `edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
         "`clean_graph`, `check_graph`, `_verify`, `_save`). Peak RSS is the child's `ru_maxrss`. "
         f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
-        "(`edgecnn export --all`, one process).",
+        "(`edgecnn export --all`, one export process per core).",
         "",
         SHARED_MACHINE_NOTE.split(":")[0] + ": the whole-zoo time is one run under whatever else the machine was doing.",
         "",
