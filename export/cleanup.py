@@ -12,6 +12,7 @@ import tempfile
 import onnx
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.heap import release_free_heap
 
 __all__ = ["OPTIMIZERS", "DEFAULT_OPTIMIZER", "clean_graph", "check_graph", "values_without_shape"]
 
@@ -19,32 +20,58 @@ OPTIMIZERS = ("onnxslim", "ort", "none")
 DEFAULT_OPTIMIZER = "onnxslim"
 
 
-def _ort_basic(model: onnx.ModelProto) -> onnx.ModelProto:
+def _ort_basic(model: onnx.ModelProto | str, scratch: str) -> str:
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as scratch:
-        target = os.path.join(scratch, "optimized.onnx")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = target
-        options.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return onnx.load(target)
+    target = os.path.join(scratch, "optimized.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = target
+    options.log_severity_level = 3
+    ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return target
 
 
-def clean_graph(model: onnx.ModelProto, optimizer: str = DEFAULT_OPTIMIZER) -> onnx.ModelProto:
-    """Simplify ``model`` with ``optimizer`` and return it with inferred shapes for every value."""
+def clean_graph(
+    model: onnx.ModelProto | str | os.PathLike,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    destination: str | os.PathLike | None = None,
+) -> onnx.ModelProto:
+    """Simplify ``model`` (a graph or an ONNX file) with ``optimizer`` and return it with inferred shapes for
+    every value; with ``destination`` the result is also written there.
+
+    Shape inference runs on files (``infer_shapes_path``), and the result is written by it rather than
+    serialized again, so Python never holds the serialized copies that in-memory inference makes: for a
+    VGG-sized model that is a gigabyte less at the peak.
+    """
     if optimizer not in OPTIMIZERS:
         raise EdgecnnError(f"unknown graph optimizer {optimizer!r}: choose from {', '.join(OPTIMIZERS)}")
-    if optimizer == "onnxslim":
-        import onnxslim
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model
+    with tempfile.TemporaryDirectory(prefix="edgecnn-clean-") as scratch:
+        simplified = os.path.join(scratch, "simplified.onnx")
+        if optimizer == "onnxslim":
+            import onnxslim
 
-        model = onnxslim.slim(model)
-    elif optimizer == "ort":
-        model = _ort_basic(model)
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    model.graph.ClearField("doc_string")
-    return model
+            slimmed = onnxslim.slim(source)
+            slimmed.graph.ClearField("doc_string")
+            release_free_heap()
+            onnx.save_model(slimmed, simplified)
+            del slimmed
+        elif optimizer == "ort":
+            simplified = _ort_basic(source, scratch)
+        elif isinstance(source, str):
+            simplified = source
+        else:
+            onnx.save_model(source, simplified)
+        del source, model
+        inferred = os.fspath(destination) if destination is not None else os.path.join(scratch, "inferred.onnx")
+        onnx.shape_inference.infer_shapes_path(simplified, inferred, strict_mode=True, data_prop=True)
+        cleaned = onnx.load(inferred)
+    if cleaned.graph.doc_string:
+        cleaned.graph.ClearField("doc_string")
+        if destination is not None:
+            onnx.save_model(cleaned, inferred)
+    return cleaned
 
 
 def values_without_shape(model: onnx.ModelProto) -> list[str]:

@@ -18,6 +18,7 @@ from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED
 from edgecnn.calibration.quantize import DEFAULT_METHOD, PRESETS, quantize_onnx, target_for_device
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE
 from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.heap import release_free_heap
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
 from edgecnn.export.formats import artifact_name
 from edgecnn.export.fp16 import to_fp16
@@ -25,7 +26,7 @@ from edgecnn.export.manifest import MANIFEST_NAME, library_versions, manifest_js
 from edgecnn.export.ort_format import to_ort_format
 from edgecnn.export.source import ModelSource, resolve_source
 from edgecnn.export.staging import staged_directory
-from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx
+from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx_file
 from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
 from edgecnn.runtime import create_session, run_session
 
@@ -98,31 +99,26 @@ def _run_batched(session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-class _References:
-    """PyTorch's outputs on the check inputs, computed once per export and shared by every precision."""
-
-    def __init__(self, source: ModelSource, options: ExportOptions):
-        self.source, self.options = source, options
-        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-    def get(self, samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        if (samples, seed) not in self._cache:
-            height, width = self.source.input_size
-            inputs = check_inputs((samples, self.source.in_chans, height, width), seed=seed)
-            self._cache[samples, seed] = inputs, torch_outputs(self.source.module, inputs)
-        return self._cache[samples, seed]
+def _references(source: ModelSource, options: ExportOptions) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """PyTorch's outputs on every check input (the check batch, and batch 1 and 7 for a dynamic batch), keyed
+    by (samples, seed): computed once, before export, and shared by every precision."""
+    height, width = source.input_size
+    wanted = [(max(options.check_samples, 1), 0)] + ([(size, size) for size in DYNAMIC_CHECK_BATCHES] if options.dynamic_batch else [])
+    references = {}
+    for samples, seed in wanted:
+        inputs = check_inputs((samples, source.in_chans, height, width), seed=seed)
+        references[samples, seed] = inputs, torch_outputs(source.module, inputs)
+    return references
 
 
-def _verify(path: Path, references: _References, options: ExportOptions, precision: str) -> list[Verification]:
-    """Compare ONNX Runtime on the saved model with PyTorch on the check batch (and at batch 1 and 7 for a dynamic batch)."""
+def _verify(path: Path, references: dict, options: ExportOptions, precision: str) -> list[Verification]:
+    """Compare ONNX Runtime on the saved model with PyTorch's outputs from :func:`_references`."""
     session = create_session(path)
     batch = None if options.dynamic_batch else options.batch
-    inputs, expected = references.get(max(options.check_samples, 1))
-    results = [compare(expected, _run_batched(session, inputs, batch), precision)]
-    if options.dynamic_batch:
-        for size in DYNAMIC_CHECK_BATCHES:
-            sized, sized_expected = references.get(size, seed=size)
-            results.append(compare(sized_expected, run_session(session, sized), precision))
+    results = []
+    for (samples, seed), (inputs, expected) in references.items():
+        produced = _run_batched(session, inputs, batch) if seed == 0 else run_session(session, inputs)
+        results.append(compare(expected, produced, precision))
     return results
 
 
@@ -193,8 +189,8 @@ def _build_manifest(source: ModelSource, model: onnx.ModelProto, options: Export
         "preprocessing": _preprocessing(source),
         "output": {"name": graph_output.name, "shape": _graph_shape(model, graph_output), "num_classes": source.num_classes},
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        "exporter": options.exporter if source.module is not None else None,
-        "optimizer": options.optimizer if source.module is not None else None,
+        "exporter": options.exporter if source.origin != "onnx" else None,
+        "optimizer": options.optimizer if source.origin != "onnx" else None,
         "dynamic_batch": options.dynamic_batch,
         "artifacts": artifacts,
         "versions": library_versions(),
@@ -205,21 +201,24 @@ def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) ->
     if options.batch < 1:
         raise UsageError(f"batch must be at least 1, got {options.batch}")
     height, width = source.input_size
-    exported = torch_to_onnx(
+    references = _references(source, options)
+    exported = torch_to_onnx_file(
         source.module,
         (options.batch, source.in_chans, height, width),
+        staging / "exported.onnx",
         opset=options.opset,
         dynamic_batch=options.dynamic_batch,
         exporter=options.exporter,
     )
-    fp32 = clean_graph(exported, options.optimizer)
-    del exported
-    references = _References(source, options)
+    source.module = None  # every later step runs on the ONNX file and the references; the weights can go
+    release_free_heap()
+    fp32_path = staging / artifact_name(source.name, "onnx-fp32")
+    fp32 = clean_graph(exported, options.optimizer, destination=fp32_path)
+    exported.unlink()
+    release_free_heap()
     files, artifacts, all_verifications = {}, [], []
 
-    def write_verified(key: str, graph: onnx.ModelProto, precision: str) -> None:
-        path = staging / artifact_name(source.name, key)
-        _save(graph, path)
+    def add_verified(key: str, graph: onnx.ModelProto, path: Path, precision: str) -> None:
         check_graph(graph, path)
         verifications = _verify(path, references, options, precision)
         _raise_if_failed(verifications, source.name)
@@ -227,9 +226,12 @@ def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) ->
         artifacts.append(_artifact_entry(key, path, verifications))
         all_verifications.extend(verifications)
 
-    write_verified("onnx-fp32", fp32, "fp32")
+    add_verified("onnx-fp32", fp32, fp32_path, "fp32")
     if options.fp16:
-        write_verified("onnx-fp16", to_fp16(fp32), "fp16")
+        half = to_fp16(fp32)
+        half_path = staging / artifact_name(source.name, "onnx-fp16")
+        _save(half, half_path)
+        add_verified("onnx-fp16", half, half_path, "fp16")
     return files, all_verifications, artifacts, fp32
 
 

@@ -7,14 +7,12 @@ to its own core, so PyTorch's and ONNX Runtime's thread pools (both sized from t
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import os
 
 import pytest
 
 from edgecnn.graphs import CACHE_ENV
+from edgecnn.heap import release_free_heap
 
 
 def _pin_worker_to_one_core() -> None:
@@ -50,14 +48,9 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ[CACHE_ENV] = previous
 
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
-
-
 @pytest.fixture(autouse=True)
 def give_heap_back():
     """After each test, return freed heap to the OS: the zoo's large weights otherwise fragment glibc's
     heap and a worker's resident memory climbs past 10 GB over the suite."""
     yield
-    gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+    release_free_heap()
