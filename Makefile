@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgecnn-installed
 
-.PHONY: demo test clean
+.PHONY: demo test clean zoo-graphs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+# Rebuild the zoo graphs shipped with the package after editing a model or the exporter (tests fail while stale).
+zoo-graphs: $(STAMP)
+	$(BIN)/python scripts/build_zoo_graphs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

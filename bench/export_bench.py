@@ -63,7 +63,7 @@ def rss_limit_bytes(weight_bytes: int) -> int:
 
 PIPELINE_STAGES = (
     ("build", "resolve_source"),
-    ("export", "torch_to_onnx"),
+    ("export", "torch_to_onnx_file"),
     ("clean-up", "clean_graph"),
     ("check", "check_graph"),
     ("verify", "_verify"),
@@ -75,7 +75,8 @@ PIPELINE_STAGES = (
 def _record_stages(stages: list[dict[str, Any]]) -> None:
     """Wrap the pipeline's step functions so that each call appends its time, RSS and peak RSS to ``stages``.
 
-    Only observes: the real ``export_model`` runs unchanged. A step missing after a refactor is skipped.
+    Only observes: the real ``export_model`` runs unchanged. A step renamed by a refactor is an error, so
+    that the figures never silently lose a stage.
     """
     from edgecnn.export import pipeline
 
@@ -93,9 +94,11 @@ def _record_stages(stages: list[dict[str, Any]]) -> None:
                 })
         return call
 
+    missing = [attribute for _, attribute in PIPELINE_STAGES if not hasattr(pipeline, attribute)]
+    if missing:
+        raise RuntimeError(f"edgecnn.export.pipeline has no {', '.join(missing)}: update PIPELINE_STAGES")
     for stage, attribute in PIPELINE_STAGES:
-        if hasattr(pipeline, attribute):
-            setattr(pipeline, attribute, observed(stage, getattr(pipeline, attribute)))
+        setattr(pipeline, attribute, observed(stage, getattr(pipeline, attribute)))
 
 
 def measure_export(name: str, output_dir: str) -> dict[str, Any]:

@@ -10,11 +10,19 @@ seeded random weights again when it has to run (host measurement).
 The cache lives in ``$EDGECNN_CACHE/graphs`` (default ``~/.cache/edgecnn/graphs``); its key covers the
 model, input size, class count, the zoo's and the exporter's source files and the library versions, so an
 edit to a model or an upgrade never serves a stale graph.
+
+The package also ships every zoo model's graph at its default input size and class count
+(``edgecnn/data/zoo_graphs``, built by ``make zoo-graphs``), so that a first profile of the whole zoo does
+not spend minutes exporting: building all of them takes about five minutes on two cores, and issue 5 asks
+for the whole zoo's static profile in under a minute. They are used only while the zoo's and the
+exporter's sources and the torch version are the ones they were built from (:func:`source_fingerprint`);
+the tests fail when they are stale.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -32,6 +40,10 @@ __all__ = [
     "GraphSource",
     "cache_dir",
     "zoo_graph",
+    "SHIPPED_GRAPHS_DIR",
+    "source_fingerprint",
+    "shipped_graph",
+    "write_shipped_graphs",
     "load_onnx",
     "export_dir_graphs",
     "graph_precision",
@@ -70,9 +82,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgecnn")
 
 
+SHIPPED_GRAPHS_DIR = Path(__file__).parent / "data" / "zoo_graphs"
+SHIPPED_INDEX = "index.json"
+GRAPH_LIBRARIES = ("onnx", "onnxslim")
+"""Libraries that shape a graph's details (clean-up, opset handling) but not its layers' shapes."""
+
+
+def _library_versions(names) -> dict[str, str]:
+    versions = {}
+    for package_name in names:
+        try:
+            versions[package_name] = metadata.version(package_name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 @functools.cache
-def _code_fingerprint() -> str:
-    """Hash of the zoo's and the exporter's sources plus library versions: part of every cache key."""
+def source_fingerprint() -> str:
+    """Hash of the graph recipe, the zoo's and the exporter's sources and the torch version: what decides
+    a zoo graph's layers and shapes, and so whether a shipped graph is still current."""
     import edgecnn
     from edgecnn.export import cleanup, to_onnx
 
@@ -82,12 +111,90 @@ def _code_fingerprint() -> str:
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    for package_name in ("torch", "onnx", "onnxslim"):
-        try:
-            digest.update(f"{package_name}={metadata.version(package_name)}".encode())
-        except metadata.PackageNotFoundError:
-            continue
+    for package_name, version in _library_versions(["torch"]).items():
+        digest.update(f"{package_name}={version}".encode())
     return digest.hexdigest()
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """:func:`source_fingerprint` plus the ONNX libraries' versions: part of every user-cache key."""
+    digest = hashlib.sha256(source_fingerprint().encode())
+    for package_name, version in _library_versions(GRAPH_LIBRARIES).items():
+        digest.update(f"{package_name}={version}".encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _shipped_index(directory: Path = SHIPPED_GRAPHS_DIR) -> dict:
+    try:
+        return json.loads((directory / SHIPPED_INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def shipped_graph(name: str, input_size: tuple[int, int], num_classes: int, directory: Path = SHIPPED_GRAPHS_DIR) -> onnx.ModelProto | None:
+    """The graph shipped with the package for this configuration, or None when there is none or it is stale."""
+    index = _shipped_index(directory)
+    entry = index.get("graphs", {}).get(name)
+    if entry is None or index.get("source_fingerprint") != source_fingerprint():
+        return None
+    if tuple(entry["input_size"]) != tuple(input_size) or entry["num_classes"] != num_classes:
+        return None
+    try:
+        return onnx.load(str(directory / entry["file"]))
+    except Exception:
+        return None
+
+
+def _build_default_graph(name: str) -> tuple[str, bytes, list[int], int]:
+    from edgecnn.registry import get_spec
+
+    spec = get_spec(name)
+    height, width = spec.input_size
+    model = _build_zoo_graph(spec.name, height, width, spec.num_classes)
+    return spec.name, model.SerializeToString(), [height, width], spec.num_classes
+
+
+def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] | None = None, jobs: int = 1, on_done=None) -> dict:
+    """Build the default graph of every zoo model (or ``names``) and write them with their index to
+    ``directory``, replacing what was there; ``jobs`` processes build in parallel. Returns the index."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from edgecnn.export.staging import write_bytes_atomic
+    from edgecnn.registry import list_models
+
+    names = names or list_models()
+    directory.mkdir(parents=True, exist_ok=True)
+    graphs = {}
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            built = pool.map(_build_default_graph, names)
+            for name, data, size, classes in built:
+                graphs[name] = (data, size, classes)
+                if on_done:
+                    on_done(name)
+    else:
+        for name in names:
+            _, data, size, classes = _build_default_graph(name)
+            graphs[name] = (data, size, classes)
+            if on_done:
+                on_done(name)
+    index = {
+        "source_fingerprint": source_fingerprint(),
+        "libraries": _library_versions(("torch", *GRAPH_LIBRARIES)),
+        "graphs": {},
+    }
+    for stale in directory.glob("*.onnx"):
+        if stale.stem not in graphs:
+            stale.unlink()
+    for name, (data, size, classes) in sorted(graphs.items()):
+        write_bytes_atomic(directory / f"{name}.onnx", data)
+        index["graphs"][name] = {"file": f"{name}.onnx", "input_size": size, "num_classes": classes}
+    write_bytes_atomic(directory / SHIPPED_INDEX, (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
+    _shipped_index.cache_clear()
+    return index
 
 
 def is_stripped(model: onnx.ModelProto) -> bool:
@@ -165,13 +272,17 @@ def _build_zoo_graph(name: str, height: int, width: int, num_classes: int) -> on
 
 
 def zoo_graph(name: str, input_size: tuple[int, int] | None = None, num_classes: int | None = None) -> onnx.ModelProto:
-    """The shape-only ONNX graph of zoo model ``name`` (dynamic batch), from the cache or built and cached."""
+    """The shape-only ONNX graph of zoo model ``name`` (dynamic batch): shipped with the package, from the
+    user's cache, or built and cached."""
     from edgecnn.export.staging import write_bytes_atomic
     from edgecnn.registry import get_spec
 
     spec = get_spec(name)
     height, width = input_size or spec.input_size
     classes = num_classes or spec.num_classes
+    shipped = shipped_graph(spec.name, (height, width), classes)
+    if shipped is not None:
+        return shipped
     key = hashlib.sha256(f"{spec.name}|{height}x{width}|{classes}|{_code_fingerprint()}".encode()).hexdigest()[:16]
     path = cache_dir() / "graphs" / f"{spec.name}-{height}x{width}-{classes}-{key}.onnx"
     if path.is_file():

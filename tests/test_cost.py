@@ -281,3 +281,74 @@ def test_shape_only_graph_runs_once_filled():
     session = create_session(fill_weights(model).SerializeToString())
     out = run_session(session, np.zeros((3, 1, 32, 32), np.float32))
     assert out.shape == (3, 10) and np.isfinite(out).all()
+
+
+def _shipped_index() -> dict:
+    import json
+
+    from edgecnn.graphs import SHIPPED_GRAPHS_DIR
+
+    path = SHIPPED_GRAPHS_DIR / "index.json"
+    assert path.is_file(), f"{path} is missing: run `make zoo-graphs` and commit edgecnn/data/zoo_graphs"
+    return json.loads(path.read_text())
+
+
+def test_shipped_zoo_graphs_are_current():
+    """The graphs shipped for a fast first profile must come from the current zoo and exporter sources."""
+    from edgecnn.graphs import source_fingerprint
+
+    index = _shipped_index()
+    stale = "the zoo graphs in edgecnn/data/zoo_graphs are stale: run `make zoo-graphs` and commit them"
+    assert index["source_fingerprint"] == source_fingerprint(), stale
+    missing = sorted(set(list_models()) - set(index["graphs"]))
+    assert not missing, f"{stale} (no graph for {', '.join(missing)})"
+    for name, entry in index["graphs"].items():
+        spec = get_spec(name)
+        assert (tuple(entry["input_size"]), entry["num_classes"]) == (tuple(spec.input_size), spec.num_classes), stale
+
+
+@pytest.mark.parametrize("name", ["lenet5", "squeezenet1_1", "shufflenet_v2_x0_5"])
+def test_shipped_graph_is_what_a_fresh_build_gives(name):
+    from edgecnn.graphs import GRAPH_LIBRARIES, _build_zoo_graph, _library_versions, shipped_graph
+
+    index = _shipped_index()
+    built_with = {package: index["libraries"].get(package) for package in GRAPH_LIBRARIES}
+    here = _library_versions(GRAPH_LIBRARIES)
+    if built_with != here:
+        pytest.skip(f"the shipped graphs were built with {built_with}, this environment has {here}")
+    spec = get_spec(name)
+    shipped = shipped_graph(name, spec.input_size, spec.num_classes)
+    assert shipped is not None
+    fresh = _build_zoo_graph(name, *spec.input_size, spec.num_classes)
+    assert shipped.SerializeToString() == fresh.SerializeToString()
+
+
+def test_zoo_graph_takes_the_shipped_graph_without_exporting(monkeypatch):
+    from edgecnn import graphs
+
+    def no_build(*args):
+        raise AssertionError("the shipped graph should have been used")
+
+    monkeypatch.setattr(graphs, "_build_zoo_graph", no_build)
+    assert len(zoo_graph("resnet50").graph.node) > 50
+
+
+def test_stale_or_mismatched_shipped_graphs_are_ignored(tmp_path):
+    import json
+    import shutil
+
+    from edgecnn.graphs import SHIPPED_GRAPHS_DIR, shipped_graph
+
+    index = _shipped_index()
+    shutil.copy(SHIPPED_GRAPHS_DIR / "lenet5.onnx", tmp_path / "lenet5.onnx")
+    (tmp_path / "index.json").write_text(json.dumps({**index, "graphs": {"lenet5": index["graphs"]["lenet5"]}}))
+    spec = get_spec("lenet5")
+    assert shipped_graph("lenet5", spec.input_size, spec.num_classes, tmp_path) is not None
+    assert shipped_graph("lenet5", (64, 64), spec.num_classes, tmp_path) is None
+    assert shipped_graph("lenet5", spec.input_size, 7, tmp_path) is None
+    assert shipped_graph("resnet18", (224, 224), 1000, tmp_path) is None
+    stale_dir = tmp_path / "stale"
+    stale_dir.mkdir()
+    shutil.copy(tmp_path / "lenet5.onnx", stale_dir / "lenet5.onnx")
+    (stale_dir / "index.json").write_text(json.dumps({**index, "source_fingerprint": "0" * 64}))
+    assert shipped_graph("lenet5", spec.input_size, spec.num_classes, stale_dir) is None
