@@ -86,11 +86,12 @@ class SessionSettings:
         return values
 
 
-MEASURED_SETTINGS = SessionSettings(allow_spinning=False)
-"""What bench/ort_settings.py chose on the development host (2 AVX2 cores, shared with other work): ONNX
-Runtime's defaults but for spinning, which cost 1.6x (geometric mean of five zoo models, batch 1) there:
-spinning threads burn the time slices that a loaded machine's other threads need. Re-run it on a quiet
-machine or the target device; it prints whether these settings still agree."""
+MEASURED_SETTINGS = SessionSettings()
+"""What bench/ort_settings.py chose on the development host (2 AVX2 cores): ONNX Runtime's own defaults.
+No knob beat them by 3% on the five zoo models without being slower on one (bench/results/ort_settings.md);
+turning spinning off had won once, at a load average of 10, where spinning threads burn the time slices
+other processes need, and lost on a quieter machine. Re-run the script on the target device; it prints
+whether these settings still agree."""
 
 
 def session_settings(threads: int | None = None, optimization: str | None = None) -> dict[str, Any]:
