@@ -6,6 +6,7 @@ its measurement are in docs/exporters.md.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -32,45 +33,82 @@ def _ort_basic(model: onnx.ModelProto | str, scratch: str) -> str:
     return target
 
 
+EXTERNAL_MIN_ELEMENTS = 4096
+"""Initializers from this many elements on stay in a side file while the graph is cleaned. onnxslim
+compares constants' values in weight tying (below 1000 elements) and in common-subexpression elimination;
+above this size it now compares file offsets, so two identical large weights would no longer be merged
+(trained or seeded weights never are identical; the whole zoo cleans to the same bytes as in memory)."""
+
+
+def _structure_only(source: str, scratch: str) -> onnx.ModelProto:
+    """The graph at ``source`` with the data of its large initializers moved to ``scratch/weights.bin``
+    (ONNX external data, read and written one tensor at a time)."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    from edgecnn.export.to_onnx import mark_external
+
+    model = onnx.load(source, load_external_data=False)
+    base_dir = os.path.dirname(os.path.abspath(source))
+    location = "weights.bin"
+    with open(os.path.join(scratch, location), "wb") as stream:
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                load_external_data_for_tensor(tensor, base_dir)
+                del tensor.external_data[:]
+                tensor.ClearField("data_location")
+            if not tensor.HasField("raw_data") or math.prod(tensor.dims) < EXTERNAL_MIN_ELEMENTS:
+                continue
+            offset = stream.tell()
+            stream.write(tensor.raw_data)
+            length = len(tensor.raw_data)
+            tensor.ClearField("raw_data")
+            mark_external(tensor, location, offset, length)
+    return model
+
+
 def clean_graph(
     model: onnx.ModelProto | str | os.PathLike,
     optimizer: str = DEFAULT_OPTIMIZER,
     destination: str | os.PathLike | None = None,
 ) -> onnx.ModelProto:
-    """Simplify ``model`` (a graph or an ONNX file) with ``optimizer`` and return it with inferred shapes for
-    every value; with ``destination`` the result is also written there.
+    """Simplify ``model`` (a graph or an ONNX file, whose weights may be external data) with ``optimizer``
+    and return it with inferred shapes for every value and its weights inline; with ``destination`` the
+    result is also written there.
 
-    Shape inference runs on files (``infer_shapes_path``), and the result is written by it rather than
-    serialized again, so Python never holds the serialized copies that in-memory inference makes: for a
-    VGG-sized model that is a gigabyte less at the peak.
+    The optimizer and shape inference see the graph's structure only: the large weights wait in a side
+    file and are read back once, at the end. onnxslim on a whole in-memory VGG held its weights four and a
+    half times over; this way the clean-up's peak is the finished graph and its serialized copy.
     """
+    from edgecnn.export.to_onnx import load_inline
+
     if optimizer not in OPTIMIZERS:
         raise EdgecnnError(f"unknown graph optimizer {optimizer!r}: choose from {', '.join(OPTIMIZERS)}")
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model
     with tempfile.TemporaryDirectory(prefix="edgecnn-clean-") as scratch:
+        if isinstance(model, (str, os.PathLike)):
+            source = os.fspath(model)
+        else:
+            source = os.path.join(scratch, "source.onnx")
+            onnx.save_model(model, source)
+        del model
+        structure = _structure_only(source, scratch)
         simplified = os.path.join(scratch, "simplified.onnx")
         if optimizer == "onnxslim":
             import onnxslim
 
-            slimmed = onnxslim.slim(source)
-            slimmed.graph.ClearField("doc_string")
-            release_free_heap()
-            onnx.save_model(slimmed, simplified)
-            del slimmed
+            structure = onnxslim.slim(structure)
         elif optimizer == "ort":
-            simplified = _ort_basic(source, scratch)
-        elif isinstance(source, str):
-            simplified = source
-        else:
-            onnx.save_model(source, simplified)
-        del source, model
-        inferred = os.fspath(destination) if destination is not None else os.path.join(scratch, "inferred.onnx")
+            onnx.save_model(structure, simplified)
+            structure = onnx.load(_ort_basic(simplified, scratch), load_external_data=False)
+        structure.graph.ClearField("doc_string")
+        onnx.save_model(structure, simplified)
+        del structure
+        release_free_heap()
+        inferred = os.path.join(scratch, "inferred.onnx")
         onnx.shape_inference.infer_shapes_path(simplified, inferred, strict_mode=True, data_prop=True)
-        cleaned = onnx.load(inferred)
-    if cleaned.graph.doc_string:
-        cleaned.graph.ClearField("doc_string")
-        if destination is not None:
-            onnx.save_model(cleaned, inferred)
+        cleaned = load_inline(inferred)
+    cleaned.graph.ClearField("doc_string")
+    if destination is not None:
+        onnx.save_model(cleaned, os.fspath(destination))
     return cleaned
 
 

@@ -26,7 +26,7 @@ from edgecnn.export.manifest import MANIFEST_NAME, library_versions, manifest_js
 from edgecnn.export.ort_format import to_ort_format
 from edgecnn.export.source import ModelSource, resolve_source
 from edgecnn.export.staging import staged_directory
-from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx_file
+from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, remove_onnx_file, torch_to_onnx_file
 from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
 from edgecnn.runtime import create_session, run_session
 
@@ -214,7 +214,7 @@ def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) ->
     release_free_heap()
     fp32_path = staging / artifact_name(source.name, "onnx-fp32")
     fp32 = clean_graph(exported, options.optimizer, destination=fp32_path)
-    exported.unlink()
+    remove_onnx_file(exported)
     release_free_heap()
     files, artifacts, all_verifications = {}, [], []
 

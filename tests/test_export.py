@@ -340,3 +340,29 @@ def test_many_models_in_two_processes_match_one_process(tmp_path):
 def test_jobs_must_be_positive(tmp_path):
     result = invoke("export", "squeezenet*", "--jobs", "0", "-o", tmp_path)
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["lenet5", "shufflenet_v2_x0_5", "mobilenet_v3_small"])
+def test_weights_set_aside_give_torchs_own_serialization(name, tmp_path):
+    """torch_to_onnx_file keeps torch's serializer away from the weights (memory); the graph it gives, with
+    the weights read back inline, must be the bytes torch.onnx.export writes itself (BatchNorm folded too)."""
+    import warnings
+
+    from edgecnn import get_spec
+    from edgecnn.export.to_onnx import (
+        DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, _exportable_adaptive_pools, load_inline, torch_to_onnx_file, weights_file,
+    )
+
+    spec = get_spec(name)
+    module = get_model(name).eval()
+    shape = (1, spec.in_chans, *spec.input_size)
+    ours = torch_to_onnx_file(module, shape, tmp_path / "ours.onnx")
+    assert weights_file(ours).stat().st_size > 0
+    assert not onnx.load(str(ours), load_external_data=False).graph.initializer[0].HasField("raw_data")
+    with warnings.catch_warnings(), torch.no_grad(), _exportable_adaptive_pools(module):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.zeros(shape),), str(tmp_path / "torch.onnx"), dynamo=False, opset_version=DEFAULT_OPSET,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
+        )
+    assert load_inline(ours).SerializeToString() == (tmp_path / "torch.onnx").read_bytes()
