@@ -56,6 +56,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+INT8_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU features that decide how fast INT8 runs in ONNX Runtime (VNNI: a single-instruction u8 x s8 dot product)."""
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in INT8_ISA_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def _memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -70,6 +86,7 @@ def machine_description() -> dict[str, Any]:
             continue
     return {
         "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": round(_memory_bytes() / 2**30, 1),
@@ -188,7 +205,7 @@ def describe_machine_markdown(machine: dict[str, Any]) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     return "\n".join([
         f"- CPU: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
-        f"{machine['memory_gib']} GiB RAM",
+        f"{machine['memory_gib']} GiB RAM; INT8-relevant features: {', '.join(machine.get('cpu_flags') or ['not recorded'])}",
         f"- {machine['platform']}; {versions}",
         f"- load average at start: {', '.join(str(v) for v in machine['load_average_at_start'])}; "
         f"at end: {', '.join(str(v) for v in machine.get('load_average_at_end', []))}",

@@ -11,7 +11,7 @@ on the machine falls on all of them alike and the ratios hold:
 - ``edgecnn``: the same ONNX through edgecnn's runner (:func:`edgecnn.runtime.create_session` with the
   measured settings, :func:`edgecnn.runtime.run_session`);
 - ``openvino``: OpenVINO on the same ONNX, reshaped to the static batch, compiled for CPU with its
-  defaults, when OpenVINO is installed (an optional extra: ``pip install openvino``);
+  defaults, when OpenVINO is installed (an optional extra: ``pip install -e '.[bench]'``);
 - ``edgecnn int8``: edgecnn's INT8 artifact for CPUs (``onnx-int8-cpu``) through edgecnn's runner.
 
 Each network is randomly initialized (seed 0, latency does not depend on the values) at its default
@@ -58,7 +58,7 @@ CALIBRATION_SAMPLES = 32
 
 def openvino_missing_reason() -> str:
     if importlib.util.find_spec("openvino") is None:
-        return "OpenVINO is not installed (optional: .venv/bin/pip install openvino)"
+        return "OpenVINO is not installed (optional: .venv/bin/pip install -e '.[bench]')"
     return ""
 
 
