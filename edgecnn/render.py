@@ -107,8 +107,20 @@ def render_rows(
         table.add_column(headers.get(column, column), justify="right" if numeric else "left", overflow="fold")
     for row in dict_rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    console = console or Console()
+    console = _wide_enough(console or Console(), table)
     console.print(table)
     for line in footer:
         console.print(line, highlight=False)
     return None
+
+
+def _wide_enough(console: Console, table: Table) -> Console:
+    """On a terminal, the terminal's width; elsewhere (a log, a file, a pipe) as wide as the table needs, so
+    that a many-device profile is not folded into unreadable cells where nobody has a screen to fit."""
+    if console.is_terminal:
+        return console
+    widest = console.measure(table, options=console.options.update_width(100_000)).maximum
+    if widest <= console.width:
+        return console
+    return Console(file=console.file, width=widest, no_color=console.no_color, highlight=False)
+

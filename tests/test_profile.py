@@ -216,3 +216,20 @@ def test_info_and_list_use_the_cost_model():
     listed = invoke("list", "squeezenet1_1", "--macs", "--json")
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output)[0]["gmacs"] == pytest.approx(expected / 1e9)
+
+
+def test_wide_tables_are_not_folded_outside_a_terminal():
+    """A log or a pipe has no screen width: a 17-column profile must keep each row on one line."""
+    import io
+
+    from rich.console import Console
+
+    from edgecnn.render import render_rows
+
+    rows = [{"model": f"inception_resnet_v{i}", **{f"device_{d}_est_ms": 123.456 + d for d in range(16)}} for i in (1, 2)]
+    stream = io.StringIO()
+    render_rows(rows, console=Console(file=stream, width=80, force_terminal=False))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 + len(rows) + 1
+    assert sum("inception_resnet_v" in line for line in lines) == 2
+    assert all("123.456" in line for line in lines if "inception_resnet_v" in line)
