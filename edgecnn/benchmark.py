@@ -304,6 +304,13 @@ def _int8_is_current(manifest: Mapping[str, Any], key: str, fp32_path: Path) -> 
     return recorded is not None and recorded == sha256_file(fp32_path)
 
 
+def _split_size(npz_path: str) -> int:
+    """How many images a calibration split holds: the digits split calibrates on all of them (180), not a
+    default of 200 that it cannot give."""
+    with np.load(npz_path) as arrays:
+        return int(arrays["images"].shape[0])
+
+
 def _calibration_source(data: str | None, preprocessing: Mapping[str, Any], scratch: Path) -> str:
     """INT8 calibration images: the digits calibration split for ``digits`` (never the test split), else builtin."""
     from edgecnn.datasets import DIGITS, write_digits_split
@@ -569,7 +576,10 @@ def prepare_artifacts(
                 source_images = calibration or _calibration_source(data, manifest["preprocessing"], Path(scratch.name))
                 from edgecnn.calibration import quantize_export
 
-                result = quantize_export(directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **dict(quantize_options or {}))
+                options = dict(quantize_options or {})
+                if calibration is None and data == "digits":
+                    options.setdefault("samples", _split_size(source_images))
+                result = quantize_export(directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **options)
             except Exception as error:  # as above: the INT8 row says why, the other formats go on
                 artifacts.files.pop(key, None)
                 artifacts.failures[key] = f"INT8 quantization failed: {_reason(error)}"
