@@ -189,12 +189,12 @@ def fit(args) -> None:
         return statistics.median(abs(estimate_latency(costs[n], hosts[n], klass).total_ms - measured[n]) / measured[n] for n in subset)
 
     grid = {
-        "conv": [0.8, 1.0, 1.2, 1.5],
-        "pointwise": [0.6, 0.8, 1.0, 1.2],
+        "conv": [0.8, 1.0, 1.2, 1.5, 2.0],
+        "pointwise": [0.6, 0.8, 1.0, 1.2, 1.5],
         "depthwise": [0.2, 0.4, 0.6],
         "half_size_macs": [1e5, 5e5, 2e6],
         "layer_overhead_us": [5.0, 10.0, 20.0],
-        "memory_efficiency": [0.5, 0.8, 1.0],
+        "memory_efficiency": [0.5, 0.8, 1.0, 1.5],
     }
     best = None
     for values in itertools.product(*grid.values()):

@@ -55,19 +55,21 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="cpu",
         description="CPU cores through ONNX Runtime's MLAS kernels (NCHWc layout on x86, NEON on Arm)",
         compute_efficiency={
-            "conv": 0.80, "pointwise": 0.60, "grouped": 0.30, "depthwise": 0.20, "gemm": 0.60,
+            "conv": 1.20, "pointwise": 1.00, "grouped": 0.30, "depthwise": 0.20, "gemm": 0.60,
             "norm": 0.05, "pool": 0.05, "elementwise": 0.05, "quant": 0.05, "data": 0.05, "other": 0.05,
         },
-        half_size_macs=5e5,
-        memory_efficiency=0.5,
-        layer_overhead_us=20.0,
+        half_size_macs=1e5,
+        memory_efficiency=1.0,
+        layer_overhead_us=5.0,
         source=(
             "fitted (grid search, bench/profile_bench.py fit) to ONNX Runtime 1.32's batch-1 FP32 latency of "
-            "half the zoo on the development host (2 Zen 1 cores, AVX2+FMA, shared with other work: load "
-            "average 11-17 during the run), relative to the host's GEMM peak and copy bandwidth measured "
-            "right before and after each model (bench/results/profile_estimator_fitdata.json): median "
-            "absolute error 15% on the fitted half, 14% on the held-out half; a fresh run with these factors "
-            "is bench/results/profile_estimator.md. Raspberry Pi estimates reuse them: unvalidated on a Pi."
+            "half the zoo on a quiet 2-core AMD EPYC host with AVX-512 (2026-11-28), relative to the host's "
+            "GEMM peak and copy bandwidth measured right before and after each model "
+            "(bench/results/profile_estimator_fitdata.json): median absolute error 8% on the fitted half, 7% "
+            "on the held-out half; a fresh run with these factors is bench/results/profile_estimator.md. "
+            "ONNX Runtime's convolutions beat torch's GEMM there, hence efficiencies above 1. The previous "
+            "fit, on an AVX2 host under load 11-17, gave 0.8/0.6 for conv/pointwise: expect larger errors on "
+            "loaded machines. Raspberry Pi estimates reuse them: unvalidated on a Pi."
         ),
     ),
     "gpu-cuda-cores": ExecutionClass(
