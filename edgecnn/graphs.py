@@ -159,8 +159,9 @@ def _build_default_graph(name: str) -> tuple[str, bytes, list[int], int]:
 def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] | None = None, jobs: int = 1, on_done=None) -> dict:
     """Build the default graph of every zoo model (or ``names``) and write them with their index to
     ``directory``, replacing what was there; ``jobs`` processes build in parallel. Returns the index."""
-    from concurrent.futures import ProcessPoolExecutor
+    import contextlib
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     from edgecnn.export.staging import write_bytes_atomic
     from edgecnn.registry import list_models
@@ -168,16 +169,11 @@ def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] 
     names = names or list_models()
     directory.mkdir(parents=True, exist_ok=True)
     graphs = {}
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            built = pool.map(_build_default_graph, names)
-            for name, data, size, classes in built:
-                graphs[name] = (data, size, classes)
-                if on_done:
-                    on_done(name)
-    else:
-        for name in names:
-            _, data, size, classes = _build_default_graph(name)
+    with contextlib.ExitStack() as stack:
+        build = map
+        if jobs > 1:
+            build = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))).map
+        for name, data, size, classes in build(_build_default_graph, names):
             graphs[name] = (data, size, classes)
             if on_done:
                 on_done(name)

@@ -5,7 +5,10 @@ while the shipped graphs are stale, and until they are rebuilt ``edgecnn profile
 again on a user's first run. Each graph is the shape-only ONNX that :func:`edgecnn.graphs.zoo_graph` would
 build at the model's default input size and class count.
 
-    python scripts/build_zoo_graphs.py [--jobs N] [MODEL ...]
+    python scripts/build_zoo_graphs.py [--jobs N]
+
+The fingerprint covers the whole zoo's sources, so every graph is rebuilt each time; unchanged models
+come out byte for byte the same.
 """
 from __future__ import annotations
 
@@ -19,10 +22,9 @@ from edgecnn.registry import list_models
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="fnmatch patterns (default: the whole zoo); others are dropped")
     parser.add_argument("--jobs", type=int, default=min(4, len(os.sched_getaffinity(0))), help="build processes")
     args = parser.parse_args(argv)
-    names = list_models(args.models) if args.models else list_models()
+    names = list_models()
     started = time.perf_counter()
     index = write_shipped_graphs(SHIPPED_GRAPHS_DIR, names, jobs=args.jobs, on_done=lambda name: print(f"built {name}", flush=True))
     size = sum(path.stat().st_size for path in SHIPPED_GRAPHS_DIR.glob("*.onnx"))
