@@ -26,7 +26,6 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +88,10 @@ GRAPH_LIBRARIES = ("onnx", "onnxslim")
 
 
 def _library_versions(names) -> dict[str, str]:
-    versions = {}
-    for package_name in names:
-        try:
-            versions[package_name] = metadata.version(package_name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    """:func:`edgecnn.export.manifest.package_versions`, imported late: loading edgecnn.export imports torch."""
+    from edgecnn.export.manifest import package_versions
+
+    return package_versions(names)
 
 
 @functools.cache

@@ -21,15 +21,20 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries an artifact depends on, for its manifest."""
-    versions = {"python": platform.python_version()}
-    for package in ("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim"):
+def package_versions(packages) -> dict[str, str]:
+    """Installed versions of ``packages``; those not installed are left out."""
+    versions = {}
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries an artifact depends on, for its manifest."""
+    return {"python": platform.python_version(), **package_versions(("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim"))}
 
 
 def manifest_json(manifest: dict[str, Any]) -> str:

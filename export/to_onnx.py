@@ -8,7 +8,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -146,7 +145,7 @@ def _attach_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
                 continue
             array = weight.detach().cpu().contiguous().numpy()
             tensor = onnx.TensorProto(name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype))
-            data = memoryview(np.ascontiguousarray(array)).cast("B")
+            data = memoryview(array).cast("B")
             stream.write(data)
             mark_external(tensor, location, offset, data.nbytes)
             model.graph.initializer.append(tensor)
