@@ -170,7 +170,7 @@ def measure_model(name: str, export_dir: Path, batches: tuple[int, ...], use_com
 
     from edgecnn import get_model
     from edgecnn.benchmark import measure_alternating, prepare_artifacts
-    from edgecnn.cost import analyze
+    from edgecnn.profile.cost import analyze
     from edgecnn.export.verify import check_inputs
     from edgecnn.registry import get_spec
 

@@ -32,8 +32,10 @@ def static(args) -> None:
     user's first run sees it: an empty user cache, so the graphs come from the package (or get built)."""
     import tempfile
 
-    from edgecnn.graphs import CACHE_ENV, SHIPPED_GRAPHS_DIR, cache_dir
-    from edgecnn.profiler import ProfileOptions, profile, resolve_targets
+    from edgecnn.cache import CACHE_ENV, cache_dir
+    from edgecnn.export.zoo_graphs import SHIPPED_GRAPHS_DIR
+    from edgecnn.profile import ProfileOptions
+    from edgecnn.profiling import profile_targets as profile, resolve_targets
 
     machine = machine_description()
     with tempfile.TemporaryDirectory(prefix="edgecnn-empty-cache-") as empty_cache:
@@ -111,10 +113,11 @@ def estimator(args) -> None:
     """
     import dataclasses as dc
 
-    from edgecnn.cost import analyze
-    from edgecnn.estimate import estimate_latency
-    from edgecnn.graphs import fill_weights, zoo_graph
-    from edgecnn.measure import join_node_times, measure_latency, profile_nodes
+    from edgecnn.profile.cost import analyze
+    from edgecnn.profile.estimate import estimate_latency
+    from edgecnn.export.zoo_graphs import zoo_graph
+    from edgecnn.onnx_facts import fill_weights
+    from edgecnn.profile.measure import join_node_times, measure_latency, profile_nodes
     from edgecnn.registry import list_models
 
     machine = machine_description()
@@ -167,10 +170,10 @@ def fit(args) -> None:
     Uses the host figures saved with the measurements (the GEMM peak and copy bandwidth measured in the
     same run), so that factors are relative to the conditions the latencies were measured under.
     """
-    from edgecnn.cost import analyze
+    from edgecnn.profile.cost import analyze
     from edgecnn.devices import Device
-    from edgecnn.estimate import EXECUTION_CLASSES, estimate_latency
-    from edgecnn.graphs import zoo_graph
+    from edgecnn.profile.estimate import EXECUTION_CLASSES, estimate_latency
+    from edgecnn.export.zoo_graphs import zoo_graph
 
     saved = json.loads(Path(args.data).read_text())
     base_host = Device(**saved["host"]) if "host" in saved else _host_now()

@@ -8,16 +8,31 @@ The Python API mirrors ``edgecnn quantize`` and ``edgecnn export --int8``::
     print(result.describe(), result.size_ratio)
 """
 from edgecnn.calibration.data import (
-    DEFAULT_SAMPLES, CalibrationSet, CalibrationWarning, Preprocessing, load_calibration,
+    DEFAULT_SAMPLES,
+    CalibrationSet,
+    CalibrationWarning,
+    Preprocessing,
+    load_calibration,
 )
 from edgecnn.calibration.quantize import (
-    DEFAULT_METHOD, PRESETS, TARGETS, QuantizationResult, QuantizationWarning, quantize_export, quantize_onnx,
-    cpu_session_optimization, target_for_device,
+    DEFAULT_METHOD,
+    PRESETS,
+    TARGETS,
+    Int8Step,
+    QuantizationResult,
+    QuantizationWarning,
+    choose_target,
+    cpu_session_optimization,
+    quantize_export,
+    quantize_for_timing,
+    quantize_onnx,
+    target_for_device,
 )
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS
 
 __all__ = [
     "CalibrationSet", "CalibrationWarning", "Preprocessing", "load_calibration", "DEFAULT_SAMPLES",
-    "QuantizationResult", "QuantizationWarning", "quantize_onnx", "quantize_export", "target_for_device", "cpu_session_optimization",
+    "QuantizationResult", "QuantizationWarning", "quantize_onnx", "quantize_export", "target_for_device", "choose_target", "Int8Step", "cpu_session_optimization",
+    "quantize_for_timing",
     "PRESETS", "TARGETS", "METHODS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE",
 ]

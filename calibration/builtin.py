@@ -14,8 +14,9 @@ import io
 from importlib import resources
 
 import numpy as np
+from edgecnn.calibration.sets import CalibrationSet
 
-from edgecnn.calibration.data import CalibrationSet, Preprocessing
+from edgecnn.artifact import Preprocessing
 from edgecnn.errors import EdgecnnError
 
 __all__ = ["BUILTIN_FILE", "builtin_attribution", "builtin_size", "load_builtin"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.errors import UsageError
 
 __all__ = ["CacheKey", "read_cache", "write_cache", "write_ort_cache", "CACHE_FORMAT"]
@@ -83,8 +84,6 @@ def _scalar(value) -> float:
 def write_cache(path: str | Path, key: CacheKey, ranges, calibration: dict[str, Any]) -> None:
     """Write ``ranges`` (an ORT ``TensorsData``) with its key, atomically."""
     from onnxruntime import __version__ as ort_version
-
-    from edgecnn.export.staging import write_bytes_atomic
 
     path = Path(path)
     payload = {

@@ -30,25 +30,47 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import onnx
-
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
-    DEFAULT_SAMPLES, DEFAULT_SEED, CalibrationSet, Preprocessing, load_calibration,
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    CalibrationSet,
+    Preprocessing,
+    load_calibration,
 )
-from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS, compute_ranges, method_key, quiet_ort
+from edgecnn.calibration.ranges import (
+    DEFAULT_PERCENTILE,
+    METHODS,
+    compute_ranges,
+    method_key,
+    quiet_ort,
+)
 from edgecnn.calibration.reader import CalibrationReader
-from edgecnn.errors import EdgecnnError, UsageError
+
+from edgecnn.artifact import AddedArtifact, artifact_name, get_format
+from edgecnn.artifact.formats import artifact_name
+from edgecnn.artifact.manifest import (
+    MANIFEST_NAME,
+    manifest_json,
+    read_manifest,
+    sha256_file,
+)
+from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.devices import get_device
+from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.onnx_facts import input_dims, load_onnx
+from edgecnn.runtime import cpu_session_optimization, create_session
 
 __all__ = [
     "TARGETS", "PRESETS", "DEFAULT_METHOD", "TargetPreset", "QuantizationResult", "QuantizationWarning",
     "quantize_onnx", "quantize_export", "target_for_device", "resolve_excluded", "depthwise_convs",
-    "cpu_session_optimization", "auto_cache_path", "ExportLocation", "locate", "record_in_manifest",
+    "cpu_session_optimization", "auto_cache_path", "quantize_for_timing", "choose_target", "Int8Step", "image_input", "resolve_preprocessing", "ExportLocation", "locate", "record_in_manifest",
 ]
 
 TARGETS = ("cpu", "tensorrt")
@@ -69,8 +91,11 @@ class TargetPreset:
     symmetric_activations: bool
     quantize_bias: bool
     reduce_range: bool | None
-    cpu_optimization: str
     description: str
+
+    @property
+    def cpu_optimization(self) -> str:
+        return get_format(self.format_key).cpu_optimization
 
     def quant_types(self):
         from onnxruntime.quantization import QuantType
@@ -86,46 +111,31 @@ class TargetPreset:
         }
 
 
-def cpu_session_optimization(artifact: str | Path | onnx.ModelProto) -> str:
-    """The ONNX Runtime optimization level at which an INT8 artifact computes what its graph says on the CPU EP.
-
-    ``artifact``: a format key (``onnx-int8-tensorrt``), an ONNX path or a loaded model. Symmetric int8
-    activations (zero point 0, the TensorRT form) need ``basic`` (see the module docstring); anything else
-    runs at ``all``.
-    """
-    preset = next((p for p in PRESETS.values() if p.format_key == artifact), None)
-    if preset is not None:
-        return preset.cpu_optimization
-    if isinstance(artifact, str) and not artifact.endswith(".onnx"):
-        return "all"
-    model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load(str(artifact), load_external_data=False)
-    initializers = {init.name: init for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in initializers:
-            zero_point = onnx.numpy_helper.to_array(initializers[node.input[2]])
-            if zero_point.dtype == np.int8 and not zero_point.any():
-                return "basic"
-    return "all"
-
-
 PRESETS: dict[str, TargetPreset] = {
     "cpu": TargetPreset(
-        "cpu", "onnx-int8-cpu", "uint8", "int8", False, True, None, "all",
+        "cpu", "onnx-int8-cpu", "uint8", "int8", False, True, None,
         "uint8 asymmetric activations, int8 symmetric weights (8- or 7-bit range, measured), int32 biases (ONNX Runtime CPU, U8S8)",
     ),
     "tensorrt": TargetPreset(
-        "tensorrt", "onnx-int8-tensorrt", "int8", "int8", True, False, False, "basic",
+        "tensorrt", "onnx-int8-tensorrt", "int8", "int8", True, False, False,
         "int8 symmetric activations and weights (zero point 0), float biases (TensorRT explicit quantization)",
     ),
 }
+
+
+def choose_target(target: str | None, device: str | None) -> tuple[str, str]:
+    """(target, why): ``target`` wins (--target), else ``device`` decides (--device), else cpu."""
+    if target is not None:
+        if target not in PRESETS:
+            raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(PRESETS)}")
+        return target, "from --target"
+    return target_for_device(device)
 
 
 def target_for_device(device: str | None) -> tuple[str, str]:
     """(target, reason): ``tensorrt`` for a catalog device that ships TensorRT, ``cpu`` otherwise."""
     if device is None:
         return "cpu", "default; pass --target tensorrt or --device ID for Jetson"
-    from edgecnn.devices import get_device
-
     entry = get_device(device)
     if entry.tensorrt:
         return "tensorrt", f"from --device {entry.id} (TensorRT {entry.tensorrt})"
@@ -201,22 +211,23 @@ class QuantizationResult:
             },
         }
 
+    def moved(self, old: Path, new: Path) -> "QuantizationResult":
+        """The same result with its files in directory ``new`` instead of ``old`` (a staged export renamed)."""
+
+        def relocate(path: Path | None) -> Path | None:
+            return new / path.name if path is not None and path.parent == old else path
+
+        return replace(self, path=relocate(self.path), fp32_path=relocate(self.fp32_path),
+                       cache_path=relocate(self.cache_path))
+
     def describe(self) -> str:
         method = f"{self.method} {self.percentile:g}" if self.method == "percentile" else self.method
         cache = f", ranges from cache {self.cache_path.name}" if self.cache_hit and self.cache_path else ""
         return f"INT8 for {self.target} ({method}{cache}), calibrated on {self.calibration_description}"
 
 
-def _load_model(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise UsageError(f"ONNX file {path} does not exist")
-    try:
-        return onnx.load(str(path))
-    except Exception as error:  # onnx raises DecodeError, ValueError, ... for truncated or foreign files
-        raise UsageError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}") from None
-
-
-def _input_dims(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | None]]:
+def image_input(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | None]]:
+    """The name and NCHW dims (None where dynamic) of the model's one float32 image input; else a usage error."""
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -231,8 +242,6 @@ def _input_dims(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | Non
 
 def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
     """The preprocessing of the export manifest next to ``fp32_path`` when that manifest lists the file."""
-    from edgecnn.export.manifest import MANIFEST_NAME, read_manifest
-
     if not (fp32_path.parent / MANIFEST_NAME).is_file():
         return None
     manifest = read_manifest(fp32_path.parent)
@@ -241,7 +250,9 @@ def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
     return Preprocessing.from_manifest(manifest.get("preprocessing") or {}, str(fp32_path.parent / MANIFEST_NAME))
 
 
-def _resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing) -> Preprocessing:
+def resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing) -> Preprocessing:
+    """The preprocessing calibration uses: given, else the export manifest's, else ImageNet's at the input size;
+    checked against the model's input dims."""
     if isinstance(preprocessing, Mapping):
         preprocessing = Preprocessing.from_manifest(preprocessing, "preprocessing")
     if preprocessing is None:
@@ -307,9 +318,9 @@ def _cache_path(cache, output_path: Path, calibration: CalibrationSet, method: s
 
 def _check(fp32_path: Path, int8_path: Path, calibration: CalibrationSet, input_name: str, batch: int | None, samples: int, optimization: str) -> dict[str, Any]:
     """INT8 against FP32 on the first calibration samples: top-1 agreement and output SQNR (not accuracy)."""
-    from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
-
-    from edgecnn.runtime import create_session
+    from onnxruntime.quantization.qdq_loss_debug import (
+        compute_signal_to_quantization_noice_ratio,
+    )
 
     count = min(samples, len(calibration))
     subset = calibration.head(count)
@@ -365,12 +376,12 @@ def quantize_onnx(
     if method == "percentile" and not 0 < percentile <= 100:
         raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
     preset = PRESETS[target]
-    model = _load_model(fp32_path)
-    input_name, dims = _input_dims(model, fp32_path)
+    model = load_onnx(fp32_path)
+    input_name, dims = image_input(model, fp32_path)
     if isinstance(calibration, CalibrationSet):
-        _resolve_preprocessing(fp32_path, dims, calibration.preprocessing)
+        resolve_preprocessing(fp32_path, dims, calibration.preprocessing)
     else:
-        prep = _resolve_preprocessing(fp32_path, dims, preprocessing)
+        prep = resolve_preprocessing(fp32_path, dims, preprocessing)
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
     collected = list(calibration.warnings)
     excluded = resolve_excluded(model, list(exclude))
@@ -440,8 +451,6 @@ def quantize_onnx(
 
 
 def _sha256(path: Path) -> str:
-    from edgecnn.export.manifest import sha256_file
-
     return sha256_file(path)
 
 
@@ -478,16 +487,45 @@ def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: T
         onnx.checker.check_model(onnx.load(str(temporary)))
     except Exception as error:  # ORT's quantizer and onnx's checker raise their own types
         temporary.unlink(missing_ok=True)
-        raise EdgecnnError(f"quantizing {fp32_path.name} failed: {_first_line(error)}") from error
+        raise EdgecnnError(f"quantizing {fp32_path.name} failed: {first_line(error)}") from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return temporary
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+def quantize_for_timing(fp32_path: str | Path, output_path: str | Path, target: str = "cpu") -> Path:
+    """A Q/DQ INT8 copy of ``fp32_path`` in ``target``'s form, calibrated on two seeded random batches.
+
+    For timing only (the profiler's host measurement): latency does not depend on the calibration values, and
+    unlike :func:`quantize_onnx` it takes graphs with any inputs, not just one NCHW image.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        quantize_static,
+    )
+
+    preset = PRESETS[target]
+    shapes = {
+        name: [d if isinstance(d, int) and d > 0 else 1 for d in dims]
+        for name, dims in input_dims(onnx.load(str(fp32_path), load_external_data=False)).items()
+    }
+    rng = np.random.default_rng(0)
+    batches = [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(2)]
+
+    class RandomInputs(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    activation_type, weight_type = preset.quant_types()
+    with quiet_ort():
+        quantize_static(str(fp32_path), str(output_path), RandomInputs(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=activation_type, weight_type=weight_type)
+    return Path(output_path)
 
 
 @dataclass
@@ -505,9 +543,6 @@ def locate(model: str | Path, target: str, output: str | Path | None = None) -> 
     In an export directory (or for the FP32 file its manifest lists) the INT8 file is
     ``<dir>/<model>.int8-<target>.onnx`` and the manifest is updated; a bare .onnx gets its INT8 file beside it.
     """
-    from edgecnn.export.formats import artifact_name
-    from edgecnn.export.manifest import MANIFEST_NAME, read_manifest
-
     if target not in PRESETS:
         raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(TARGETS)}")
     path = Path(model)
@@ -538,9 +573,6 @@ def locate(model: str | Path, target: str, output: str | Path | None = None) -> 
 
 def record_in_manifest(location: ExportLocation, result: QuantizationResult) -> None:
     """Add (or replace) the INT8 artifact's entry in the export directory's manifest.json, atomically."""
-    from edgecnn.export.manifest import MANIFEST_NAME, manifest_json, read_manifest
-    from edgecnn.export.staging import write_bytes_atomic
-
     if location.manifest_dir is None:
         return
     manifest = read_manifest(location.manifest_dir)
@@ -565,3 +597,39 @@ def quantize_export(
     result = quantize_onnx(location.fp32_path, location.output_path, target=target, cache=cache, **options)
     record_in_manifest(location, result)
     return result
+
+
+@dataclass
+class Int8Step:
+    """The INT8 artifact of an export, made from its FP32 model while the export is still staged.
+
+    ``edgecnn export --int8`` passes one to :func:`edgecnn.export.export_model` (``steps=``): the options of
+    :func:`quantize_onnx`, with the target chosen by :func:`choose_target`; ``progress(done, total)``
+    follows calibration.
+    """
+
+    target: str | None = None
+    device: str | None = None
+    calibration: str | Path = "builtin"
+    samples: int = DEFAULT_SAMPLES
+    method: str = DEFAULT_METHOD
+    percentile: float = DEFAULT_PERCENTILE
+    per_channel: bool = True
+    exclude: tuple[str, ...] = ()
+    seed: int = DEFAULT_SEED
+    progress: Callable[[int, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        choose_target(self.target, self.device)
+
+    def __call__(self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path) -> AddedArtifact:
+        target, reason = choose_target(self.target, self.device)
+        name = fp32_path.name.removesuffix(get_format("onnx-fp32").suffix)
+        result = quantize_onnx(
+            fp32_path, staging / artifact_name(name, PRESETS[target].format_key),
+            calibration=self.calibration, target=target, method=self.method, percentile=self.percentile,
+            per_channel=self.per_channel, exclude=self.exclude, samples=self.samples, seed=self.seed,
+            cache="auto", preprocessing=preprocessing, progress=self.progress,
+        )
+        return AddedArtifact(result.format_key, result.path, result.manifest_entry(), result,
+                             (f"INT8 target {target} ({reason})",))

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 import onnx
-
-from edgecnn.calibration.data import CalibrationSet
 from edgecnn.calibration.reader import CalibrationReader
+from edgecnn.calibration.sets import CalibrationSet
+
 from edgecnn.errors import EdgecnnError
 
 __all__ = ["METHODS", "DEFAULT_PERCENTILE", "compute_ranges", "method_key", "quantizable_op_types", "quiet_ort"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from edgecnn.calibration.sets import CalibrationSet
 from onnxruntime.quantization import CalibrationDataReader
-
-from edgecnn.calibration.data import CalibrationSet
 
 __all__ = ["CalibrationReader"]
 

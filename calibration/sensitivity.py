@@ -35,12 +35,23 @@ from typing import Callable, Iterable
 
 import numpy as np
 import onnx
-
-from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED, CalibrationSet, load_calibration
-from edgecnn.calibration.quantize import QuantizationResult, _input_dims, _load_model, _resolve_preprocessing, quantize_onnx
+from edgecnn.calibration.data import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    CalibrationSet,
+    load_calibration,
+)
+from edgecnn.calibration.quantize import (
+    QuantizationResult,
+    image_input,
+    quantize_onnx,
+    resolve_preprocessing,
+)
 from edgecnn.calibration.ranges import quiet_ort
 from edgecnn.calibration.reader import CalibrationReader
+
 from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.onnx_facts import load_onnx
 
 __all__ = ["LayerError", "analyze", "FallbackStep", "FallbackResult", "auto_fallback", "top1_evaluator", "ANALYZE_SAMPLES"]
 
@@ -70,7 +81,9 @@ def _db(signal: float, noise: float) -> float | None:
 
 
 def _augment(path: Path, workdir: Path, name: str) -> Path:
-    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
+    from onnxruntime.quantization.qdq_loss_debug import (
+        modify_model_output_intermediate_tensors,
+    )
 
     augmented = workdir / name
     modify_model_output_intermediate_tensors(str(path), str(augmented))
@@ -125,12 +138,14 @@ def analyze(
 ) -> list[LayerError]:
     """Per-layer quantization error of ``int8_path`` against ``fp32_path`` on ``samples`` calibration inputs, worst first."""
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, create_activation_matching, create_weight_matching,
+        collect_activations,
+        create_activation_matching,
+        create_weight_matching,
     )
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
-    model = _load_model(fp32_path)
-    input_name, dims = _input_dims(model, fp32_path)
+    model = load_onnx(fp32_path)
+    input_name, dims = image_input(model, fp32_path)
     subset = calibration.head(min(samples, len(calibration)))
     batch = dims[0] or 1
     qparams = _activation_qparams(onnx.load(str(int8_path)))
@@ -230,9 +245,9 @@ def auto_fallback(
     if max_drop < 0:
         raise UsageError(f"--max-drop must be at least 0, got {max_drop}")
     if not isinstance(calibration, CalibrationSet):
-        model = _load_model(fp32_path)
-        _, dims = _input_dims(model, fp32_path)
-        preprocessing = _resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None))
+        model = load_onnx(fp32_path)
+        _, dims = image_input(model, fp32_path)
+        preprocessing = resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None))
         calibration = load_calibration(
             calibration, preprocessing=preprocessing,
             samples=options.pop("samples", None) or DEFAULT_SAMPLES, seed=options.pop("seed", DEFAULT_SEED),
@@ -289,41 +304,3 @@ def auto_fallback(
         final = quantize_onnx(fp32_path, output_path, calibration=calibration, exclude=user_excluded + chosen, cache=ranges_cache, **options)
     final.cache_path = Path(cache) if cache is not None else None
     return FallbackResult(final, fp32_top1, top1, max_drop, chosen, steps, ranking)
-
-
-def top1_evaluator(data: str | Path, preprocessing, *, batch_size: int = 64) -> Callable[[Path], float]:
-    """``evaluate(model_path) -> top-1 %`` on labelled ``data`` (an ImageFolder tree or ``"digits"``).
-
-    Each model runs in an ONNX Runtime CPU session at the optimization level its Q/DQ form needs
-    (:func:`~edgecnn.calibration.quantize.cpu_session_optimization`); a model with a fixed batch gets
-    its inputs in batches of that size.
-    """
-    from edgecnn.calibration.quantize import cpu_session_optimization
-    from edgecnn.datasets import load_labelled
-    from edgecnn.runtime import create_session
-
-    labelled = load_labelled(data)
-
-    def evaluate(model_path: Path) -> float:
-        session = create_session(model_path, optimization=cpu_session_optimization(model_path))
-        name = session.get_inputs()[0].name
-        fixed = session.get_inputs()[0].shape[0]
-        step = fixed if isinstance(fixed, int) and fixed > 0 else batch_size
-        correct = total = 0
-        for batch in labelled.batches(preprocessing, batch_size=batch_size):
-            for start in range(0, len(batch.labels), step):
-                inputs = batch.images[start:start + step]
-                count = len(inputs)
-                if count < step and isinstance(fixed, int) and fixed > 0:
-                    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], step - count, axis=0)])
-                logits = session.run(None, {name: inputs})[0][:count]
-                if logits.shape[-1] != labelled.num_classes:
-                    raise UsageError(
-                        f"{model_path.name} has {logits.shape[-1]} outputs but {labelled.name} has {labelled.num_classes} classes: "
-                        "evaluate on data with the model's classes"
-                    )
-                correct += int((logits.argmax(-1) == batch.labels[start:start + count]).sum())
-                total += count
-        return 100.0 * correct / total
-
-    return evaluate

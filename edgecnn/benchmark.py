@@ -1,6 +1,6 @@
 """Every format of one model side by side: status, size, accuracy, latency, throughput, speed-up.
 
-One loop over the format table (:data:`edgecnn.export.formats.FORMATS`), in the manner of ultralytics'
+One loop over the format table (:data:`edgecnn.artifact.formats.FORMATS`), in the manner of ultralytics'
 ``benchmarks()``: each requested format is made if it is missing (:func:`edgecnn.export.export_model`,
 :func:`edgecnn.calibration.quantize_export`), checked for what it needs to run here, evaluated on labelled
 data when some is given, and timed. Every requested format gets a row whose status is ``ok``, ``failed``
@@ -26,8 +26,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from edgecnn.artifact.formats import FORMATS, Format, artifact_name, get_format
+from edgecnn.artifact.manifest import read_manifest, sha256_file
+from edgecnn.calibration import Preprocessing, cpu_session_optimization, quantize_export
+from edgecnn.datasets import DIGITS, load_labelled, write_digits_split
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export.formats import FORMATS, Format, artifact_name, get_format
+from edgecnn.evaluate import evaluate
+from edgecnn.options import parse_batches
+from edgecnn.runtime import create_session, run_session, session_settings, usable_cores
 
 __all__ = [
     "OK",
@@ -42,7 +48,6 @@ __all__ = [
     "prepare_artifacts",
     "benchmark",
     "parse_formats",
-    "parse_batches",
 ]
 
 OK, FAILED, NOT_AVAILABLE = "ok", "failed", "not available"
@@ -196,27 +201,6 @@ def parse_formats(value: str | Iterable[str] | None) -> list[str]:
     return keys
 
 
-def parse_batches(value: str | int | Iterable[int]) -> list[int]:
-    """``"1,8"`` or integers -> distinct positive batch sizes in the given order."""
-    items = str(value).split(",") if isinstance(value, (str, int)) else list(value)
-    batches: list[int] = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        try:
-            batch = int(text)
-        except ValueError:
-            raise UsageError(f"batch size {text!r} is not an integer: give sizes such as 1,8") from None
-        if batch < 1:
-            raise UsageError(f"batch sizes must be at least 1, got {batch}")
-        if batch not in batches:
-            batches.append(batch)
-    if not batches:
-        raise UsageError("give at least one batch size, such as --batch 1 or --batch 1,8")
-    return batches
-
-
 @dataclass
 class _Runner:
     """A format that can run here: ``predict`` maps a float32 NCHW batch to logits."""
@@ -228,7 +212,11 @@ class _Runner:
 def _not_available_reason(fmt: Format) -> str:
     """Why ``fmt`` cannot run on this machine ("" when it can)."""
     if fmt.runtime == "tensorrt":
-        from edgecnn.export.tensorrt import NOT_INSTALLED, gpu_identity, installed_tensorrt
+        from edgecnn.export.tensorrt.engine import (
+            NOT_INSTALLED,
+            gpu_identity,
+            installed_tensorrt,
+        )
 
         if installed_tensorrt() is None:
             return f"{NOT_INSTALLED} (it runs on NVIDIA GPUs and Jetsons)"
@@ -254,12 +242,8 @@ def _torch_runner(module) -> _Runner:
 
 def _onnxruntime_runner(key: str, path: Path, threads: int | None) -> _Runner:
     """An ONNX Runtime CPU session; INT8 artifacts at the optimization level at which they compute what their graph says."""
-    from edgecnn.runtime import create_session, run_session
-
     optimization = None
     if key.startswith("onnx-int8-"):
-        from edgecnn.calibration import cpu_session_optimization
-
         optimization = cpu_session_optimization(key)
     session = create_session(path, threads=threads, optimization=optimization)
     first = session.get_inputs()[0].shape[0]
@@ -297,8 +281,6 @@ def _listed_files(directory: Path, manifest: Mapping[str, Any]) -> dict[str, Pat
 
 
 def _int8_is_current(manifest: Mapping[str, Any], key: str, fp32_path: Path) -> bool:
-    from edgecnn.export.manifest import sha256_file
-
     entry = next((a for a in manifest.get("artifacts", []) if a.get("format") == key), None)
     recorded = ((entry or {}).get("quantization") or {}).get("fp32_sha256")
     return recorded is not None and recorded == sha256_file(fp32_path)
@@ -313,8 +295,6 @@ def _split_size(npz_path: str) -> int:
 
 def _calibration_source(data: str | None, preprocessing: Mapping[str, Any], scratch: Path) -> str:
     """INT8 calibration images: the digits calibration split for ``digits`` (never the test split), else builtin."""
-    from edgecnn.datasets import DIGITS, write_digits_split
-
     if data == DIGITS:
         return str(write_digits_split("calibration", scratch / "digits-calibration.npz", preprocessing))
     return "builtin"
@@ -335,7 +315,6 @@ class _Target:
 
 def _resolve_target(model: str, data: str | None, weights, num_classes, input_size, config) -> _Target:
     """The model to benchmark; with ``data="digits"``, no weights and a digits reference model, its trained weights."""
-    from edgecnn.datasets import DIGITS
     from edgecnn.export.source import resolve_source
     from edgecnn.registry import resolve_name
 
@@ -401,9 +380,6 @@ def benchmark(
     total)`` is called as steps start.
     """
     import torch
-
-    from edgecnn.datasets import load_labelled
-    from edgecnn.runtime import session_settings, usable_cores
 
     started = time.perf_counter()
     keys = parse_formats(formats)
@@ -530,7 +506,6 @@ def prepare_artifacts(
     that fails leaves its keys in ``failures`` with the reason. ``source`` is the resolved
     :class:`~edgecnn.export.ModelSource` when the caller has one.
     """
-    from edgecnn.export.manifest import read_manifest
     from edgecnn.export.pipeline import export_model
     from edgecnn.export.source import resolve_source
 
@@ -574,8 +549,6 @@ def prepare_artifacts(
                 if calibration is None and scratch is None:
                     scratch = tempfile.TemporaryDirectory(prefix="edgecnn-calibration-")
                 source_images = calibration or _calibration_source(data, manifest["preprocessing"], Path(scratch.name))
-                from edgecnn.calibration import quantize_export
-
                 options = dict(quantize_options or {})
                 if calibration is None and data == "digits":
                     options.setdefault("samples", _split_size(source_images))
@@ -611,8 +584,6 @@ def _state_dict_bytes(module) -> int:
 
 def _existing_files(directory: Path | None) -> dict[str, Path]:
     """Artifacts already listed in ``directory``'s manifest (shown even for formats that cannot run here)."""
-    from edgecnn.export.manifest import read_manifest
-
     if directory is None or not (directory / "manifest.json").is_file():
         return {}
     with contextlib.suppress(EdgecnnError):
@@ -626,8 +597,6 @@ def _measure_accuracy(images, source, keys, rows, runners, files, threads: int |
     ONNX artifacts go through :func:`edgecnn.evaluate.evaluate` (which adds the export's FP32 model as
     the reference); the PyTorch module is scored here on the same preprocessed images.
     """
-    from edgecnn.evaluate import evaluate
-
     onnx_keys = [k for k in keys if k in runners and k in files]
     reference_top1 = None
     if onnx_keys:
@@ -666,9 +635,6 @@ def _measure_accuracy(images, source, keys, rows, runners, files, threads: int |
 
 def _preprocessing(source, files: Mapping[str, Path]):
     """How images are fed: the export manifest's block when there is an export, else the same defaults the export would record."""
-    from edgecnn.calibration import Preprocessing
-    from edgecnn.export.manifest import read_manifest
-
     if files:
         return Preprocessing.from_manifest(read_manifest(next(iter(files.values())).parent)["preprocessing"])
     return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std)

@@ -1,6 +1,6 @@
 """Labelled images for evaluation and calibration: an ImageFolder tree or scikit-learn's bundled digits.
 
-Every image goes through :class:`edgecnn.calibration.Preprocessing`, the export manifest's
+Every image goes through :class:`edgecnn.artifact.Preprocessing`, the export manifest's
 ``preprocessing`` block (resize the shorter side, centre crop, scale to [0, 1], normalize), so that
 training, calibration and evaluation see exactly the tensors the exported model expects.
 
@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from edgecnn.calibration.data import Preprocessing, find_images
+from edgecnn.artifact import Preprocessing, find_images
 from edgecnn.errors import EdgecnnError, UsageError
 
 __all__ = [

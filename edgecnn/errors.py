@@ -22,3 +22,10 @@ class UnknownNameError(UsageError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message (at most ``limit`` characters), or its type's name when it has none:
+    what a one-line report of a library's failure shows."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

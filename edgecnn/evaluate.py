@@ -19,11 +19,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edgecnn.artifact import MANIFEST_NAME, get_format, read_manifest
 from edgecnn.datasets import LabelledImages, load_labelled
 from edgecnn.errors import UsageError
-from edgecnn.export.formats import get_format
-from edgecnn.export.manifest import MANIFEST_NAME, read_manifest
-from edgecnn.runtime import create_session
+from edgecnn.onnx_facts import graph_precision, load_onnx
+from edgecnn.runtime import cpu_session_optimization, create_session
 
 __all__ = ["Artifact", "ArtifactAccuracy", "EvaluationReport", "DEFAULT_MAX_DROP", "resolve_artifacts", "evaluate"]
 
@@ -118,34 +118,20 @@ class EvaluationReport:
         )
 
 
-def _precision_from_graph(path: Path) -> str:
-    """fp32/fp16/int8 for an ONNX file that no manifest lists: Q/DQ nodes mean int8, float16 weights fp16."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul") for node in model.graph.node):
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
 def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:
     """The artifact as its manifest lists it, or as its graph shows when the manifest does not list it.
 
     Symmetric-activation INT8 (the TensorRT form) computes what its graph says on ONNX Runtime's CPU only
-    at optimization level ``basic`` (see :func:`edgecnn.calibration.cpu_session_optimization`): the
+    at optimization level ``basic`` (see :func:`edgecnn.runtime.cpu_session_optimization`): the
     manifest records the level each INT8 artifact needs; for an unlisted file its graph tells.
     """
-    from edgecnn.calibration import cpu_session_optimization
-
     entry = next((a for a in manifest.get("artifacts", []) if a.get("file") == path.name), None)
     model = manifest.get("model", {}).get("name") or path.name.split(".")[0]
     if entry is not None:
         key = entry["format"]
         optimization = (entry.get("quantization") or {}).get("onnxruntime_cpu_optimization") or cpu_session_optimization(key)
         return Artifact(path, model, key, get_format(key).precision, manifest, optimization)
-    precision = "fp32" if path.suffix == ".ort" else _precision_from_graph(path)
+    precision = "fp32" if path.suffix == ".ort" else graph_precision(load_onnx(path, load_external_data=False))
     optimization = cpu_session_optimization(path) if precision == "int8" else "all"
     return Artifact(path, model, f"onnx ({precision}, not in manifest)", precision, manifest, optimization)
 
@@ -339,3 +325,29 @@ def evaluate(
         skipped_images=skipped,
         results=results,
     )
+
+
+def top1_evaluator(data: str | Path, preprocessing, *, batch_size: int = 64) -> Callable[[Path], float]:
+    """``evaluate(model_path) -> top-1 %`` on labelled ``data`` (an ImageFolder tree or ``"digits"``), for
+    :func:`edgecnn.calibration.sensitivity.auto_fallback`.
+
+    Each model runs in an ONNX Runtime CPU session at the optimization level its Q/DQ form needs
+    (:func:`~edgecnn.runtime.cpu_session_optimization`), in batches of its fixed batch size when it has one.
+    """
+    labelled = load_labelled(data)
+
+    def top1(model_path: Path) -> float:
+        session = create_session(model_path, optimization=cpu_session_optimization(model_path))
+        correct = total = 0
+        for batch in labelled.batches(preprocessing, batch_size=batch_size):
+            logits = _logits(session, batch.images)
+            if logits.shape[-1] != labelled.num_classes:
+                raise UsageError(
+                    f"{model_path.name} has {logits.shape[-1]} outputs but {labelled.name} has {labelled.num_classes} "
+                    "classes: evaluate on data with the model's classes"
+                )
+            correct += int((logits.argmax(-1) == batch.labels).sum())
+            total += len(batch.labels)
+        return 100.0 * correct / total
+
+    return top1

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from edgecnn.artifact.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from edgecnn.errors import UnknownNameError
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
     "resolve_name",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ALIASES: dict[str, str] = {
     "lenet": "lenet5",

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.artifact.formats import get_format
+from edgecnn.errors import EdgecnnError, UsageError, first_line
 
 __all__ = [
+    "cpu_session_optimization",
     "OPTIMIZATION_LEVELS",
     "EXECUTION_MODES",
     "SessionSettings",
@@ -155,8 +157,34 @@ def create_session(
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise EdgecnnError(f"ONNX Runtime cannot load the model: {first[:300]}") from None
+
+
+def cpu_session_optimization(artifact) -> str:
+    """The ONNX Runtime optimization level at which an INT8 artifact computes what its graph says on the CPU EP.
+
+    ``artifact``: a format key (``onnx-int8-tensorrt``), an ONNX path or a loaded model. Symmetric int8
+    activations (zero point 0, the TensorRT form) need ``basic``: the ``extended`` level's ClipQuantFusion
+    drops the ReLU/Clip before a symmetric QuantizeLinear (see :mod:`edgecnn.calibration.quantize`);
+    anything else runs at ``all``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(artifact, str) and not artifact.endswith(".onnx"):
+        try:
+            return get_format(artifact).cpu_optimization
+        except UsageError:
+            return "all"
+    model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load(str(artifact), load_external_data=False)
+    initializers = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in initializers:
+            zero_point = numpy_helper.to_array(initializers[node.input[2]])
+            if zero_point.dtype == np.int8 and not zero_point.any():
+                return "basic"
+    return "all"
 
 
 def run_session(session, batch: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Per-layer structure of a zoo model: module path, type, output shape and parameters, traced with forward hooks.
 
-MACs come from the one cost model on the model's ONNX graph (:mod:`edgecnn.cost`), joined to the module
+MACs come from the one cost model on the model's ONNX graph (:mod:`edgecnn.profile.cost`), joined to the module
 rows by the module path the exporter writes into each node's name (``/features/features.0/Conv``).
 """
 from __future__ import annotations
@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgecnn.errors import UsageError
-from edgecnn.registry import ModelSpec, get_model, get_spec
+from edgecnn.errors import UsageError, first_line
+from edgecnn.export.zoo_graphs import zoo_graph
+from edgecnn.options import parse_input_size
+from edgecnn.precisions import PRECISION_BYTES
+from edgecnn.profile.cost import CONVENTION, analyze
+from edgecnn.registry import get_model, get_spec
 
-__all__ = ["LayerRow", "ModelSummary", "BYTES_PER_PARAM", "count_parameters", "module_macs", "summarize"]
+__all__ = ["LayerRow", "ModelSummary", "count_parameters", "module_macs", "summarize"]
 
-BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 @dataclass
@@ -40,34 +43,6 @@ class ModelSummary:
     convention: str = ""
 
 
-def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """``224`` or ``224x192`` (H x W) to a (H, W) pair of positive integers."""
-    if isinstance(text, tuple):
-        return text
-    try:
-        size = tuple(int(p) for p in str(text).lower().split("x"))
-    except ValueError:
-        raise UsageError(f"input size {text!r} is not a number or HxW (for example 224 or 224x192)") from None
-    if len(size) == 1:
-        size = (size[0], size[0])
-    if len(size) != 2 or min(size) < 1:
-        raise UsageError(f"input size {text!r} must be H or HxW with positive integers")
-    return size
-
-
-def parse_input_size(text: str | int | tuple[int, int] | None, spec: ModelSpec) -> tuple[int, int]:
-    """The (H, W) a zoo model runs at: ``text`` parsed and checked against its minimum, or its default."""
-    if text is None:
-        return spec.input_size
-    size = parse_size(text)
-    if min(size) < spec.min_input_size:
-        raise UsageError(
-            f"input size {size[0]}x{size[1]} is too small for {spec.name}: it needs at least "
-            f"{spec.min_input_size}x{spec.min_input_size}"
-        )
-    return size
-
-
 def count_parameters(name: str, num_classes: int | None = None, **config) -> int:
     """Parameter count without allocating weights: the model is built on the meta device."""
     spec = get_spec(name)
@@ -84,9 +59,6 @@ def _leaf_modules(model: nn.Module):
 
 def module_macs(name: str, input_size: tuple[int, int], num_classes: int) -> tuple[int, dict[str, int]]:
     """Total MACs of zoo model ``name`` and MACs per module path, from its ONNX graph's cost table."""
-    from edgecnn.cost import analyze
-    from edgecnn.graphs import zoo_graph
-
     cost = analyze(zoo_graph(name, input_size, num_classes), name=name)
     by_module: dict[str, int] = {}
     for node in cost.nodes:
@@ -132,7 +104,7 @@ def summarize(name: str, input_size=None, num_classes: int | None = None, *, mac
         with torch.inference_mode():
             model(torch.zeros(1, spec.in_chans, height, width))
     except RuntimeError as error:
-        raise UsageError(f"{spec.name} cannot run at {height}x{width}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"{spec.name} cannot run at {height}x{width}: {first_line(error)}") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -140,8 +112,6 @@ def summarize(name: str, input_size=None, num_classes: int | None = None, *, mac
     classes = model.spec.num_classes if num_classes is None else num_classes
     total_macs = None
     if macs and not config:
-        from edgecnn.cost import CONVENTION
-
         total_macs, by_module = module_macs(spec.name, (height, width), classes)
         for row in rows:
             row.macs = by_module.pop(row.path, 0)
@@ -151,7 +121,7 @@ def summarize(name: str, input_size=None, num_classes: int | None = None, *, mac
         input_shape=[1, spec.in_chans, height, width],
         num_classes=classes,
         params=params,
-        weight_bytes={precision: params * size for precision, size in BYTES_PER_PARAM.items()},
+        weight_bytes={precision: params * size for precision, size in PRECISION_BYTES.items()},
         layers=rows,
         macs=total_macs,
         convention=CONVENTION if total_macs is not None else "",

@@ -27,6 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from edgecnn.artifact import Preprocessing
+from edgecnn.evaluate import evaluate
+
 __all__ = [
     "assert_accuracy_drop",
     "ReferenceModel",
@@ -56,8 +59,6 @@ def assert_accuracy_drop(
     test split); ``reference``: the FP32 ONNX to compare with (default: the export directory's).
     Returns the :class:`edgecnn.evaluate.EvaluationReport` when the gate passes.
     """
-    from edgecnn.evaluate import evaluate
-
     __tracebackhide__ = True  # pytest reports the failure at the caller's line
     paths = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
     report = evaluate(paths, data, top_k=top_k, max_drop=max_drop, reference=reference)
@@ -85,7 +86,6 @@ class ReferenceModel:
     @property
     def preprocessing(self):
         """The preprocessing ``edgecnn export`` records for this network at the reference input size."""
-        from edgecnn.calibration import Preprocessing
         from edgecnn.registry import get_spec
 
         spec = get_spec(self.name)

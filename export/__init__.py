@@ -4,14 +4,32 @@ The Python API mirrors ``edgecnn export``::
 
     from edgecnn.export import export_model
     result = export_model("mobilenet_v2", fp16=True, output_dir="exports")
-"""
-from edgecnn.export.formats import FORMATS, Format, get_format
-from edgecnn.export.pipeline import ExportOptions, ExportResult, export_many, export_model
-from edgecnn.export.source import ModelSource, resolve_source
-from edgecnn.export.verify import Verification
-from edgecnn.export.weights import load_weights, read_state_dict
 
-__all__ = [
-    "FORMATS", "Format", "get_format", "ExportOptions", "ExportResult", "export_model", "export_many",
-    "ModelSource", "resolve_source", "Verification", "load_weights", "read_state_dict",
-]
+The names below load on first use (PEP 562), so ``edgecnn.export.tensorrt`` and the device-side commands
+import without PyTorch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "ExportOptions": "edgecnn.export.pipeline",
+    "ExportResult": "edgecnn.export.pipeline",
+    "export_model": "edgecnn.export.pipeline",
+    "export_many": "edgecnn.export.pipeline",
+    "ModelSource": "edgecnn.export.source",
+    "resolve_source": "edgecnn.export.source",
+    "Verification": "edgecnn.export.verify",
+    "load_weights": "edgecnn.export.weights",
+    "read_state_dict": "edgecnn.export.weights",
+    "FORMATS": "edgecnn.artifact.formats",
+    "Format": "edgecnn.artifact.formats",
+    "get_format": "edgecnn.artifact.formats",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'edgecnn.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -11,8 +11,9 @@ import os
 import tempfile
 
 import onnx
+from edgecnn.export.to_onnx import load_inline, mark_external
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.heap import release_free_heap
 
 __all__ = ["OPTIMIZERS", "DEFAULT_OPTIMIZER", "clean_graph", "check_graph", "values_without_shape"]
@@ -43,9 +44,10 @@ above this size it now compares file offsets, so two identical large weights wou
 def _structure_only(source: str, scratch: str) -> onnx.ModelProto:
     """The graph at ``source`` with the data of its large initializers moved to ``scratch/weights.bin``
     (ONNX external data, read and written one tensor at a time)."""
-    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
-
-    from edgecnn.export.to_onnx import mark_external
+    from onnx.external_data_helper import (
+        load_external_data_for_tensor,
+        uses_external_data,
+    )
 
     model = onnx.load(source, load_external_data=False)
     base_dir = os.path.dirname(os.path.abspath(source))
@@ -79,8 +81,6 @@ def clean_graph(
     file and are read back once, at the end. onnxslim on a whole in-memory VGG held its weights four and a
     half times over; this way the clean-up's peak is the finished graph and its serialized copy.
     """
-    from edgecnn.export.to_onnx import load_inline
-
     if optimizer not in OPTIMIZERS:
         raise EdgecnnError(f"unknown graph optimizer {optimizer!r}: choose from {', '.join(OPTIMIZERS)}")
     with tempfile.TemporaryDirectory(prefix="edgecnn-clean-") as scratch:
@@ -143,7 +143,7 @@ def check_graph(model: onnx.ModelProto, path: str | os.PathLike | None = None) -
     try:
         onnx.checker.check_model(str(path) if path is not None else model)
     except onnx.checker.ValidationError as error:
-        raise EdgecnnError(f"the ONNX model fails onnx's checker: {str(error).strip().splitlines()[0][:300]}") from None
+        raise EdgecnnError(f"the ONNX model fails onnx's checker: {first_line(error, 300)}") from None
     missing = values_without_shape(model)
     if missing:
         raise EdgecnnError(f"shape inference left {len(missing)} values without a shape, first: {', '.join(missing[:3])}")

@@ -1,34 +1,44 @@
 """The export pipeline: model source -> ONNX -> clean-up -> verification -> FP16 / ORT -> manifest.
 
 Every artifact is verified against PyTorch before anything is written; a failed step leaves no
-directory behind (see :mod:`edgecnn.export.staging`). The CLI's ``edgecnn export`` calls :func:`export_model`.
+directory behind (see :mod:`edgecnn.artifact.staging`). The CLI's ``edgecnn export`` calls :func:`export_model`.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import onnx
-
-from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED
-from edgecnn.calibration.quantize import DEFAULT_METHOD, PRESETS, quantize_onnx, target_for_device
-from edgecnn.calibration.ranges import DEFAULT_PERCENTILE
-from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.heap import release_free_heap
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
-from edgecnn.export.formats import artifact_name
 from edgecnn.export.fp16 import to_fp16
-from edgecnn.export.manifest import MANIFEST_NAME, library_versions, manifest_json, sha256_file
 from edgecnn.export.ort_format import to_ort_format
 from edgecnn.export.source import ModelSource, resolve_source
-from edgecnn.export.staging import staged_directory
-from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, remove_onnx_file, torch_to_onnx_file
+from edgecnn.export.to_onnx import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    remove_onnx_file,
+    torch_to_onnx_file,
+)
 from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
-from edgecnn.runtime import create_session, run_session
+
+from edgecnn.artifact import (
+    MANIFEST_NAME,
+    AddedArtifact,
+    ArtifactStep,
+    Preprocessing,
+    artifact_name,
+    library_versions,
+    manifest_json,
+    sha256_file,
+    staged_directory,
+)
+from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.heap import release_free_heap
+from edgecnn.runtime import create_session, run_session, usable_cores
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "export_many", "DYNAMIC_CHECK_BATCHES"]
 
@@ -39,9 +49,9 @@ DYNAMIC_CHECK_BATCHES = (1, 7)
 class ExportOptions:
     """Options of ``edgecnn export``; the CLI fills one of these and calls :func:`export_model`.
 
-    ``int8`` adds a Q/DQ INT8 artifact (:func:`edgecnn.calibration.quantize_onnx`): ``int8_target`` cpu or
-    tensorrt (None: from ``device``, else cpu), calibrated on ``calibration`` (a directory, .npy/.npz,
-    "builtin" or "synthetic"); ``progress(done, total)`` follows its calibration.
+    ``steps`` add artifacts made from the verified FP32 model inside the same staging directory, so the
+    export stays all-or-nothing: ``edgecnn export --int8`` passes an
+    :class:`edgecnn.calibration.Int8Step` (see :class:`~edgecnn.artifact.ArtifactStep`).
     """
 
     output_dir: Path = Path("exports")
@@ -57,17 +67,7 @@ class ExportOptions:
     optimizer: str = DEFAULT_OPTIMIZER
     check_samples: int = 8
     config: dict[str, Any] = field(default_factory=dict)
-    int8: bool = False
-    int8_target: str | None = None
-    device: str | None = None
-    calibration: str | Path = "builtin"
-    calib_samples: int = DEFAULT_SAMPLES
-    calib_method: str = DEFAULT_METHOD
-    percentile: float = DEFAULT_PERCENTILE
-    per_channel: bool = True
-    exclude: tuple[str, ...] = ()
-    calib_seed: int = DEFAULT_SEED
-    progress: Callable[[int, int], None] | None = None
+    steps: tuple[ArtifactStep, ...] = ()
 
 
 @dataclass
@@ -79,8 +79,12 @@ class ExportResult:
     seconds: float
     randomly_initialized: bool
     manifest: dict[str, Any]
-    quantization: Any = None
-    int8_target_reason: str = ""
+    added: list[AddedArtifact] = field(default_factory=list)
+
+    @property
+    def quantization(self) -> Any:
+        """The INT8 step's result, when the export made one."""
+        return next((added.result for added in self.added if added.key.startswith("onnx-int8")), None)
 
     @property
     def max_error(self) -> float:
@@ -137,26 +141,7 @@ def _graph_shape(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> list[int
 
 
 def _preprocessing(source: ModelSource) -> dict[str, Any]:
-    from edgecnn.calibration.data import Preprocessing
-
     return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std).as_dict()
-
-
-def _export_int8(source: ModelSource, options: ExportOptions, staging: Path, fp32_path: Path):
-    """The Q/DQ INT8 artifact, made in the staging directory after the FP32 one (so a failure leaves nothing)."""
-    if options.int8_target is not None:
-        target, reason = options.int8_target, "from --target"
-    else:
-        target, reason = target_for_device(options.device)
-    if target not in PRESETS:
-        raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(PRESETS)}")
-    result = quantize_onnx(
-        fp32_path, staging / artifact_name(source.name, PRESETS[target].format_key),
-        calibration=options.calibration, target=target, method=options.calib_method, percentile=options.percentile,
-        per_channel=options.per_channel, exclude=options.exclude, samples=options.calib_samples, seed=options.calib_seed,
-        cache="auto", preprocessing=_preprocessing(source), progress=options.progress,
-    )
-    return result, reason
 
 
 def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> dict[str, Any]:
@@ -240,7 +225,7 @@ def _package_onnx(source: ModelSource, options: ExportOptions, staging: Path) ->
     try:
         model = onnx.load(str(source.onnx_path))
     except Exception as error:
-        raise UsageError(f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {str(error).splitlines()[0][:200]}") from None
+        raise UsageError(f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {first_line(error)}") from None
     check_graph(onnx.shape_inference.infer_shapes(model))
     graph_input = model.graph.input[0]
     shape = _graph_shape(model, graph_input)
@@ -292,11 +277,12 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
             to_ort_format(files["onnx-fp32"], path)
             files["ort"] = path
             artifacts.append(_artifact_entry("ort", path, []))
-        quantization, reason = None, ""
-        if options.int8:
-            quantization, reason = _export_int8(source, options, staging, files["onnx-fp32"])
-            files[quantization.format_key] = quantization.path
-            artifacts.append(quantization.manifest_entry())
+        added = []
+        for step in options.steps:
+            addition = step(files["onnx-fp32"], _preprocessing(source), staging)
+            files[addition.key] = addition.path
+            artifacts.append(addition.entry)
+            added.append(addition)
         manifest = _build_manifest(source, reference_model, options, artifacts)
         (staging / MANIFEST_NAME).write_text(manifest_json(manifest))
     return ExportResult(
@@ -307,27 +293,20 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
         seconds=time.perf_counter() - started,
         randomly_initialized=source.randomly_initialized,
         manifest=manifest,
-        quantization=_moved(quantization, final) if quantization is not None else None,
-        int8_target_reason=reason,
+        added=[_moved(addition, staging, final) for addition in added],
     )
 
 
-def _moved(quantization, final: Path):
-    """The quantization result with its paths in the final directory instead of the staging one."""
-    from dataclasses import replace
-
-    return replace(
-        quantization,
-        path=final / quantization.path.name,
-        fp32_path=final / quantization.fp32_path.name,
-        cache_path=final / quantization.cache_path.name if quantization.cache_path else None,
-    )
+def _moved(addition: AddedArtifact, staging: Path, final: Path) -> AddedArtifact:
+    """The added artifact with its paths (and those of its result) in the final directory, not the staging one."""
+    result = addition.result
+    if result is not None and hasattr(result, "moved"):
+        result = result.moved(staging, final)
+    return replace(addition, path=final / addition.path.name, result=result)
 
 
 def default_jobs(models: int) -> int:
     """Processes for exporting ``models`` models: one per usable core, at most 4 (each may hold a VGG-sized model)."""
-    from edgecnn.runtime import usable_cores
-
     return max(1, min(models, usable_cores(), 4))
 
 
@@ -369,8 +348,6 @@ def _export_in_processes(names, options, on_done, jobs: int) -> list[tuple[str, 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from edgecnn.runtime import usable_cores
-
     context = multiprocessing.get_context("spawn")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     core_sets = context.Queue()
@@ -378,7 +355,7 @@ def _export_in_processes(names, options, on_done, jobs: int) -> list[tuple[str, 
         share = cores[index::jobs] if len(cores) >= jobs else cores
         core_sets.put(share)
     threads = max(1, usable_cores() // jobs)
-    portable = ExportOptions(**{**options.__dict__, "progress": None})
+    portable = ExportOptions(**{**options.__dict__, "steps": tuple(_portable(step) for step in options.steps)})
     outcomes: dict[str, tuple[str, ExportResult | None, str]] = {}
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(core_sets, threads)) as pool:
         futures = {pool.submit(_export_one, name, portable): name for name in names}
@@ -392,6 +369,11 @@ def _export_in_processes(names, options, on_done, jobs: int) -> list[tuple[str, 
             if on_done is not None:
                 on_done(*outcome)
     return [outcomes[name] for name in names]
+
+
+def _portable(step: ArtifactStep) -> ArtifactStep:
+    """A step fit for a worker process: without a progress callback (it reports to this process's terminal)."""
+    return replace(step, progress=None) if hasattr(step, "progress") else step
 
 
 def _start_worker(core_sets, threads: int) -> None:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from edgecnn.export.weights import load_weights
 from torch import nn
 
-from edgecnn.errors import UsageError
+from edgecnn.errors import UsageError, first_line
+from edgecnn.options import parse_input_size, parse_size
 from edgecnn.registry import IMAGENET_MEAN, IMAGENET_STD, get_model, get_spec
-from edgecnn.summary import parse_input_size, parse_size
 
 __all__ = ["ModelSource", "resolve_source"]
 
@@ -86,8 +87,6 @@ def resolve_source(
     config: dict[str, Any] | None = None,
 ) -> ModelSource:
     """Resolve ``model`` (zoo name or alias, ``file.py:fn``, or ``file.onnx``) and load ``weights`` into it."""
-    from edgecnn.export.weights import load_weights
-
     config = dict(config or {})
     if model.endswith(".onnx"):
         path = Path(model)
@@ -143,7 +142,7 @@ def _probe_classes(source: ModelSource) -> int:
             out = source.module(torch.zeros(1, source.in_chans, height, width))
     except RuntimeError as error:
         raise UsageError(
-            f"{source.name} cannot run at input size {height}x{width}: {str(error).splitlines()[0][:200]}"
+            f"{source.name} cannot run at input size {height}x{width}: {first_line(error)}"
         ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UsageError(f"{source.name} must return [N, num_classes] logits in eval mode, got {type(out).__name__}")

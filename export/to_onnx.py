@@ -12,7 +12,7 @@ import onnx
 import torch
 from torch import nn
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 
 __all__ = [
     "adaptive_avg_pool2d_as_matmul", "EXPORTERS", "DEFAULT_EXPORTER", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME",
@@ -223,5 +223,5 @@ def torch_to_onnx_file(
             onnx.save_model(program.model_proto, str(path))
             return path
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise EdgecnnError(f"the {exporter} exporter failed: {type(error).__name__}: {first[:300]}") from None

@@ -10,7 +10,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.artifact.manifest import sha256_file
+from edgecnn.errors import EdgecnnError, UsageError, first_line
 
 __all__ = ["read_state_dict", "load_weights"]
 
@@ -55,7 +56,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             ) from None
         raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}") from None
     return _unwrap(checkpoint, path)
 
@@ -67,8 +68,6 @@ def _listed(keys: list[str]) -> str:
 
 def load_weights(model: nn.Module, path: str | Path) -> str:
     """Load ``path`` into ``model`` strictly; mismatches raise naming the first offenders. Returns the file's sha256."""
-    from edgecnn.export.manifest import sha256_file
-
     state_dict = read_state_dict(path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -91,5 +90,5 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise EdgecnnError(f"{path} could not be loaded: {str(error).splitlines()[0]}") from None
+        raise EdgecnnError(f"{path} could not be loaded: {first_line(error)}") from None
     return sha256_file(path)

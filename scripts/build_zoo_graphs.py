@@ -2,7 +2,7 @@
 
 Run it after editing a model, ``edgecnn/layers.py``, the exporter or the clean-up step: the tests fail
 while the shipped graphs are stale, and until they are rebuilt ``edgecnn profile`` exports every zoo model
-again on a user's first run. Each graph is the shape-only ONNX that :func:`edgecnn.graphs.zoo_graph` would
+again on a user's first run. Each graph is the shape-only ONNX that :func:`edgecnn.export.zoo_graphs.zoo_graph` would
 build at the model's default input size and class count.
 
     python scripts/build_zoo_graphs.py [--jobs N]
@@ -16,7 +16,7 @@ import argparse
 import os
 import time
 
-from edgecnn.graphs import SHIPPED_GRAPHS_DIR, write_shipped_graphs
+from edgecnn.export.zoo_graphs import SHIPPED_GRAPHS_DIR, write_shipped_graphs
 from edgecnn.registry import list_models
 
 

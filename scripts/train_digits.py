@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from edgecnn.datasets import DIGITS_SPLIT_SEED, digits_split_sha256, load_digits
-from edgecnn.export.manifest import sha256_file
+from edgecnn.artifact.manifest import sha256_file
 from edgecnn.testing import REFERENCE_INPUT_SIZE, REFERENCE_MODELS, save_state_dict_fp16
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "edgecnn" / "data" / "reference_weights"

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from edgecnn.graphs import CACHE_ENV
+from edgecnn.cache import CACHE_ENV
 from edgecnn.heap import release_free_heap
 
 

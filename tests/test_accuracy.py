@@ -24,7 +24,7 @@ from edgecnn.cli import main
 from edgecnn.datasets import DIGITS_SPLITS, digits_split_indices, digits_split_sha256, load_digits, write_digits_split
 from edgecnn.evaluate import evaluate
 from edgecnn.export import export_model
-from edgecnn.export.manifest import read_manifest
+from edgecnn.artifact.manifest import read_manifest
 from edgecnn.runtime import create_session
 from edgecnn.testing import (
     REFERENCE_MODELS, assert_accuracy_drop, reference_model, reference_records, reference_weights_path, save_state_dict_fp16,
@@ -153,7 +153,7 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
 
 
 def test_shipped_weights_are_the_recorded_ones_and_small():
-    from edgecnn.export.manifest import sha256_file
+    from edgecnn.artifact.manifest import sha256_file
 
     records = reference_records()
     shipped = [name for name, model in REFERENCE_MODELS.items() if model.shipped]

@@ -16,7 +16,7 @@ from edgecnn.benchmark import FAILED, NOT_AVAILABLE, OK, Latency, benchmark, mea
 from edgecnn.cli import main
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.export import export_model
-from edgecnn.export.tensorrt import installed_tensorrt
+from edgecnn.export.tensorrt.engine import installed_tensorrt
 from edgecnn.runtime import MEASURED_SETTINGS, SessionSettings, create_session, session_settings
 
 MODEL, SIZE = "squeezenet1_1", "64"

@@ -9,10 +9,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecnn import get_spec, list_models
-from edgecnn.cost import COST_RULES, analyze, analyze_precisions, cost_rule
+from edgecnn.profile.cost import COST_RULES, analyze, analyze_precisions, cost_rule
 from edgecnn.errors import UsageError
-from edgecnn.graphs import fill_weights, graph_precision, zoo_graph
-from edgecnn.memory import plan_memory
+from edgecnn.export.zoo_graphs import zoo_graph
+from edgecnn.onnx_facts import fill_weights, graph_precision
+from edgecnn.profile.memory import plan_memory
 
 MAC_TOLERANCE = 0.02
 
@@ -286,7 +287,7 @@ def test_shape_only_graph_runs_once_filled():
 def _shipped_index() -> dict:
     import json
 
-    from edgecnn.graphs import SHIPPED_GRAPHS_DIR
+    from edgecnn.export.zoo_graphs import SHIPPED_GRAPHS_DIR
 
     path = SHIPPED_GRAPHS_DIR / "index.json"
     assert path.is_file(), f"{path} is missing: run `make zoo-graphs` and commit edgecnn/data/zoo_graphs"
@@ -295,7 +296,7 @@ def _shipped_index() -> dict:
 
 def test_shipped_zoo_graphs_are_current():
     """The graphs shipped for a fast first profile must come from the current zoo and exporter sources."""
-    from edgecnn.graphs import source_fingerprint
+    from edgecnn.export.zoo_graphs import source_fingerprint
 
     index = _shipped_index()
     stale = "the zoo graphs in edgecnn/data/zoo_graphs are stale: run `make zoo-graphs` and commit them"
@@ -311,7 +312,8 @@ def test_shipped_zoo_graphs_are_current():
 def test_shipped_graph_is_what_a_fresh_build_gives(name):
     """Structure byte for byte; the few small initializers a shape-only graph keeps (folded biases) to
     float rounding, since another CPU's vector kernels may round BatchNorm folding differently."""
-    from edgecnn.graphs import GRAPH_LIBRARIES, _build_zoo_graph, _library_versions, shipped_graph
+    from edgecnn.artifact import package_versions as _library_versions
+    from edgecnn.export.zoo_graphs import GRAPH_LIBRARIES, _build_zoo_graph, shipped_graph
 
     index = _shipped_index()
     built_with = {package: index["libraries"].get(package) for package in GRAPH_LIBRARIES}
@@ -334,7 +336,7 @@ def test_shipped_graph_is_what_a_fresh_build_gives(name):
 
 
 def test_zoo_graph_takes_the_shipped_graph_without_exporting(monkeypatch):
-    from edgecnn import graphs
+    from edgecnn.export import zoo_graphs as graphs
 
     def no_build(*args):
         raise AssertionError("the shipped graph should have been used")
@@ -347,7 +349,7 @@ def test_stale_or_mismatched_shipped_graphs_are_ignored(tmp_path):
     import json
     import shutil
 
-    from edgecnn.graphs import SHIPPED_GRAPHS_DIR, shipped_graph
+    from edgecnn.export.zoo_graphs import SHIPPED_GRAPHS_DIR, shipped_graph
 
     index = _shipped_index()
     shutil.copy(SHIPPED_GRAPHS_DIR / "lenet5.onnx", tmp_path / "lenet5.onnx")

@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgecnn.cli import main
 from edgecnn.devices import resolve_devices
 from edgecnn.errors import UsageError
-from edgecnn.profiler import parse_batches, parse_input_shape, parse_memory_size, parse_precisions
+from edgecnn.options import parse_batches, parse_input_shape, parse_memory_size
+from edgecnn.precisions import parse_precisions
 
 MB = 2**20
 
@@ -204,8 +205,8 @@ def test_plot_files(tmp_path):
 
 
 def test_info_and_list_use_the_cost_model():
-    from edgecnn.cost import analyze
-    from edgecnn.graphs import zoo_graph
+    from edgecnn.profile.cost import analyze
+    from edgecnn.export.zoo_graphs import zoo_graph
 
     expected = analyze(zoo_graph("squeezenet1_1")).macs
     info = invoke("info", "squeezenet1_1", "--json")

@@ -17,17 +17,17 @@ from edgecnn import list_models
 from edgecnn.cli import main
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export.tensorrt import (
+from edgecnn.export.tensorrt.engine import (
     CompileOptions, GpuIdentity, calibration_cache_text, check_engine_compatibility, create_tensorrt_ep_session,
     installed_tensorrt, load_engine, plan_build, prepare_ep_cache, qdq_to_ranges, read_sidecar, tensorrt_ep_options,
 )
-from edgecnn.export.trt_check import DLA_RULES, ShapeProfile, check_model
-from edgecnn.export.trt_support import operator_support, parser_table
-from edgecnn.export.trtexec import (
-    import_trtexec, onnx_nodes_of_layer, read_layer_info, read_log, read_profile, read_times, trtexec_commands,
-    write_trtexec_script,
+from edgecnn.export.tensorrt.check import DLA_RULES, ShapeProfile, check_model
+from edgecnn.export.tensorrt.support import operator_support, parser_table
+from edgecnn.export.tensorrt.trtexec import trtexec_commands, write_trtexec_script
+from edgecnn.profile.trtexec import (
+    import_trtexec, onnx_nodes_of_layer, read_layer_info, read_log, read_profile, read_times,
 )
-from edgecnn.graphs import zoo_graph
+from edgecnn.export.zoo_graphs import zoo_graph
 
 DATA = Path(__file__).parent / "data" / "trtexec"
 GPU_ONLY = "jetson-orin-nano-8gb"
@@ -668,7 +668,7 @@ def tensorrt_gpu():
     tensorrt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
     if not hasattr(tensorrt, "Builder"):
         pytest.skip("TensorRT is not installed (PyPI stub without libraries)")
-    from edgecnn.export.tensorrt import gpu_identity
+    from edgecnn.export.tensorrt.engine import gpu_identity
 
     if gpu_identity() is None:
         pytest.skip("no NVIDIA GPU")
@@ -678,7 +678,7 @@ def tensorrt_gpu():
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_load_and_time_an_engine(tensorrt_gpu, export_dir, tmp_path, precision):
-    from edgecnn.export.tensorrt import build_engine, gpu_identity, measure_engine
+    from edgecnn.export.tensorrt.engine import build_engine, gpu_identity, measure_engine
 
     plan = _plan(export_dir, device=ORIN_DLA, precision=precision, output_dir=tmp_path, tensorrt=tensorrt_gpu.__version__)
     result = build_engine(plan)
@@ -695,7 +695,7 @@ def test_build_load_and_time_an_engine(tensorrt_gpu, export_dir, tmp_path, preci
 
 @pytest.mark.tensorrt
 def test_engine_from_another_tensorrt_is_refused(tensorrt_gpu, export_dir, tmp_path):
-    from edgecnn.export.tensorrt import build_engine
+    from edgecnn.export.tensorrt.engine import build_engine
 
     result = build_engine(_plan(export_dir, precision="fp16", output_dir=tmp_path, tensorrt=tensorrt_gpu.__version__))
     sidecar = json.loads(result.sidecar.read_text())

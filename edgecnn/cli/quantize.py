@@ -1,6 +1,7 @@
 """``edgecnn quantize``: an FP32 ONNX model or export directory -> Q/DQ INT8 ONNX, with sensitivity analysis and fallback."""
 from __future__ import annotations
 
+import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -8,13 +9,41 @@ from pathlib import Path
 from typing import Iterator
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED, Preprocessing
-from edgecnn.calibration.quantize import DEFAULT_METHOD, TARGETS, QuantizationResult, quantize_export, target_for_device
+from edgecnn.calibration import CalibrationWarning, QuantizationWarning
+from edgecnn.calibration.data import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    Preprocessing,
+    load_calibration,
+)
+from edgecnn.calibration.quantize import (
+    DEFAULT_METHOD,
+    TARGETS,
+    QuantizationResult,
+    auto_cache_path,
+    choose_target,
+    image_input,
+    locate,
+    quantize_export,
+    quantize_onnx,
+    record_in_manifest,
+    resolve_preprocessing,
+)
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS
-from edgecnn.cli_common import console, emit, err_console, output_format_option
+from edgecnn.calibration.sensitivity import analyze, auto_fallback
+from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
+from edgecnn.evaluate import top1_evaluator
+from edgecnn.onnx_facts import load_onnx
+from edgecnn.options import parse_size
 from edgecnn.render import render_rows, to_json
 
 __all__ = ["quantize_command", "int8_options", "calibration_progress", "collected_warnings", "print_warnings", "int8_rows", "weight_range_note"]
@@ -39,13 +68,6 @@ def int8_options(function):
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def choose_target(target: str | None, device: str | None) -> tuple[str, str]:
-    """(target, why): --target wins, else --device decides, else cpu."""
-    if target is not None:
-        return target, "from --target"
-    return target_for_device(device)
 
 
 @contextmanager
@@ -77,8 +99,6 @@ def calibration_progress(enabled: bool = True) -> Iterator:
 @contextmanager
 def collected_warnings() -> Iterator[None]:
     """Keep calibration and quantization warnings off stderr's default format: the command prints them from the result."""
-    from edgecnn.calibration import CalibrationWarning, QuantizationWarning
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=CalibrationWarning)
         warnings.filterwarnings("ignore", category=QuantizationWarning)
@@ -196,38 +216,29 @@ def _bare_preprocessing(model: Path, input_size: str | None) -> Preprocessing | 
     """Preprocessing for a .onnx with dynamic spatial dimensions when --input-size gives them."""
     if input_size is None:
         return None
-    from edgecnn.calibration.quantize import _input_dims, _load_model
-    from edgecnn.summary import parse_size
-
     if model.is_dir():
         raise UsageError("--input-size applies to a bare .onnx file; an export directory's manifest gives the size")
-    _, dims = _input_dims(_load_model(model), model)
+    _, dims = image_input(load_onnx(model), model)
     return Preprocessing.default(parse_size(input_size), dims[1] or 3)
 
 
 def _load_set(location, options: dict):
     """The calibration set for ``location``'s FP32 model (consumes the data options)."""
-    from edgecnn.calibration.data import load_calibration
-    from edgecnn.calibration.quantize import _input_dims, _load_model, _resolve_preprocessing
 
-    _, dims = _input_dims(_load_model(location.fp32_path), location.fp32_path)
-    preprocessing = _resolve_preprocessing(location.fp32_path, dims, options.pop("preprocessing"))
+    _, dims = image_input(load_onnx(location.fp32_path), location.fp32_path)
+    preprocessing = resolve_preprocessing(location.fp32_path, dims, options.pop("preprocessing"))
     return load_calibration(options.pop("calibration"), preprocessing=preprocessing, samples=options.pop("samples"), seed=options.pop("seed"))
 
 
 def _resolved_cache(cache_option, location, calibration, options) -> Path | None:
-    from edgecnn.calibration.quantize import auto_cache_path
-
     if cache_option == "auto":
         return auto_cache_path(location.output_path, calibration.sha256, options["method"], options["percentile"])
     return cache_option
 
 
 def _run_analysis(model, target, output, cache_option, options, samples, top, fmt) -> None:
-    import tempfile
 
-    from edgecnn.calibration.quantize import locate, quantize_onnx
-    from edgecnn.calibration.sensitivity import analyze
+
 
     location = locate(model, target, output)
     calibration = _load_set(location, options)
@@ -254,9 +265,6 @@ def _run_analysis(model, target, output, cache_option, options, samples, top, fm
 
 
 def _run_fallback(model, target, reason, output, cache_option, options, max_drop, eval_data, fmt) -> None:
-    from edgecnn.calibration.quantize import locate, record_in_manifest
-    from edgecnn.calibration.sensitivity import auto_fallback, top1_evaluator
-
     location = locate(model, target, output)
     calibration = _load_set(location, options)
     cache = _resolved_cache(cache_option, location, calibration, options)

@@ -26,9 +26,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnx
 
-from edgecnn.cost import GraphCost
-from edgecnn.errors import EdgecnnError
-from edgecnn.runtime import create_session, session_settings, usable_cores
+from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.profile.cost import GraphCost
+from edgecnn.runtime import (
+    MEASURED_SETTINGS,
+    create_session,
+    session_options,
+    session_settings,
+    usable_cores,
+)
 
 __all__ = [
     "LatencyMeasurement", "NodeTime", "MEASURED_LABEL", "measure_latency", "profile_nodes", "join_node_times", "node_time_rows",
@@ -112,7 +118,7 @@ def measure_latency(
             session.run(None, feeds)
             samples.append((time.perf_counter() - begin) * 1e3)
     except Exception as error:  # onnxruntime's own error types
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        first = first_line(error, 300)
         raise EdgecnnError(f"ONNX Runtime failed to run the model: {first}") from None
     times = np.asarray(samples)
     batch = int(next(iter(shapes.values()))[0])
@@ -138,8 +144,6 @@ def _profiling_session(source: bytes | str, threads: int | None, directory: str)
 
     import onnxruntime as ort
 
-    from edgecnn.runtime import MEASURED_SETTINGS, session_options
-
     settings = dataclasses.replace(MEASURED_SETTINGS, intra_op_threads=threads) if threads else MEASURED_SETTINGS
     options = session_options(settings)
     options.enable_profiling = True
@@ -147,7 +151,7 @@ def _profiling_session(source: bytes | str, threads: int | None, directory: str)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as error:
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        first = first_line(error, 300)
         raise EdgecnnError(f"ONNX Runtime cannot load the model: {first}") from None
 
 

@@ -3,7 +3,7 @@
 Four checks, each from documentation rather than guesswork:
 
 - the ONNX parser: is each operator in the operator table of the device's TensorRT version
-  (:mod:`edgecnn.export.trt_support`), is the opset within its range, are its documented restrictions met;
+  (:mod:`edgecnn.export.tensorrt.support`), is the opset within its range, are its documented restrictions met;
 - Q/DQ compliance for TensorRT's explicit quantization: signed INT8, zero point 0, per-channel scales only
   on weights and along their output-channel axis, per-tensor scales on activations;
 - shapes: dynamic dimensions need an optimization profile (``--batch`` or ``--shapes``);
@@ -13,7 +13,7 @@ Four checks, each from documentation rather than guesswork:
   silently when GPU fallback is allowed; the report makes it visible.
 
 The DLA half is an estimate from the documented rules: TensorRT's builder has the last word (its
-``can_run_on_DLA`` answer is recorded in the engine's sidecar by :mod:`edgecnn.export.tensorrt`, and a
+``can_run_on_DLA`` answer is recorded in the engine's sidecar by :mod:`edgecnn.export.tensorrt.engine`, and a
 trtexec layer-info file shows where each layer ran).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from onnx import numpy_helper
 from edgecnn.devices import Device
 from edgecnn.errors import UsageError
 from edgecnn.export.cleanup import values_without_shape
-from edgecnn.export.trt_support import operator_support, parse_version
+from edgecnn.export.tensorrt.support import operator_support, parse_version
 
 __all__ = [
     "DLA_GUIDE", "DLA_SW", "DlaRule", "DLA_RULES", "Issue", "NodeReadiness", "ReadinessReport", "ShapeProfile",

@@ -7,11 +7,17 @@ from typing import Any
 
 import click
 
-from edgecnn.cli_common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.devices import get_device
 from edgecnn.errors import UsageError
-from edgecnn.export.tensorrt import CompileOptions, build_engine, installed_tensorrt, plan_build, resolve_artifact
-from edgecnn.export.trt_check import ReadinessReport, ShapeProfile, check_model
+from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model
+from edgecnn.export.tensorrt.engine import (
+    CompileOptions,
+    build_engine,
+    installed_tensorrt,
+    plan_build,
+    resolve_artifact,
+)
 from edgecnn.render import render_rows, to_json
 
 __all__ = ["compile_command", "check_command", "readiness_rows"]
@@ -136,7 +142,10 @@ def compile_command(artifact: Path, device_id: str, precision: str | None, tenso
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {note}")
     if emit_trtexec:
-        from edgecnn.export.trtexec import trtexec_commands, write_trtexec_script
+        from edgecnn.export.tensorrt.trtexec import (
+            trtexec_commands,
+            write_trtexec_script,
+        )
 
         script = write_trtexec_script(plan, output_dir)
         commands = trtexec_commands(plan, script.parent)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.errors import UsageError
-from edgecnn.profiler import MB, ProfileReport, ProfileRow
+from edgecnn.profile.report import MB, ProfileReport, ProfileRow
 
 __all__ = ["plot_profile"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgecnn.cost import QUANTIZE_OPS, VIEW_OPS, GraphCost
+from edgecnn.profile.cost import QUANTIZE_OPS, VIEW_OPS, GraphCost
 
 __all__ = ["MemoryPlan", "plan_memory"]
 

@@ -31,10 +31,10 @@ from onnx import numpy_helper
 
 from edgecnn.devices import Device, get_device
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export.manifest import MANIFEST_NAME, read_manifest, sha256_file
-from edgecnn.export.staging import write_bytes_atomic
-from edgecnn.export.trt_check import ReadinessReport, ShapeProfile, check_model, model_precision
-from edgecnn.export.trt_support import parse_version
+from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model, model_precision
+from edgecnn.export.tensorrt.support import parse_version
 
 __all__ = [
     "NOT_INSTALLED", "CompileOptions", "Artifact", "BuildPlan", "BuildResult", "GpuIdentity", "EngineTiming",

@@ -5,22 +5,21 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-from edgecnn.cli_common import console, emit, err_console, output_format_option
-from edgecnn.errors import UsageError
-from edgecnn.profiler import (
-    MB,
-    ProfileOptions,
-    ProfileReport,
-    check_targets,
-    parse_batches,
-    parse_input_shape,
-    parse_memory_size,
-    parse_precisions,
-    profile,
-    resolve_targets,
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
 )
+
+from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.errors import UsageError
+from edgecnn.options import MB, parse_batches, parse_input_shape, parse_memory_size
+from edgecnn.precisions import parse_precisions
+from edgecnn.profile import ProfileOptions, ProfileReport
+from edgecnn.profiling import profile_targets, resolve_targets
 from edgecnn.render import render_rows, to_json
 
 __all__ = ["profile_command", "report_rows", "long_rows"]
@@ -214,24 +213,20 @@ def profile_command(models, all_models, tags, device, precision, batch, memory_b
         input_shapes=parse_input_shape(input_shape),
         trtexec_dir=trtexec_dir,
     )
-    from edgecnn.devices import resolve_devices
-
-    resolve_devices(device)
     targets = resolve_targets(models, all_models, tags)
-    check_targets(targets, options)
     if len(targets) > 1:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=True) as progress:
             task = progress.add_task("profiling", total=len(targets))
-            report = profile(
+            report = profile_targets(
                 targets, options,
                 on_start=lambda name: progress.update(task, description=f"profiling {name}"),
                 on_done=lambda name: progress.update(task, advance=1),
             )
     else:
-        report = profile(targets, options)
+        report = profile_targets(targets, options)
     if plot_path is not None:
-        from edgecnn.plots import plot_profile
+        from edgecnn.profile.plots import plot_profile
 
         plot_profile(report, plot_path)
         err_console.print(f"plot written to {plot_path}")

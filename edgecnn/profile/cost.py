@@ -28,7 +28,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import onnx
 
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.errors import EdgecnnError, UnknownNameError, UsageError, first_line
+from edgecnn.onnx_facts import graph_precision
+from edgecnn.onnx_facts import input_dims
+from edgecnn.precisions import PRECISION_BYTES, PRECISIONS
 
 __all__ = [
     "CONVENTION",
@@ -46,8 +49,6 @@ __all__ = [
 ]
 
 CONVENTION = "1 MAC = one multiply-accumulate (conv and matrix products); FLOPs = 2 x MACs"
-PRECISIONS = ("fp32", "fp16", "int8")
-PRECISION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
@@ -342,7 +343,7 @@ class GraphCost:
     """The static table of one graph at one batch size and precision, with its totals.
 
     ``activation_bytes`` maps every activation tensor (graph inputs and node outputs, not initializers) to
-    its size in bytes; :mod:`edgecnn.memory` plans its lifetimes. ``derived`` is True when the precision
+    its size in bytes; :mod:`edgecnn.profile.memory` plans its lifetimes. ``derived`` is True when the precision
     was applied to a graph of another precision (see the module docstring).
     """
 
@@ -395,20 +396,6 @@ class GraphCost:
             "uncounted": self.uncounted,
             "convention": self.convention,
         }
-
-
-def input_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
-    """Each real graph input (initializers excluded) with its dims: an int, a symbolic name, or None."""
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    dims = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        shape = value.type.tensor_type.shape
-        dims[value.name] = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim
-        ] if value.type.tensor_type.HasField("shape") else []
-    return dims
 
 
 def _concrete_inputs(
@@ -491,7 +478,7 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) 
     try:
         return onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
     except Exception as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        first = first_line(error, 200)
         raise UsageError(f"ONNX shape inference failed at the given input shapes: {first}") from None
 
 
@@ -673,9 +660,6 @@ def analyze_precisions(
     name: str | None = None,
 ) -> dict[str | None, GraphCost]:
     """:func:`analyze` at several precisions, resolving the graph's shapes once."""
-    from edgecnn.errors import UnknownNameError
-    from edgecnn.graphs import graph_precision
-
     for precision in precisions:
         if precision is not None and precision not in PRECISIONS:
             raise UnknownNameError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")

@@ -1,116 +1,59 @@
 """The profiler: models x devices x precisions x batch sizes -> one report.
 
 For every model (a zoo name, an ONNX file or an ``edgecnn export`` directory), precision and batch size:
-the static cost (:mod:`edgecnn.cost`), the liveness plan (:mod:`edgecnn.memory`), and for every device
+the static cost (:mod:`edgecnn.profile.cost`), the liveness plan (:mod:`edgecnn.profile.memory`), and for every device
 the memory that a deployment needs (weights + peak activations + the device's runtime overhead), whether
-the model fits the budget and by how much, and the estimated latency (:mod:`edgecnn.estimate`). With
-``measure`` the host's ONNX Runtime latency is added (:mod:`edgecnn.measure`). Given a memory budget or a
+the model fits the budget and by how much, and the estimated latency (:mod:`edgecnn.profile.estimate`). With
+``measure`` the host's ONNX Runtime latency is added (:mod:`edgecnn.profile.measure`). Given a memory budget or a
 latency limit, the report names the most accurate networks (reference ImageNet top-1) that satisfy it.
 
 Memory sizes follow the device catalog: 1 MB = 2**20 bytes.
+
+The graphs come in as :class:`~edgecnn.profile.sources.ProfileTarget`: this module reads ONNX graphs and the
+device catalog only. Host measurement at a precision the graph does not have needs a converter
+(``ProfileOptions.convert``), which the caller supplies.
 """
+
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import onnx
 
-from edgecnn.export.trtexec import TrtexecImport, import_trtexec
-from edgecnn.cost import CONVENTION, PRECISIONS, GraphCost, analyze_precisions
 from edgecnn.devices import Device, resolve_devices
-from edgecnn.errors import EdgecnnError, UnknownNameError, UsageError
-from edgecnn.estimate import ESTIMATED_LABEL, assumptions, estimate_latency
-from edgecnn.graphs import GraphSource, export_dir_graphs, fill_weights, onnx_file_source, zoo_graph
-from edgecnn.measure import MEASURED_LABEL, LatencyMeasurement, measure_latency, node_time_rows, profile_nodes
-from edgecnn.memory import plan_memory
+from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.onnx_facts import fill_weights, input_dims
+from edgecnn.options import MB
+from edgecnn.precisions import PRECISIONS, precision_order
+from edgecnn.profile.cost import CONVENTION, GraphCost, analyze_precisions
+from edgecnn.profile.estimate import ESTIMATED_LABEL, assumptions, estimate_latency
+from edgecnn.profile.measure import (
+    MEASURED_LABEL,
+    LatencyMeasurement,
+    measure_latency,
+    node_time_rows,
+    profile_nodes,
+)
+from edgecnn.profile.memory import plan_memory
+from edgecnn.profile.sources import GraphSource, ProfileTarget
+from edgecnn.profile.trtexec import TrtexecImport, import_trtexec
 
 __all__ = [
-    "MB",
     "ProfileOptions",
     "DeviceFit",
     "ProfileRow",
     "Recommendation",
     "ProfileReport",
-    "ProfileTarget",
-    "parse_memory_size",
-    "parse_precisions",
-    "parse_batches",
-    "parse_input_shape",
-    "resolve_targets",
     "check_targets",
+    "runnable_graph",
     "profile",
 ]
 
-MB = 2**20
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": MB, "mb": MB, "mib": MB,
-          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def parse_memory_size(text: str | int) -> int:
-    """``512MB``, ``10MB``, ``1.5GB``, ``256KiB`` or a byte count to bytes (KB/MB/GB are binary, as in the catalog)."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _UNITS:
-        raise UsageError(f"memory size {text!r} is not a size: give a number with KB, MB or GB (for example 512MB or 1.5GB)")
-    size = int(float(match.group(1)) * _UNITS[unit])
-    if size <= 0:
-        raise UsageError(f"memory size {text!r} must be more than zero")
-    return size
-
-
-def parse_precisions(text: str | Sequence[str]) -> list[str]:
-    """``fp32,fp16,int8`` to a list; an unknown name raises with the choices."""
-    import difflib
-
-    names = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    if not names:
-        raise UsageError(f"give at least one precision: {', '.join(PRECISIONS)}")
-    for name in names:
-        if name not in PRECISIONS:
-            close = difflib.get_close_matches(name, PRECISIONS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(PRECISIONS)}"
-            raise UnknownNameError(f"unknown precision {name!r}: {hint}")
-    return list(dict.fromkeys(names))
-
-
-def parse_batches(text: str | Sequence[int]) -> list[int]:
-    """``1,8`` to [1, 8]; a batch below 1 or a non-number raises."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    batches = []
-    for part in parts:
-        try:
-            batch = int(str(part).strip())
-        except ValueError:
-            raise UsageError(f"batch {str(part).strip()!r} is not a whole number (for example --batch 1,8)") from None
-        if batch < 1:
-            raise UsageError(f"batch must be at least 1, got {batch}")
-        batches.append(batch)
-    if not batches:
-        raise UsageError("give at least one batch size (for example --batch 1,8)")
-    return list(dict.fromkeys(batches))
-
-
-def parse_input_shape(text: str | None) -> dict[str, list[int]] | None:
-    """``1x3x224x224`` (the single input) or ``name=1x3x224x224[,name2=...]``; N/?/batch marks the batch dim."""
-    if not text:
-        return None
-    shapes: dict[str, list[int]] = {}
-    for part in text.split(","):
-        name, _, dims = part.rpartition("=")
-        try:
-            values = [0 if d.strip().lower() in ("n", "?", "batch") else int(d) for d in dims.lower().split("x")]
-        except ValueError:
-            raise UsageError(f"input shape {part!r} is not DxDx... (for example 1x3x224x224 or input=Nx3x224x224)") from None
-        if not values or any(v < 0 for v in values):
-            raise UsageError(f"input shape {part!r} has a negative or missing dimension")
-        shapes[name.strip() or "*"] = values
-    return shapes
+Converter = Callable[[onnx.ModelProto, str], onnx.ModelProto]
+"""Turns a runnable FP32 graph into one at the given precision (fp16, int8) for host measurement."""
 
 
 @dataclass
@@ -119,7 +62,8 @@ class ProfileOptions:
 
     ``precisions`` None profiles zoo models at fp32, fp16 and int8 and files at their own precision;
     given, files are costed at those precisions too (derived from the file's graph). ``memory_budget``
-    None means each device's default budget (its RAM less its runtime overhead).
+    None means each device's default budget (its RAM less its runtime overhead). ``convert`` makes the
+    graphs that ``measure`` runs at a precision the source does not have; without it those are not measured.
     """
 
     devices: str = "host"
@@ -132,6 +76,7 @@ class ProfileOptions:
     input_shapes: dict[str, list[int]] | None = None
     recommend: int = 3
     trtexec_dir: Path | None = None
+    convert: Converter | None = None
 
 
 @dataclass
@@ -154,7 +99,7 @@ class ProfileRow:
     """One model at one precision and batch size: static costs, memory, and per-device fit and latency.
 
     ``basis`` says where the precision comes from: ``graph`` (the graph is at that precision) or
-    ``derived from fp32`` (byte sizes applied to the graph, see :mod:`edgecnn.cost`).
+    ``derived from fp32`` (byte sizes applied to the graph, see :mod:`edgecnn.profile.cost`).
     """
 
     model: str
@@ -207,74 +152,6 @@ class ProfileReport:
     measured_label: str = MEASURED_LABEL
 
 
-@dataclass
-class ProfileTarget:
-    """One thing named on the command line, resolved lazily to its graphs (zoo graphs take seconds to build).
-
-    ``origin`` is ``zoo``, ``onnx`` (a file) or ``export`` (an ``edgecnn export`` directory).
-    """
-
-    name: str
-    origin: str
-    path: Path | None = None
-
-    def sources(self) -> list[GraphSource]:
-        if self.origin == "zoo":
-            return [GraphSource(self.name, zoo_graph(self.name), "zoo", "fp32", None, self.name)]
-        if self.origin == "export":
-            return export_dir_graphs(self.path)
-        return [onnx_file_source(self.path)]
-
-
-def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()) -> list[ProfileTarget]:
-    """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags).
-
-    Naming nothing profiles the whole zoo, as ``edgecnn profile --device jetson`` does.
-    """
-    from edgecnn.registry import get_spec, list_models
-
-    targets: list[ProfileTarget] = []
-    for model in models:
-        path = Path(model)
-        if model.endswith(".onnx") or path.is_file():
-            if not path.is_file():
-                raise UsageError(f"ONNX file {path} does not exist")
-            targets.append(ProfileTarget(path.name.split(".")[0], "onnx", path=path))
-        elif path.is_dir() and (path / "manifest.json").is_file():
-            targets.append(ProfileTarget(path.name, "export", path=path))
-        elif any(ch in model for ch in "*?["):
-            matched = list_models(model)
-            if not matched:
-                raise UsageError(f"no model matches {model!r}: run 'edgecnn list'")
-            targets += [ProfileTarget(name, "zoo") for name in matched]
-        else:
-            try:
-                targets.append(ProfileTarget(get_spec(model).name, "zoo"))
-            except UnknownNameError:
-                if not path.is_dir():
-                    raise
-                targets.append(ProfileTarget(path.name, "export", path=path))
-    wanted_tags = [t.strip() for tag in tags for t in tag.split(",") if t.strip()]
-    for tag in wanted_tags:
-        if tag not in ("efficient", "heavy"):
-            raise UsageError(f"unknown tag {tag!r}: choose efficient or heavy")
-        targets += [ProfileTarget(name, "zoo") for name in list_models(tags=[tag])]
-    if all_models:
-        targets += [ProfileTarget(name, "zoo") for name in list_models()]
-    if not models and not wanted_tags:
-        targets = [ProfileTarget(name, "zoo") for name in list_models()]
-    return list({(t.origin, t.name, str(t.path)): t for t in targets}.values())
-
-
-def _reference(zoo_name: str | None) -> tuple[list[str], float | None]:
-    if zoo_name is None:
-        return [], None
-    from edgecnn.registry import get_spec
-
-    spec = get_spec(zoo_name)
-    return sorted(spec.tags), spec.reference.top1 if spec.reference else None
-
-
 def _device_fit(cost: GraphCost, peak: int, device: Device, options: ProfileOptions) -> DeviceFit:
     estimate = estimate_latency(cost, device)
     budget = options.memory_budget if options.memory_budget is not None else device.budget_bytes
@@ -292,59 +169,25 @@ def _device_fit(cost: GraphCost, peak: int, device: Device, options: ProfileOpti
     )
 
 
-def runnable_graph(source: GraphSource, precision: str) -> onnx.ModelProto | None:
-    """A graph ONNX Runtime can run at ``precision``: the source itself, or its FP32 graph converted
-    (FP16 with the export path's converter; INT8 with ONNX Runtime's ``quantize_static`` on random
-    calibration inputs, U8 activations and S8 per-channel weights as the onnx-int8-cpu format, since
-    latency does not depend on the calibration values). None when no such conversion applies."""
+def runnable_graph(source: GraphSource, precision: str, convert: Converter | None = None) -> onnx.ModelProto | None:
+    """A graph ONNX Runtime can run at ``precision``: the source itself, or its FP32 graph converted by
+    ``convert``. None when no such conversion applies."""
     if source.precision == precision:
         return fill_weights(source.model) if source.path is None else source.model
-    if source.precision != "fp32":
+    if source.precision != "fp32" or convert is None:
         return None
-    fp32 = fill_weights(source.model)
-    if precision == "fp16":
-        from edgecnn.export.fp16 import to_fp16
-
-        return to_fp16(fp32)
-    return _quantize_for_timing(fp32)
-
-
-def _quantize_for_timing(model: onnx.ModelProto) -> onnx.ModelProto:
-    import tempfile
-
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from edgecnn.cost import input_dims
-
-    dims = input_dims(model)
-
-    class RandomInputs(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(0)
-            shapes = {name: [d if isinstance(d, int) and d > 0 else 1 for d in shape] for name, shape in dims.items()}
-            self.batches = iter([{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(2)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as scratch:
-        source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
-        onnx.save_model(model, str(source))
-        quantize_static(str(source), str(target), RandomInputs(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return onnx.load(str(target))
+    return convert(fill_weights(source.model), precision)
 
 
 def _measure(source: GraphSource, precision: str, cost: GraphCost, options: ProfileOptions, cache: dict) -> tuple[LatencyMeasurement | None, str | None, dict | None]:
     key = (id(source), precision)
     if key not in cache:
         try:
-            cache[key] = (runnable_graph(source, precision), None)
+            cache[key] = (runnable_graph(source, precision, options.convert), None)
         except EdgecnnError as error:
             cache[key] = (None, str(error))
         except Exception as error:  # the converters raise their own types
-            cache[key] = (None, f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
+            cache[key] = (None, f"{type(error).__name__}: {first_line(error)}")
     model, reason = cache[key]
     if model is None:
         return None, reason or f"not measured: no {precision} graph (the source is {source.precision})", None
@@ -373,7 +216,7 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
         precisions = list(options.precisions)
     else:
         precisions = list(dict.fromkeys(s.precision for s in sources))
-    tags, top1 = _reference(sources[0].model_name)
+    tags, top1 = list(sources[0].tags), sources[0].ref_top1
     rows: list[ProfileRow] = []
     measured_graphs: dict = {}
     for batch in options.batches:
@@ -408,8 +251,6 @@ def _named_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]] | None) -
     if not shapes:
         return None
     if "*" in shapes:
-        from edgecnn.cost import input_dims
-
         names = list(input_dims(model))
         if len(names) != 1:
             raise UsageError(f"the graph has {len(names)} inputs ({', '.join(names)}): name each, --input-shape name=DxD...")
@@ -494,7 +335,7 @@ def profile(
     if options.trtexec_dir is not None:
         imported = import_trtexec(options.trtexec_dir, targets[0].sources()[0].model)
         _join_trtexec_times(rows, imported)
-    precisions = sorted({row.precision for row in rows}, key=lambda p: PRECISIONS.index(p) if p in PRECISIONS else 9)
+    precisions = sorted({row.precision for row in rows}, key=precision_order)
     budget = f"{options.memory_budget / MB:,.1f} MB" if options.memory_budget is not None else "each device's RAM less its runtime overhead"
     return ProfileReport(
         devices=[device.id for device in devices],

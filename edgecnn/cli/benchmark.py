@@ -4,10 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from edgecnn.benchmark import DEFAULT_FORMATS, BenchmarkReport, benchmark, parse_batches, parse_formats
-from edgecnn.cli_common import console, emit, err_console, output_format_option
+from edgecnn.benchmark import DEFAULT_FORMATS, BenchmarkReport, benchmark, parse_formats
+from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.errors import UsageError
+from edgecnn.options import parse_batches
 from edgecnn.render import render_rows, to_json
 
 COLUMNS = ["format", "batch", "status", "size_mb", "top1", "top1_drop", "p50_ms", "p90_ms", "throughput", "speedup", "reason"]
@@ -60,8 +69,6 @@ def benchmark_command(models, formats, data, batches, threads, weights, num_clas
     keys = parse_formats(formats)
     batch_sizes = parse_batches(batches)
     if weights is not None and len(models) > 1:
-        from edgecnn.errors import UsageError
-
         raise UsageError("--weights applies to one model: benchmark several models without it, or one model with it")
     reports = []
     for model in models:

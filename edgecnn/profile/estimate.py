@@ -1,6 +1,6 @@
 """Estimated latency: a roofline per layer, times documented efficiency factors by device class and layer kind.
 
-For each node of the static table (:mod:`edgecnn.cost`)::
+For each node of the static table (:mod:`edgecnn.profile.cost`)::
 
     compute_s = FLOPs / (peak[precision] x compute_efficiency[kind] x size_factor)
     memory_s  = (weight + input + output bytes) / (bandwidth x memory_efficiency)
@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgecnn.cost import CONVENTION, GraphCost
 from edgecnn.devices import Device
+from edgecnn.profile.cost import CONVENTION, GraphCost
 
 __all__ = ["ESTIMATED_LABEL", "ExecutionClass", "EXECUTION_CLASSES", "LayerEstimate", "LatencyEstimate",
            "execution_class", "estimate_latency", "assumptions"]

@@ -22,6 +22,8 @@ class Format:
     cpu: bool
     gpu: bool
     description: str
+    cpu_optimization: str = "all"
+    """The ONNX Runtime optimization level at which the artifact computes what its graph says on the CPU EP."""
 
 
 FORMATS: tuple[Format, ...] = (
@@ -29,7 +31,7 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "fp32", ".onnx", "onnxruntime", True, True, "ONNX, float32"),
     Format("onnx-fp16", "fp16", ".fp16.onnx", "onnxruntime", True, True, "ONNX, float16 weights and compute, float32 inputs and outputs"),
     Format("onnx-int8-cpu", "int8", ".int8-cpu.onnx", "onnxruntime", True, False, "Q/DQ INT8 for CPUs: U8 activations, S8 per-channel weights"),
-    Format("onnx-int8-tensorrt", "int8", ".int8-tensorrt.onnx", "tensorrt", False, True, "Q/DQ INT8 for TensorRT: symmetric S8, per-channel weights"),
+    Format("onnx-int8-tensorrt", "int8", ".int8-tensorrt.onnx", "tensorrt", False, True, "Q/DQ INT8 for TensorRT: symmetric S8, per-channel weights", "basic"),
     Format("ort", "fp32", ".ort", "onnxruntime", True, False, "ORT format for minimal ONNX Runtime builds"),
     Format("engine", "any", ".engine", "tensorrt", False, True, "serialized TensorRT engine"),
 )

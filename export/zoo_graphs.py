@@ -1,4 +1,4 @@
-"""Where the profiler's ONNX graphs come from: the zoo (exported once and cached), a user's file, an export directory.
+"""The zoo's shape-only ONNX graphs, for the profiler and ``edgecnn info``: shipped, cached, or exported once.
 
 Zoo graphs go through the export path itself (:func:`edgecnn.export.to_onnx.torch_to_onnx` and
 :func:`edgecnn.export.cleanup.clean_graph`) with a dynamic batch, but without verification and from a model
@@ -23,91 +23,47 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
+import torch
+from edgecnn.export import cleanup, to_onnx
 
-from edgecnn.errors import UsageError
+import edgecnn
+from edgecnn.artifact import package_versions, write_bytes_atomic
+from edgecnn.cache import cache_dir
+from edgecnn.onnx_facts import strip_weights
+from edgecnn.registry import get_spec, list_models
 
 __all__ = [
-    "CACHE_ENV",
-    "STRIPPED_MARK",
-    "GraphSource",
-    "cache_dir",
-    "zoo_graph",
     "SHIPPED_GRAPHS_DIR",
+    "zoo_graph",
     "source_fingerprint",
     "shipped_graph",
     "write_shipped_graphs",
-    "load_onnx",
-    "export_dir_graphs",
-    "graph_precision",
-    "strip_weights",
-    "fill_weights",
-    "is_stripped",
-    "onnx_file_source",
 ]
 
-CACHE_ENV = "EDGECNN_CACHE"
-STRIPPED_MARK = "edgecnn:shape-only"
-KEEP_ELEMENTS = 64
-"""Float initializers up to this size keep their data (shape arithmetic may read them)."""
 GRAPH_RECIPE = 2
 """Version of :func:`_build_zoo_graph`'s recipe, part of the cache key: bump it when the recipe changes."""
 
 
-@dataclass
-class GraphSource:
-    """One graph to profile: its name, the graph, what it is and where it came from.
-
-    ``precision`` is the graph's own precision (fp32, fp16 or int8 for a Q/DQ graph); ``path`` is the file
-    when there is one (measurement runs it as it is); ``model_name`` is the zoo name when the graph is a zoo
-    model's, for its reference figures.
-    """
-
-    name: str
-    model: onnx.ModelProto
-    origin: str
-    precision: str
-    path: Path | None = None
-    model_name: str | None = None
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgecnn")
-
-
-SHIPPED_GRAPHS_DIR = Path(__file__).parent / "data" / "zoo_graphs"
+SHIPPED_GRAPHS_DIR = Path(edgecnn.__file__).parent / "data" / "zoo_graphs"
 SHIPPED_INDEX = "index.json"
 GRAPH_LIBRARIES = ("onnx", "onnxslim")
 """Libraries that shape a graph's details (clean-up, opset handling) but not its layers' shapes."""
-
-
-def _library_versions(names) -> dict[str, str]:
-    """:func:`edgecnn.export.manifest.package_versions`, imported late: loading edgecnn.export imports torch."""
-    from edgecnn.export.manifest import package_versions
-
-    return package_versions(names)
 
 
 @functools.cache
 def source_fingerprint() -> str:
     """Hash of the graph recipe, the zoo's and the exporter's sources and the torch version: what decides
     a zoo graph's layers and shapes, and so whether a shipped graph is still current."""
-    import edgecnn
-    from edgecnn.export import cleanup, to_onnx
-
     package = Path(edgecnn.__file__).parent
     files = sorted((package / "models").glob("*.py")) + [package / "layers.py", Path(to_onnx.__file__), Path(cleanup.__file__)]
     digest = hashlib.sha256(f"graph-recipe-{GRAPH_RECIPE}".encode())
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    for package_name, version in _library_versions(["torch"]).items():
+    for package_name, version in package_versions(["torch"]).items():
         digest.update(f"{package_name}={version}".encode())
     return digest.hexdigest()
 
@@ -116,7 +72,7 @@ def source_fingerprint() -> str:
 def _code_fingerprint() -> str:
     """:func:`source_fingerprint` plus the ONNX libraries' versions: part of every user-cache key."""
     digest = hashlib.sha256(source_fingerprint().encode())
-    for package_name, version in _library_versions(GRAPH_LIBRARIES).items():
+    for package_name, version in package_versions(GRAPH_LIBRARIES).items():
         digest.update(f"{package_name}={version}".encode())
     return digest.hexdigest()
 
@@ -144,8 +100,6 @@ def shipped_graph(name: str, input_size: tuple[int, int], num_classes: int, dire
 
 
 def _build_default_graph(name: str) -> tuple[str, bytes, list[int], int]:
-    from edgecnn.registry import get_spec
-
     spec = get_spec(name)
     height, width = spec.input_size
     model = _build_zoo_graph(spec.name, height, width, spec.num_classes)
@@ -159,8 +113,6 @@ def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from edgecnn.export.staging import write_bytes_atomic
-    from edgecnn.registry import list_models
 
     names = names or list_models()
     directory.mkdir(parents=True, exist_ok=True)
@@ -175,7 +127,7 @@ def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] 
                 on_done(name)
     index = {
         "source_fingerprint": source_fingerprint(),
-        "libraries": _library_versions(("torch", *GRAPH_LIBRARIES)),
+        "libraries": package_versions(("torch", *GRAPH_LIBRARIES)),
         "graphs": {},
     }
     for stale in directory.glob("*.onnx"):
@@ -189,47 +141,6 @@ def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] 
     return index
 
 
-def is_stripped(model: onnx.ModelProto) -> bool:
-    return STRIPPED_MARK in model.doc_string
-
-
-def strip_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy without the data of float initializers larger than ``KEEP_ELEMENTS``; shapes and dtypes stay."""
-    stripped = onnx.ModelProto()
-    stripped.CopyFrom(model)
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
-    for tensor in stripped.graph.initializer:
-        if tensor.data_type in floats and int(np.prod(tensor.dims, dtype=np.int64)) > KEEP_ELEMENTS:
-            for data_field in ("raw_data", "float_data", "int32_data", "double_data"):
-                tensor.ClearField(data_field)
-    stripped.doc_string = f"{STRIPPED_MARK}: large float initializers keep their shapes, not their data"
-    return stripped
-
-
-def fill_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
-    """A runnable copy of a shape-only graph: stripped initializers get seeded He-scaled normal values.
-
-    He scaling (std = sqrt(2 / fan_in)) keeps activations finite through deep stacks, so timing is not
-    disturbed by infinities or denormals.
-    """
-    if not is_stripped(model):
-        return model
-    filled = onnx.ModelProto()
-    filled.CopyFrom(model)
-    rng = np.random.default_rng(seed)
-    for tensor in filled.graph.initializer:
-        has_data = tensor.raw_data or tensor.float_data or tensor.int32_data or tensor.double_data
-        if has_data or not tensor.dims:
-            continue
-        shape = tuple(tensor.dims)
-        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 0
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-        values = rng.standard_normal(shape).astype(np.float32) * np.float32(np.sqrt(2.0 / fan_in)) if fan_in else np.zeros(shape, np.float32)
-        tensor.raw_data = values.astype(dtype).tobytes()
-    filled.doc_string = ""
-    return filled
-
-
 def _build_zoo_graph(name: str, height: int, width: int, num_classes: int) -> onnx.ModelProto:
     """Export on one thread: the trace's single forward pass gains nothing from more, and on a loaded
     machine extra threads made it five times slower (measured).
@@ -238,12 +149,6 @@ def _build_zoo_graph(name: str, height: int, width: int, num_classes: int) -> on
     from tensor to tensor: with constant fills onnxslim's common-subexpression pass merges sibling
     convolutions that became identical (GoogLeNet lost two).
     """
-    import torch
-
-    from edgecnn.export.cleanup import clean_graph
-    from edgecnn.export.to_onnx import torch_to_onnx
-    from edgecnn.registry import get_spec
-
     spec = get_spec(name)
     with torch.device("meta"):
         module = spec.builder(num_classes=num_classes)
@@ -257,18 +162,15 @@ def _build_zoo_graph(name: str, height: int, width: int, num_classes: int) -> on
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        exported = torch_to_onnx(module, (1, spec.in_chans, height, width), dynamic_batch=True)
+        exported = to_onnx.torch_to_onnx(module, (1, spec.in_chans, height, width), dynamic_batch=True)
     finally:
         torch.set_num_threads(threads)
-    return strip_weights(clean_graph(exported))
+    return strip_weights(cleanup.clean_graph(exported))
 
 
 def zoo_graph(name: str, input_size: tuple[int, int] | None = None, num_classes: int | None = None) -> onnx.ModelProto:
     """The shape-only ONNX graph of zoo model ``name`` (dynamic batch): shipped with the package, from the
     user's cache, or built and cached."""
-    from edgecnn.export.staging import write_bytes_atomic
-    from edgecnn.registry import get_spec
-
     spec = get_spec(name)
     height, width = input_size or spec.input_size
     classes = num_classes or spec.num_classes
@@ -291,66 +193,3 @@ def zoo_graph(name: str, input_size: tuple[int, int] | None = None, num_classes:
     return model
 
 
-def graph_precision(model: onnx.ModelProto) -> str:
-    """The precision a graph runs at: int8 when it holds Q/DQ (or QLinear) nodes, fp16 with float16 weights, else fp32."""
-    quantized = {"DequantizeLinear", "QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
-    if any(node.op_type in quantized for node in model.graph.node):
-        return "int8"
-    if any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Read an ONNX file (external data included); anything unreadable is a one-line usage error."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"ONNX file {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{path} is not a readable ONNX model (truncated or not ONNX?): {first}") from None
-    if not model.graph.node:
-        raise UsageError(f"{path} is not a readable ONNX model: it has no graph nodes (truncated or not ONNX?)")
-    return model
-
-
-def export_dir_graphs(directory: str | Path) -> list[GraphSource]:
-    """Every ONNX artifact of an ``edgecnn export`` directory, each at its own precision (from manifest.json)."""
-    from edgecnn.export.formats import get_format
-    from edgecnn.export.manifest import read_manifest
-    from edgecnn.registry import list_models
-
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    name = manifest.get("model", {}).get("name") or directory.name
-    zoo_name = name if manifest.get("model", {}).get("origin") == "zoo" and name in list_models() else None
-    sources = []
-    for artifact in manifest.get("artifacts", []):
-        if not str(artifact.get("file", "")).endswith(".onnx"):
-            continue
-        path = directory / artifact["file"]
-        model = load_onnx(path)
-        try:
-            precision = get_format(artifact.get("format", "")).precision
-        except UsageError:
-            precision = graph_precision(model)
-        sources.append(GraphSource(name, model, "export", precision, path, zoo_name))
-    if not sources:
-        raise UsageError(f"{directory}/manifest.json lists no ONNX artifact: re-run 'edgecnn export'")
-    return sources
-
-
-def onnx_file_source(path: str | Path) -> GraphSource:
-    model = load_onnx(path)
-    path = Path(path)
-    return GraphSource(path.name.split(".")[0], model, "onnx", graph_precision(model), path, None)
-
-
-def scratch_model_file(model: onnx.ModelProto) -> Path:
-    """Write ``model`` to a temporary file (ONNX Runtime sessions over large graphs load faster from disk)."""
-    handle, name = tempfile.mkstemp(suffix=".onnx", prefix="edgecnn-")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(model.SerializeToString())
-    return Path(name)

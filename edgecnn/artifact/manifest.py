@@ -4,13 +4,50 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["MANIFEST_NAME", "sha256_file", "library_versions", "read_manifest", "manifest_json"]
+from edgecnn.errors import UsageError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "AddedArtifact",
+    "ArtifactStep",
+    "sha256_file",
+    "package_versions",
+    "library_versions",
+    "read_manifest",
+    "manifest_json",
+]
 
 MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class AddedArtifact:
+    """An artifact a later step made from an export's FP32 model, in the export's staging directory.
+
+    ``key`` is its format key, ``entry`` its manifest entry; ``result`` is the step's own report (for INT8,
+    a :class:`~edgecnn.calibration.QuantizationResult`), ``notes`` what the step wants the user told.
+    """
+
+    key: str
+    path: Path
+    entry: dict[str, Any]
+    result: Any = None
+    notes: tuple[str, ...] = ()
+
+
+class ArtifactStep(Protocol):
+    """A step that adds an artifact to an export while it is still staged, so the export stays all-or-nothing.
+
+    Called with the staged FP32 ONNX file, the export's preprocessing block and its staging directory.
+    Steps are plain picklable objects: several models export in worker processes.
+    """
+
+    def __call__(self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path) -> AddedArtifact: ...
 
 
 def sha256_file(path: str | Path) -> str:
@@ -42,8 +79,6 @@ def manifest_json(manifest: dict[str, Any]) -> str:
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    from edgecnn.errors import UsageError
-
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise UsageError(f"{directory} is not an edgecnn export directory (no {MANIFEST_NAME}): run 'edgecnn export' first")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgecnn.cli_common import console, emit, output_format_option
+from edgecnn.cli.common import console, emit, output_format_option
 from edgecnn.devices import device_as_dict, list_devices, resolve_devices
 from edgecnn.render import render_rows, to_json
 

@@ -5,9 +5,15 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from edgecnn.cli_common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.datasets import load_labelled
 from edgecnn.evaluate import DEFAULT_MAX_DROP, evaluate
 from edgecnn.render import render_rows, to_json

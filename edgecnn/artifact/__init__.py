@@ -1,0 +1,48 @@
+"""The artifact contract: what an export directory holds and how every step reads and writes it.
+
+Export writes artifacts; calibration, TensorRT, evaluation, profile and prediction read them. The contract
+is the manifest (``manifest.json``: model, input, preprocessing, outputs, artifacts with their hashes), the
+format table (one row per artifact kind), atomic staging (nothing half-written) and the preprocessing record.
+"""
+
+from edgecnn.artifact.formats import FORMATS, Format, artifact_name, get_format
+from edgecnn.artifact.manifest import (
+    MANIFEST_NAME,
+    AddedArtifact,
+    ArtifactStep,
+    library_versions,
+    manifest_json,
+    package_versions,
+    read_manifest,
+    sha256_file,
+)
+from edgecnn.artifact.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+    find_images,
+    read_image,
+)
+from edgecnn.artifact.staging import staged_directory, write_bytes_atomic
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "artifact_name",
+    "get_format",
+    "MANIFEST_NAME",
+    "AddedArtifact",
+    "ArtifactStep",
+    "library_versions",
+    "manifest_json",
+    "package_versions",
+    "read_manifest",
+    "sha256_file",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Preprocessing",
+    "find_images",
+    "read_image",
+    "staged_directory",
+    "write_bytes_atomic",
+]
