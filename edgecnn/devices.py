@@ -2,6 +2,10 @@
 
 ``host`` is this machine, measured on the spot: a float32 GEMM for peak GFLOP/s and a large copy for
 memory bandwidth, run once per process.
+
+A Jetson may run more than one JetPack release, and the release decides the TensorRT version (and with it
+what ``check`` and ``compile`` accept, and whether TensorRT can use the DLA). Each device lists its
+releases; :func:`resolve_jetpack` picks one for a command (``--jetpack``, default the newest).
 """
 from __future__ import annotations
 
@@ -15,15 +19,53 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from edgecnn.errors import UnknownNameError
+from edgecnn.errors import UnknownNameError, UsageError
 
-__all__ = ["Device", "list_devices", "get_device", "resolve_devices", "measure_host"]
+__all__ = [
+    "Device", "JetpackRelease", "list_devices", "get_device", "resolve_devices", "resolve_jetpack", "device_as_dict",
+    "measure_host",
+]
 
-PRECISIONS = ("fp32", "fp16", "int8")
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """``"7.2.2"`` -> (7, 2, 2), for ordering releases; the catalog holds only numeric versions."""
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True)
+class JetpackRelease:
+    """One JetPack release on one device: the TensorRT (and CUDA) it gives, and whether TensorRT can use the DLA.
+
+    ``dla`` is False on devices without DLA cores and on releases whose TensorRT lacks DLA support for that
+    device; ``source`` says where the versions come from.
+    """
+
+    jetpack: str
+    tensorrt: str
+    cuda: str | None = None
+    dla: bool = False
+    source: str = ""
+
+    @property
+    def tensorrt_major(self) -> int:
+        return int(self.tensorrt.split(".")[0])
+
+    @property
+    def label(self) -> str:
+        """``JetPack 7.1 (TensorRT 10.13)``: how reports name the release they assumed."""
+        return f"JetPack {self.jetpack} (TensorRT {self.tensorrt})"
 
 
 @dataclass(frozen=True)
 class Device:
+    """One target. Peaks are dense, in GFLOP/s (GOP/s for int8), keyed by precision; a precision the hardware
+    has no native path for (fp8 and fp4 before Blackwell) has no key, so ``peak`` returns None for it.
+
+    ``jetpack_releases`` is ordered oldest first. ``jetpack`` and ``tensorrt`` keep their old meaning, the
+    baseline release (the oldest listed, JetPack 6.2 on Orin) that commands assumed before ``--jetpack``
+    existed; new code asks :func:`resolve_jetpack` instead.
+    """
+
     id: str
     name: str
     kind: str
@@ -40,6 +82,22 @@ class Device:
     gpu: str = ""
     power_modes: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    jetpack_releases: tuple[JetpackRelease, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Accept releases as catalog dicts, order them oldest first, and fill the baseline jetpack/tensorrt."""
+        releases = tuple(r if isinstance(r, JetpackRelease) else JetpackRelease(**r) for r in self.jetpack_releases)
+        releases = tuple(sorted(releases, key=lambda r: _version_key(r.jetpack)))
+        object.__setattr__(self, "jetpack_releases", releases)
+        if releases and self.jetpack is None:
+            object.__setattr__(self, "jetpack", releases[0].jetpack)
+        if releases and self.tensorrt is None:
+            object.__setattr__(self, "tensorrt", releases[0].tensorrt)
+
+    def peak(self, precision: str) -> float | None:
+        """Dense peak in GFLOP/s (GOP/s) for ``precision``, or None where the hardware has no native path."""
+        value = self.peak_gflops.get(precision)
+        return float(value) if value is not None else None
 
     @property
     def budget_bytes(self) -> int:
@@ -104,6 +162,7 @@ def measure_host() -> Device:
 
 
 def list_devices(include_host: bool = True) -> list[Device]:
+    """Every catalog device in catalog order, then ``host`` (measured now) unless ``include_host`` is False."""
     devices = list(_catalog().values())
     return devices + [measure_host()] if include_host else devices
 
@@ -130,7 +189,50 @@ def resolve_devices(selector: str) -> list[Device]:
     return devices
 
 
+def _jetpack_parts(text: str) -> tuple[int, ...] | None:
+    """``"7.x"``/``"7"`` -> (7,), ``"6.2"`` -> (6, 2); None for text that is not a JetPack version."""
+    parts = text.strip().lower().removeprefix("jetpack").strip().split(".")
+    while parts and parts[-1] in ("x", "*"):
+        parts.pop()
+    if not parts or not all(part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def _same_line(release: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """True when one version is a prefix of the other: 7 -> 7.2.2, and 6.2.1 -> the 6.2 line."""
+    shorter = min(len(release), len(wanted))
+    return release[:shorter] == wanted[:shorter]
+
+
+def resolve_jetpack(device: Device | str, jetpack: str | None = None) -> JetpackRelease:
+    """The JetPack release a command assumes for ``device``: ``jetpack`` if given, else the newest it supports.
+
+    ``jetpack`` may name a release line: ``"7"`` or ``"7.x"`` picks the newest 7.x release, ``"6.2.1"`` picks
+    the catalog's 6.2 line (6.2.x releases share a TensorRT). A device without JetPack, an unparsable
+    version or a release the device does not run raises a one-line UsageError listing its releases.
+    """
+    device = get_device(device) if isinstance(device, str) else device
+    releases = device.jetpack_releases
+    if not releases:
+        raise UsageError(f"{device.id} runs no JetPack ({device.processor} device): --jetpack applies to Jetsons")
+    if jetpack is None:
+        return releases[-1]
+    listed = ", ".join(r.jetpack for r in releases)
+    wanted = _jetpack_parts(jetpack)
+    if wanted is None:
+        raise UsageError(
+            f"--jetpack {jetpack!r} is not a JetPack version such as 6.2 or 7.x: {device.id} runs {listed}")
+    matches = [r for r in releases if _same_line(_version_key(r.jetpack), wanted)]
+    if not matches:
+        raise UsageError(f"{device.id} does not run JetPack {jetpack}: it runs JetPack {listed}")
+    return matches[-1]
+
+
 def device_as_dict(device: Device) -> dict[str, Any]:
+    """The device as plain data (JSON output, saved benchmark hosts); releases become a list of dicts."""
     from dataclasses import asdict
 
-    return asdict(device)
+    data = asdict(device)
+    data["jetpack_releases"] = [asdict(r) for r in device.jetpack_releases]
+    return data

@@ -1,39 +1,97 @@
-"""``edgecnn devices``: the device catalog."""
+"""``edgecnn devices``: the device catalog, with the JetPack release (and so the TensorRT) each Jetson assumes."""
 from __future__ import annotations
 
 import click
 
 from edgecnn.cli.common import console, emit, output_format_option
-from edgecnn.devices import device_as_dict, list_devices, resolve_devices
+from edgecnn.devices import Device, JetpackRelease, device_as_dict, list_devices, resolve_devices, resolve_jetpack
+from edgecnn.errors import UsageError
 from edgecnn.render import render_rows, to_json
+
+
+def _release_for(device: Device, jetpack: str | None, single: bool) -> JetpackRelease | None:
+    """The release shown for ``device``: None for non-Jetsons, and for Jetsons that lack ``jetpack`` in a listing.
+
+    Asked about one device, an unsupported ``--jetpack`` is an error (the user named both); in a listing it
+    only blanks that row, so ``edgecnn devices jetson --jetpack 7.x`` shows which Jetsons run JetPack 7.
+    """
+    if not device.jetpack_releases:
+        if jetpack is not None and single:
+            resolve_jetpack(device, jetpack)  # raises the one-line "runs no JetPack" error
+        return None
+    try:
+        return resolve_jetpack(device, jetpack)
+    except UsageError:
+        if single:
+            raise
+        return None
+
+
+def _release_dict(release: JetpackRelease | None) -> dict | None:
+    """The selected release as plain data for --json (None where the device runs no such JetPack)."""
+    from dataclasses import asdict
+
+    return asdict(release) if release is not None else None
+
+
+def _tflops(device: Device, precision: str) -> float | None:
+    value = device.peak(precision)
+    return round(value / 1000, 2) if value is not None else None
 
 
 @click.command("devices")
 @click.argument("selector", required=False)
 @click.option("--no-host", is_flag=True, help="Leave out 'host' (skips the on-the-spot GEMM and copy measurement).")
+@click.option("--jetpack", metavar="VERSION",
+              help="Show each Jetson under this JetPack release (6.2, 7.x, 7.1...); default: the newest it runs.")
 @output_format_option
-def devices_command(selector: str | None, no_host: bool, fmt: str) -> None:
-    """List the device catalog (or SELECTOR: a device id or a kind such as 'jetson'), each figure with its source in --json."""
-    devices = resolve_devices(selector) if selector else list_devices(include_host=not no_host)
+def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fmt: str) -> None:
+    """List the device catalog (or SELECTOR: a device id or a kind such as 'jetson'); --json gives every source.
+
+    Peaks are dense TFLOP/s (TOP/s for INT8); FP8 and FP4 show only where the tensor cores run them (Thor).
+    The JetPack / TensorRT column is the release resolve_jetpack picks: the newest, or the one --jetpack asks for.
+    """
+    devices = resolve_devices(selector) if selector else list_devices(include_host=not no_host and jetpack is None)
+    single = len(devices) == 1
+    releases = {d.id: _release_for(d, jetpack, single) for d in devices}
+    if jetpack is not None and not any(releases.values()):
+        raise UsageError(
+            f"no listed device runs JetPack {jetpack}: 'edgecnn devices jetson' shows each Jetson's releases")
     if fmt == "json":
-        emit(to_json([device_as_dict(d) for d in devices]))
+        emit(to_json([device_as_dict(d) | {"selected_jetpack": _release_dict(releases[d.id])} for d in devices]))
         return
     rows = [
         {
             "id": d.id,
             "name": d.name,
-            "fp32_gflops": d.peak_gflops["fp32"],
-            "fp16_gflops": d.peak_gflops["fp16"],
-            "int8_gops": d.peak_gflops["int8"],
-            "memory_mb": d.memory_mb,
-            "budget_mb": d.budget_bytes / 2**20,
+            "fp32": _tflops(d, "fp32"),
+            "fp16": _tflops(d, "fp16"),
+            "int8": _tflops(d, "int8"),
+            "fp8": _tflops(d, "fp8"),
+            "fp4": _tflops(d, "fp4"),
+            "memory_gb": round(d.memory_mb / 1024, 1),
+            "budget_gb": round(d.budget_bytes / 2**30, 1),
             "bandwidth_gbps": d.bandwidth_gbps,
             "dla": d.dla_cores,
-            "tensorrt": d.tensorrt,
+            "jetpack": _release_cell(d, releases[d.id], jetpack),
         }
         for d in devices
     ]
-    headers = {"fp32_gflops": "FP32 GFLOP/s", "fp16_gflops": "FP16 GFLOP/s", "int8_gops": "INT8 GOP/s",
-               "memory_mb": "RAM MB", "budget_mb": "budget MB", "bandwidth_gbps": "GB/s", "tensorrt": "TensorRT"}
-    footer = ["Dense peaks (no sparsity). budget = RAM less the documented runtime overhead. Sources: edgecnn devices --json."]
+    headers = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "fp8": "FP8", "fp4": "FP4", "memory_gb": "RAM GB",
+               "budget_gb": "budget GB", "bandwidth_gbps": "GB/s", "dla": "DLA", "jetpack": "JetPack / TensorRT"}
+    which = f"JetPack {jetpack} where the device runs it" if jetpack else "the newest JetPack each runs"
+    footer = [
+        "Dense peaks in TFLOP/s (INT8: TOP/s; no sparsity); '-' = no native path. "
+        "budget = RAM less the documented runtime overhead.",
+        f"JetPack / TensorRT: {which}; '(+DLA)' = TensorRT can use the DLA under it. Sources: edgecnn devices --json.",
+    ]
     emit(render_rows(rows, fmt, headers=headers, footer=footer, console=console, title="device catalog"))
+
+
+def _release_cell(device: Device, release: JetpackRelease | None, jetpack: str | None) -> str | None:
+    """``7.2.2 / 11.4.1 (+DLA)``; for a Jetson without the requested release, the releases it does run."""
+    if release is None:
+        if device.jetpack_releases and jetpack is not None:
+            return "not " + jetpack + " (runs " + ", ".join(r.jetpack for r in device.jetpack_releases) + ")"
+        return None
+    return f"{release.jetpack} / {release.tensorrt}" + (" (+DLA)" if release.dla else "")
