@@ -178,7 +178,7 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV3ish(nn.Module):
     """timm's MobileNetV3 layout at a small width: hard-swish, depthwise convolutions, squeeze-excite;
-    the head flattens with ``reshape(shape[:2] + (-1,))`` (Shape -> Slice -> Concat -> Reshape)."""
+    the head flattens with ``flatten(2)``, exported as Shape -> Slice -> Concat -> Reshape."""
 
     def __init__(self, classes: int = 100):
         super().__init__()
@@ -195,7 +195,7 @@ class MobileNetV3ish(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.blocks(self.stem(x)))
-        y = y.reshape(y.shape[:2] + (-1,)).mean(-1)
+        y = y.flatten(2).mean(-1)
         return self.classifier(y)
 
 
