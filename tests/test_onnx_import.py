@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import corpus
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import corpus
 from edgecnn.errors import UsageError
 from edgecnn.onnx_import import (
     ImportResult,
