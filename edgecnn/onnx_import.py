@@ -36,12 +36,12 @@ time, whole corpus               0.71-0.77 s            0.09-0.17 s
 ===============================  =====================  ======================
 
 Both fold every constant subgraph of the corpus, drop the initializers that folding left unused and fuse
-BatchNormalization into the preceding convolution. onnxslim is chosen because it leaves the operators it
-has no reason to touch as they are: ONNX Runtime inlines function operators its CPU provider has no
-kernel for (HardSwish became HardSigmoid + Mul, at opsets 17, 18, 20 and 21 alike), so the graph edgecnn
-counts, quantizes and hands to TensorRT would depend on ONNX Runtime's kernel list. Its cost, 0.02-0.17 s per model, is small next
-to the rest of an import; it is also the clean-up of edgecnn's own exports. ``optimizer="ort"`` selects the
-alternative.
+BatchNormalization into the preceding convolution. onnxslim is chosen because it leaves the operators it has
+no reason to touch as they are: ONNX Runtime inlines function operators its CPU provider has no kernel for
+(HardSwish became HardSigmoid + Mul, at opsets 17, 18, 20 and 21 alike), so the graph edgecnn counts,
+quantizes and hands to TensorRT would depend on ONNX Runtime's kernel list. Its cost, 0.02-0.17 s per model,
+is small next to the rest of an import; it is also the clean-up of edgecnn's own exports.
+``optimizer="ort"`` selects the alternative.
 
 The module is a foundation: it imports only numpy, onnx, onnxruntime, onnxslim and :mod:`edgecnn.errors`.
 """
@@ -82,7 +82,7 @@ OPTIMIZERS = ("onnxslim", "ort")
 DEFAULT_OPTIMIZER = "onnxslim"
 
 _EXTERNAL_DATA_BYTES = 1 << 30
-"""Models from this size on go to ONNX Runtime and onnxslim as files with external data (protobuf's 2 GB limit)."""
+"""Models from this size on reach ONNX Runtime's optimizer as a file with external data (protobuf's 2 GB limit)."""
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
 _DATA_DEPENDENT_OPS = {
