@@ -533,6 +533,12 @@ class BuildResult:
 
 
 def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarray]:
+    """Full float32 NCHW batches of the plan's calibration set, in order.
+
+    TensorRT's calibrator stops at the first batch it is not given, so a short last batch is dropped rather
+    than padded (padding would add samples to the histograms). Loading happens here, before TensorRT asks
+    for the first batch, so a bad ``--calib`` source fails before the build starts.
+    """
     from edgecnn.calibration import Preprocessing, load_calibration
 
     height, width = plan.shape_for(1)[2:]
@@ -541,7 +547,10 @@ def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarra
     else:
         preprocessing = Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
     calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
-    return calibration.batches(batch_size)
+    if len(calibration) < batch_size:
+        raise UsageError(f"--calib {plan.calibration} gave {len(calibration)} sample(s), fewer than one batch of {batch_size}: "
+                         "give more samples (--calib-samples) or a smaller --batch")
+    return (calibration.batch(range(start, start + batch_size)) for start in range(0, len(calibration) - batch_size + 1, batch_size))
 
 
 def build_engine(plan: BuildPlan) -> BuildResult:

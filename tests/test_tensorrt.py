@@ -428,6 +428,38 @@ def test_emitted_dla_int8_script_carries_the_qdq_scales(export_dir, tmp_path):
     assert not any(node.op_type == "QuantizeLinear" for node in float_model.graph.node)
 
 
+@pytest.mark.filterwarnings("ignore:calibrating on synthetic")
+def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_path, monkeypatch):
+    """Issue 13 (1): ``_calibration_batches`` called ``CalibrationSet.batches``, which does not exist, so every
+    ``compile --calib`` crashed. Runs the calibrator over a stand-in base class: no TensorRT needed."""
+    import types
+
+    import torch
+
+    from edgecnn.export.tensorrt import _calibration_batches, _entropy_calibrator
+
+    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=10, output_dir=tmp_path)
+    batches = list(_calibration_batches(plan, 4))
+    assert [batch.shape for batch in batches] == [(4, 3, 16, 16)] * 2 and all(batch.dtype == np.float32 for batch in batches)
+    with pytest.raises(UsageError, match="fewer than one batch"):
+        list(_calibration_batches(plan, 16))
+
+    class EntropyCalibrator2:
+        def __init__(self):
+            pass
+
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self: self)
+    calibrator = _entropy_calibrator(types.SimpleNamespace(IInt8EntropyCalibrator2=EntropyCalibrator2), iter(batches), 4,
+                                     plan.calibration_cache)
+    assert calibrator.get_batch_size() == 4
+    assert calibrator.get_batch(["input"]) == [calibrator.device_input.data_ptr()]
+    np.testing.assert_array_equal(calibrator.device_input.numpy(), batches[0])
+    assert calibrator.get_batch(["input"]) and calibrator.get_batch(["input"]) is None
+    assert calibrator.read_calibration_cache() is None
+    calibrator.write_calibration_cache(memoryview(b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"))
+    assert calibrator.read_calibration_cache().startswith(b"TRT-100300-")
+
+
 def test_compile_emit_trtexec_cli(export_dir, tmp_path):
     result = invoke("compile", export_dir, "--device", ORIN_DLA, "--batch", "1", "--dla-core", "0", "--gpu-fallback",
                     "--emit-trtexec", "-o", tmp_path, "--json")
