@@ -402,7 +402,7 @@ def test_plans_per_tensorrt_version(export_dir, opset13_fp16, tmp_path):
 def test_trtexec_command_lines_for_tensorrt_10_and_11(export_dir, opset13_fp16, tmp_path):
     ten = trtexec_commands(_plan(export_dir, precision="fp16", output_dir=tmp_path))
     build, profile = ten[0].argv, ten[1].argv
-    assert build[:3] == ["trtexec", f"--onnx={export_dir / 'tiny.fp16.onnx'}", "--saveEngine=tiny.fp16.engine"]
+    assert build[:3] == ["trtexec", "--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16.engine"], "names beside the script, not workstation paths"
     assert "--stronglyTyped" in build and "--fp16" not in build and "--skipInference" in build
     assert f"--memPoolSize=workspace:{get_device(GPU_ONLY).budget_bytes // 2 // 2**20}M" in build
     assert "--profilingVerbosity=detailed" in build and "--exportLayerInfo=tiny.fp16.layers.json" in build
@@ -426,6 +426,59 @@ def test_emitted_dla_int8_script_carries_the_qdq_scales(export_dir, tmp_path):
     assert calib.startswith("TRT-100300-EntropyCalibration2\n") and "\ninput: " in calib
     float_model = onnx.load(str(tmp_path / "tiny.int8.dla0.float.onnx"))
     assert not any(node.op_type == "QuantizeLinear" for node in float_model.graph.node)
+
+
+def test_emitted_script_is_self_contained_and_stops_on_a_failed_build(export_dir, tmp_path):
+    """Issue 13 (3): with -o elsewhere the script kept the workstation's relative ONNX path; it must run from its own
+    folder on a clean Jetson, and a failing trtexec must stop it (``sh`` + ``| tee`` hid the failure)."""
+    import subprocess
+
+    out = tmp_path / "trt"
+    script = write_trtexec_script(_plan(export_dir, precision="fp16", output_dir=out), out)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text and 'cd "$(dirname "$0")"' in text
+    assert "--onnx=tiny.fp16.onnx " in text and str(export_dir) not in text
+    assert (out / "tiny.fp16.onnx").read_bytes() == (export_dir / "tiny.fp16.onnx").read_bytes()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "trtexec"
+    fake.write_text('#!/usr/bin/env bash\nfor a in "$@"; do case $a in --onnx=*) test -f "${a#--onnx=}" || exit 3;; esac; done\n'
+                    'echo "$@" >> calls.txt\nexit "${FAKE_TRTEXEC_RC:-0}"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    moved = tmp_path / "jetson" / "trt"
+    shutil.copytree(out, moved)
+    ran = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert len((moved / "calls.txt").read_text().splitlines()) == 2, "build and profile ran from the script's folder"
+    failed = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env={**env, "FAKE_TRTEXEC_RC": "1"},
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and len((moved / "calls.txt").read_text().splitlines()) == 3, "stops after the failed build"
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "tiny.fp16.onnx").write_bytes(b"another model")
+    with pytest.raises(UsageError, match="already exists and is not"):
+        write_trtexec_script(_plan(export_dir, precision="fp16", output_dir=clash), clash)
+
+
+@pytest.mark.filterwarnings("ignore:calibrating on synthetic")
+def test_emitted_calib_script_writes_the_cache_it_names(export_dir, tmp_path):
+    """Issue 13 (2): ``--emit-trtexec --calib`` named a cache it never wrote, so trtexec calibrated on random data."""
+    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=8, output_dir=tmp_path / "trt")
+    script = write_trtexec_script(plan, tmp_path / "trt")
+    text = script.read_text()
+    assert "--int8 --calib=tiny.entropy-calibration.cache" in text and "--onnx=tiny.onnx " in text
+    cache = (tmp_path / "trt" / "tiny.entropy-calibration.cache").read_text().splitlines()
+    assert cache[0] == "TRT-100300-EntropyCalibration2"
+    scales = {name: float(np.frombuffer(bytes.fromhex(value), dtype=">f4")[0]) for name, value in (line.split(": ") for line in cache[1:])}
+    assert {"input", "r1"} <= set(scales) and all(0 < value < 1 for value in scales.values())
+    assert (tmp_path / "trt" / "tiny.onnx").is_file()
+    device_cache = tmp_path / "device"
+    device_cache.mkdir()
+    plan.calibration_cache = device_cache / "tiny.entropy-calibration.cache"
+    plan.calibration_cache.write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
+    write_trtexec_script(plan, tmp_path / "again")
+    assert (tmp_path / "again" / "tiny.entropy-calibration.cache").read_text().endswith("input: 3c010a14\n"), "TensorRT's own cache wins"
 
 
 @pytest.mark.filterwarnings("ignore:calibrating on synthetic")
