@@ -275,8 +275,10 @@ def _reference(zoo_name: str | None) -> tuple[list[str], float | None]:
     return sorted(spec.tags), spec.reference.top1 if spec.reference else None
 
 
-def _device_fit(cost: GraphCost, peak: int, device: Device, options: ProfileOptions) -> DeviceFit:
-    estimate = estimate_latency(cost, device)
+def _device_fit(cost: GraphCost, peak: int, device: Device, options: ProfileOptions, latency_cost: GraphCost | None = None) -> DeviceFit:
+    """Fit and estimated latency; ``latency_cost`` times another precision's graph (INT8 on GPUs without fast
+    INT8 runs no faster than FP16, :func:`edgecnn.export.trt_check.gpu_int8_note`)."""
+    estimate = estimate_latency(latency_cost or cost, device)
     budget = options.memory_budget if options.memory_budget is not None else device.budget_bytes
     model_bytes = cost.weight_bytes + peak
     return DeviceFit(
@@ -356,6 +358,12 @@ def _measure(source: GraphSource, precision: str, cost: GraphCost, options: Prof
     return measurement, None, kernels
 
 
+def gpu_int8_note(device: Device) -> str | None:
+    from edgecnn.export.trt_check import gpu_int8_note as note
+
+    return note(device)
+
+
 def _pick_source(sources: list[GraphSource], precision: str) -> tuple[GraphSource, str]:
     exact = next((s for s in sources if s.precision == precision), None)
     if exact is not None:
@@ -382,12 +390,15 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
             source, basis = _pick_source(sources, precision)
             plan.setdefault(id(source), (source, []))[1].append((precision, basis))
         for source, wanted in plan.values():
-            costs = analyze_precisions(source.model, [p for p, _ in wanted], batch=batch,
+            slow_int8 = {device.id for device in devices if gpu_int8_note(device)}
+            extra = ["fp16"] if slow_int8 and any(p == "int8" for p, _ in wanted) else []
+            costs = analyze_precisions(source.model, list(dict.fromkeys([p for p, _ in wanted] + extra)), batch=batch,
                                        input_shapes=_named_shapes(source.model, options.input_shapes), name=source.name)
             for precision, basis in wanted:
                 cost = costs[precision]
                 memory = plan_memory(cost)
-                fits = [_device_fit(cost, memory.peak_bytes, device, options) for device in devices]
+                fits = [_device_fit(cost, memory.peak_bytes, device, options,
+                                    costs["fp16"] if precision == "int8" and device.id in slow_int8 else None) for device in devices]
                 row = ProfileRow(
                     model=target.name, origin=target.origin, precision=precision, basis=basis, batch=cost.batch,
                     params=cost.params, macs=cost.macs, flops=cost.flops, weight_bytes=cost.weight_bytes,
