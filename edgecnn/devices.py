@@ -23,7 +23,7 @@ from edgecnn.errors import UnknownNameError, UsageError
 
 __all__ = [
     "Device", "JetpackRelease", "list_devices", "get_device", "resolve_devices", "resolve_jetpack", "device_as_dict",
-    "measure_host",
+    "measure_host", "fast_int8_note",
 ]
 
 
@@ -236,3 +236,19 @@ def device_as_dict(device: Device) -> dict[str, Any]:
     data = asdict(device)
     data["jetpack_releases"] = [asdict(r) for r in device.jetpack_releases]
     return data
+
+
+def fast_int8_note(device: Device) -> str | None:
+    """What TensorRT does with INT8 on a GPU without fast INT8 (Jetson Nano, TX2), or None where INT8 is fast.
+
+    TensorRT's ``platformHasFastInt8()`` is false on compute capability 5.3 (Maxwell: no INT8 instructions)
+    and 6.2 (TX2); the TensorRT 8.x support matrix ("Hardware and Precision") lists no INT8 for either. The
+    builder then has no INT8 kernels to choose, so Q/DQ layers run in FP32/FP16 with conversions around
+    them: an INT8 model is not faster than FP16 there, often slower.
+    """
+    if device.processor != "gpu" or device.compute_capability not in ("5.3", "6.2"):
+        return None
+    return (f"{device.id}'s GPU (compute capability {device.compute_capability}) has no fast INT8: TensorRT's "
+            "platformHasFastInt8() is false there and its builder has no INT8 kernels to pick, so the Q/DQ layers run "
+            "in FP32/FP16 with conversions around them: expect no speed-up over FP16. Compile the FP16 model "
+            "(--precision fp16) [TensorRT 8.x support matrix, Hardware and Precision]")

@@ -22,7 +22,6 @@ from edgecnn.profile import (
     ProfileOptions,
     ProfileReport,
     ProfileTarget,
-    check_targets,
     export_dir_graphs,
     onnx_file_source,
     profile,
@@ -125,7 +124,6 @@ def profile_targets(
     """:func:`edgecnn.profile.profile` with host measurement able to convert zoo graphs to FP16 and INT8."""
     if options.measure and options.convert is None:
         options.convert = convert_for_measurement
-    check_targets(targets, options)
     return profile(targets, options, on_start=on_start, on_done=on_done)
 
 

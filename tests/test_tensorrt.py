@@ -197,17 +197,113 @@ def test_dla_activation_concat_softmax_and_elementwise_rules():
     assert xavier.dla == "gpu" and "Orin's DLA 2 only" in xavier.reason
     divide = single_node_model("Div", [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input"))
     assert rows_by_name(check_model(divide, get_device(XAVIER)))["div"].dla == "gpu", "TensorRT 8.5: no Div on DLA"
-    assert rows_by_name(check_model(divide, get_device(XAVIER), tensorrt="10.3"))["div"].dla == "dla"
 
 
 def test_channel_shuffle_falls_back_and_every_rule_names_its_source():
     report = check_model(zoo_graph("shufflenet_v2_x1_0"), get_device(ORIN_DLA), profile=ShapeProfile.static(1))
     shuffles = [row for row in report.nodes if row.op_type in ("Reshape", "Transpose") and row.dla == "gpu"]
     assert shuffles and all("5-D" in row.reason for row in shuffles)
-    assert all(rule.source.startswith(("TensorRT Developer Guide", "NVIDIA/Deep-Learning-Accelerator-SW")) for rule in DLA_RULES)
+    sources = ("TensorRT Developer Guide", "NVIDIA/Deep-Learning-Accelerator-SW", "TensorRT include/NvInfer.h", "onnx/onnx-tensorrt")
+    assert all(rule.source.startswith(sources) for rule in DLA_RULES)
 
 
 # ----------------------------------------------------------------------------------------------- parser tables
+
+
+@pytest.mark.parametrize("version,device,dla", [
+    ("8.5", XAVIER, True), ("10.3", ORIN_DLA, True), ("10.7", ORIN_DLA, True), ("10.8", ORIN_DLA, False),
+    ("10.16", ORIN_DLA, False), ("11.3", ORIN_DLA, False), ("11.4", ORIN_DLA, False), ("11.4.1", ORIN_DLA, True),
+    ("11.4.1", "jetson-orin-nx-16gb", False),
+])
+def test_dla_by_tensorrt_version(tiny_fp32, export_dir, version, device, dla):
+    """Issue 13 (4): DLA was decided by major version; NVIDIA: 10.7 is the last 10.x with DLA, none in 10.8-11.3,
+    11.4.1 brings it back on AGX Orin (JetPack 7.2.2+), strongly typed only."""
+    report = check_model(tiny_fp32, get_device(device), tensorrt=version, profile=ShapeProfile.static(1))
+    assert report.dla_evaluated is dla
+    if not dla:
+        assert "every layer runs on the GPU" in next(i.message for i in report.issues if i.code == "no-dla")
+        with pytest.raises(UsageError, match="no DLA support"):
+            _plan(export_dir, device=device, dla_core=0, tensorrt=version)
+    elif version == "11.4.1":
+        assert report.verdict == "dla+gpu" and all("FP32" in row.reason for row in report.nodes if row.dla == "gpu")
+        plan = _plan(export_dir, device=device, dla_core=0, gpu_fallback=True, tensorrt=version)
+        assert (plan.network, plan.builder_flags, plan.int8_source) == ("strongly-typed", ["GPU_FALLBACK"], "qdq")
+        with pytest.raises(UsageError, match="FP16 or INT8 model"):
+            _plan(export_dir, device=device, dla_core=0, precision="fp32", tensorrt=version)
+
+
+def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
+    """Issue 13 (9): Div/Pow are not DLA ElementWise operations, GlobalMaxPool runs on DLA from 8.6.12 (10.x),
+    Resize and Abs run there, and a deconvolution's stride limit is [1, 32]."""
+    orin = get_device(ORIN_DLA)
+    for op in ("Div", "Pow"):
+        row = rows_by_name(check_model(single_node_model(op, [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input")), orin))[op.lower()]
+        assert row.dla == "gpu" and "NvInfer.h: IElementWiseLayer" in row.reason
+    gmp = single_node_model("GlobalMaxPool", [1, 8, 4, 4], [1, 8, 1, 1])
+    assert rows_by_name(check_model(gmp, orin))["globalmaxpool"].dla == "dla"
+    assert rows_by_name(check_model(gmp, get_device(XAVIER), tensorrt="8.5"))["globalmaxpool"].dla == "gpu"
+    assert rows_by_name(check_model(single_node_model("Abs", [1, 8, 4, 4], [1, 8, 4, 4]), orin))["abs"].dla == "dla"
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    upsample = single_node_model("Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="nearest",
+                                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    assert rows_by_name(check_model(upsample, orin))["resize"].dla == "dla"
+    cubic = single_node_model("Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="cubic")
+    assert "IResizeLayer" in rows_by_name(check_model(cubic, orin))["resize"].reason
+    deconv = single_node_model("ConvTranspose", [1, 8, 4, 4], [1, 8, 64, 64], [_tensor("w", (8, 8, 16, 16))], inputs=("input", "w"),
+                               strides=[16, 16], kernel_shape=[16, 16])
+    assert rows_by_name(check_model(deconv, orin))["convtranspose"].dla == "dla", "stride 16 is within the deconvolution's [1, 32]"
+    alexnet = check_model(zoo_graph("alexnet_original"), orin, profile=ShapeProfile.static(1))
+    assert all(row.dla == "gpu" for row in alexnet.nodes if row.op_type in ("Div", "Pow"))
+    assert all(rule.source for rule in DLA_RULES) and any("NvInfer.h" in rule.source for rule in DLA_RULES)
+
+
+def test_quantize_without_zero_point_is_int8_for_tensorrt():
+    """Issue 13 (8): onnx-tensorrt imports a QuantizeLinear without a zero point as INT8, so it does not block."""
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s"], ["q"], name="q"),
+             helper.make_node("DequantizeLinear", ["q", "s"], ["output"], name="dq")]
+    model = _model(nodes, [1, 8, 4, 4], [1, 8, 4, 4], [numpy_helper.from_array(np.float32(0.1), "s")])
+    report = check_model(model, get_device(GPU_ONLY))
+    assert report.verdict == "gpu" and rows_by_name(report)["q"].qdq.startswith("ok (no zero point: TensorRT quantizes to INT8")
+
+
+@pytest.mark.parametrize("device", ["jetson-nano", "jetson-tx2"])
+def test_int8_on_gpus_without_fast_int8_recommends_fp16(tiny_fp32, tmp_path, device):
+    """Issue 13 (10): Nano (Maxwell) has no INT8 and TX2 no fast INT8: check must say so, and profile must not
+    estimate INT8 faster than FP16 there."""
+    model = _quantize(tiny_fp32, tmp_path / "s8.onnx", symmetric=True)
+    model.opset_import[0].version = 13
+    report = check_model(model, get_device(device))
+    warning = next(issue for issue in report.issues if issue.code == "no-fast-int8")
+    assert warning.severity == "warning" and "platformHasFastInt8() is false" in warning.message and "--precision fp16" in warning.message
+    assert not any(issue.code == "no-fast-int8" for issue in check_model(model, get_device(GPU_ONLY)).issues)
+    result = invoke("profile", "resnet18", "--device", device, "--precision", "fp16,int8", "--json")
+    assert result.exit_code == 0, result.output
+    latency = {row["precision"]: row["devices"][0]["estimated_ms"] for row in json.loads(result.output)["rows"]}
+    assert latency["int8"] >= latency["fp16"]
+
+
+def test_dla_int8_ranges_are_equal_where_dla_needs_it():
+    """Issue 13 (5): DLA INT8 needs equal ranges on both ElementWise inputs and on a pool's input and output (NvInfer.h)."""
+    def qdq(name, scale):
+        return ([helper.make_node("QuantizeLinear", [name, f"{name}_s", "zp"], [f"{name}_q"]),
+                 helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", "zp"], [f"{name}_dq"])],
+                [numpy_helper.from_array(np.float32(scale), f"{name}_s")])
+    nodes, inits = [helper.make_node("Relu", ["input"], ["a"]), helper.make_node("Sigmoid", ["input"], ["b"])], []
+    for name, scale in (("a", 0.1), ("b", 0.01)):
+        more_nodes, more_inits = qdq(name, scale)
+        nodes += more_nodes
+        inits += more_inits
+    nodes += [helper.make_node("Add", ["a_dq", "b_dq"], ["sum"]), helper.make_node("MaxPool", ["sum"], ["p"], kernel_shape=[2, 2])]
+    more_nodes, more_inits = qdq("sum", 0.3)
+    nodes = nodes[:-1] + more_nodes + [helper.make_node("MaxPool", ["sum_dq"], ["p"], kernel_shape=[2, 2])]
+    inits += more_inits
+    more_nodes, more_inits = qdq("p", 0.05)
+    nodes += more_nodes + [helper.make_node("Identity", ["p_dq"], ["output"])]
+    inits += more_inits + [numpy_helper.from_array(np.int8(0), "zp")]
+    model = _model(nodes, [1, 8, 4, 4], [1, 8, 2, 2], inits)
+    _, ranges = qdq_to_ranges(model)
+    assert ranges["a"] == ranges["b"] == pytest.approx(0.1 * 127)
+    assert ranges["sum"] == ranges["p"] == pytest.approx(0.3 * 127)
 
 
 def test_parser_tables_by_version():
@@ -216,6 +312,10 @@ def test_parser_tables_by_version():
     assert operator_support("HardSwish", "8.2").status == "unlisted"
     assert operator_support("HardSwish", "8.5").supported and operator_support("HardSwish", "11").supported
     assert operator_support("QLinearConv", "10.3").status == "unsupported"
+    for window_op in ("HannWindow", "STFT"):
+        assert operator_support(window_op, "10.3").status == "unsupported" and operator_support(window_op, "10.15").supported
+    assert operator_support("DeformConv", "10.0").status == "unlisted" and operator_support("DeformConv", "10.3").supported
+    assert "10.1-GA" in parser_table("10.3").source and "10.0-GA" in parser_table("10.0").source
     assert "zero" in operator_support("DequantizeLinear", "10.3").restriction
     assert "11.x" in parser_table("11.0").tensorrt and "10.15" in parser_table("11").source
     with pytest.raises(UsageError, match="TensorRT 8.0 or newer"):
@@ -402,7 +502,7 @@ def test_plans_per_tensorrt_version(export_dir, opset13_fp16, tmp_path):
 def test_trtexec_command_lines_for_tensorrt_10_and_11(export_dir, opset13_fp16, tmp_path):
     ten = trtexec_commands(_plan(export_dir, precision="fp16", output_dir=tmp_path))
     build, profile = ten[0].argv, ten[1].argv
-    assert build[:3] == ["trtexec", f"--onnx={export_dir / 'tiny.fp16.onnx'}", "--saveEngine=tiny.fp16.engine"]
+    assert build[:3] == ["trtexec", "--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16.engine"], "names beside the script, not workstation paths"
     assert "--stronglyTyped" in build and "--fp16" not in build and "--skipInference" in build
     assert f"--memPoolSize=workspace:{get_device(GPU_ONLY).budget_bytes // 2 // 2**20}M" in build
     assert "--profilingVerbosity=detailed" in build and "--exportLayerInfo=tiny.fp16.layers.json" in build
@@ -426,6 +526,91 @@ def test_emitted_dla_int8_script_carries_the_qdq_scales(export_dir, tmp_path):
     assert calib.startswith("TRT-100300-EntropyCalibration2\n") and "\ninput: " in calib
     float_model = onnx.load(str(tmp_path / "tiny.int8.dla0.float.onnx"))
     assert not any(node.op_type == "QuantizeLinear" for node in float_model.graph.node)
+
+
+def test_emitted_script_is_self_contained_and_stops_on_a_failed_build(export_dir, tmp_path):
+    """Issue 13 (3): with -o elsewhere the script kept the workstation's relative ONNX path; it must run from its own
+    folder on a clean Jetson, and a failing trtexec must stop it (``sh`` + ``| tee`` hid the failure)."""
+    import subprocess
+
+    out = tmp_path / "trt"
+    script = write_trtexec_script(_plan(export_dir, precision="fp16", output_dir=out), out)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text and 'cd "$(dirname "$0")"' in text
+    assert "--onnx=tiny.fp16.onnx " in text and str(export_dir) not in text
+    assert (out / "tiny.fp16.onnx").read_bytes() == (export_dir / "tiny.fp16.onnx").read_bytes()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "trtexec"
+    fake.write_text('#!/usr/bin/env bash\nfor a in "$@"; do case $a in --onnx=*) test -f "${a#--onnx=}" || exit 3;; esac; done\n'
+                    'echo "$@" >> calls.txt\nexit "${FAKE_TRTEXEC_RC:-0}"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    moved = tmp_path / "jetson" / "trt"
+    shutil.copytree(out, moved)
+    ran = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert len((moved / "calls.txt").read_text().splitlines()) == 2, "build and profile ran from the script's folder"
+    failed = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env={**env, "FAKE_TRTEXEC_RC": "1"},
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and len((moved / "calls.txt").read_text().splitlines()) == 3, "stops after the failed build"
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "tiny.fp16.onnx").write_bytes(b"another model")
+    with pytest.raises(UsageError, match="already exists and is not"):
+        write_trtexec_script(_plan(export_dir, precision="fp16", output_dir=clash), clash)
+
+
+@pytest.mark.filterwarnings("ignore:calibrating on synthetic")
+def test_emitted_calib_script_writes_the_cache_it_names(export_dir, tmp_path):
+    """Issue 13 (2): ``--emit-trtexec --calib`` named a cache it never wrote, so trtexec calibrated on random data."""
+    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=8, output_dir=tmp_path / "trt")
+    script = write_trtexec_script(plan, tmp_path / "trt")
+    text = script.read_text()
+    assert "--int8 --calib=tiny.entropy-calibration.cache" in text and "--onnx=tiny.onnx " in text
+    cache = (tmp_path / "trt" / "tiny.entropy-calibration.cache").read_text().splitlines()
+    assert cache[0] == "TRT-100300-EntropyCalibration2"
+    scales = {name: float(np.frombuffer(bytes.fromhex(value), dtype=">f4")[0]) for name, value in (line.split(": ") for line in cache[1:])}
+    assert {"input", "r1"} <= set(scales) and all(0 < value < 1 for value in scales.values())
+    assert (tmp_path / "trt" / "tiny.onnx").is_file()
+    device_cache = tmp_path / "device"
+    device_cache.mkdir()
+    plan.calibration_cache = device_cache / "tiny.entropy-calibration.cache"
+    plan.calibration_cache.write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
+    write_trtexec_script(plan, tmp_path / "again")
+    assert (tmp_path / "again" / "tiny.entropy-calibration.cache").read_text().endswith("input: 3c010a14\n"), "TensorRT's own cache wins"
+
+
+@pytest.mark.filterwarnings("ignore:calibrating on synthetic")
+def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_path, monkeypatch):
+    """Issue 13 (1): ``_calibration_batches`` called ``CalibrationSet.batches``, which does not exist, so every
+    ``compile --calib`` crashed. Runs the calibrator over a stand-in base class: no TensorRT needed."""
+    import types
+
+    import torch
+
+    from edgecnn.export.tensorrt.engine import _calibration_batches, _entropy_calibrator
+
+    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=10, output_dir=tmp_path)
+    batches = list(_calibration_batches(plan, 4))
+    assert [batch.shape for batch in batches] == [(4, 3, 16, 16)] * 2 and all(batch.dtype == np.float32 for batch in batches)
+    with pytest.raises(UsageError, match="fewer than one batch"):
+        list(_calibration_batches(plan, 16))
+
+    class EntropyCalibrator2:
+        def __init__(self):
+            pass
+
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self: self)
+    calibrator = _entropy_calibrator(types.SimpleNamespace(IInt8EntropyCalibrator2=EntropyCalibrator2), iter(batches), 4,
+                                     plan.calibration_cache)
+    assert calibrator.get_batch_size() == 4
+    assert calibrator.get_batch(["input"]) == [calibrator.device_input.data_ptr()]
+    np.testing.assert_array_equal(calibrator.device_input.numpy(), batches[0])
+    assert calibrator.get_batch(["input"]) and calibrator.get_batch(["input"]) is None
+    assert calibrator.read_calibration_cache() is None
+    calibrator.write_calibration_cache(memoryview(b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"))
+    assert calibrator.read_calibration_cache().startswith(b"TRT-100300-")
 
 
 def test_compile_emit_trtexec_cli(export_dir, tmp_path):

@@ -18,7 +18,7 @@ from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
 from edgecnn.options import MB, parse_batches, parse_input_shape, parse_memory_size
 from edgecnn.precisions import parse_precisions
-from edgecnn.profile import ProfileOptions, ProfileReport
+from edgecnn.profile import ProfileOptions, ProfileReport, check_targets
 from edgecnn.profiling import profile_targets, resolve_targets
 from edgecnn.render import render_rows, to_json
 
@@ -214,6 +214,7 @@ def profile_command(models, all_models, tags, device, precision, batch, memory_b
         trtexec_dir=trtexec_dir,
     )
     targets = resolve_targets(models, all_models, tags)
+    check_targets(targets, options)
     if len(targets) > 1:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=True) as progress:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import onnx
 
-from edgecnn.devices import Device, resolve_devices
+from edgecnn.devices import Device, fast_int8_note, resolve_devices
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.onnx_facts import fill_weights, input_dims
 from edgecnn.options import MB
@@ -152,8 +152,12 @@ class ProfileReport:
     measured_label: str = MEASURED_LABEL
 
 
-def _device_fit(cost: GraphCost, peak: int, device: Device, options: ProfileOptions) -> DeviceFit:
-    estimate = estimate_latency(cost, device)
+def _device_fit(
+    cost: GraphCost, peak: int, device: Device, options: ProfileOptions, latency_cost: GraphCost | None = None
+) -> DeviceFit:
+    """Fit and estimated latency; ``latency_cost`` times another precision's graph (INT8 on GPUs without fast
+    INT8 runs no faster than FP16, :func:`edgecnn.devices.fast_int8_note`)."""
+    estimate = estimate_latency(latency_cost or cost, device)
     budget = options.memory_budget if options.memory_budget is not None else device.budget_bytes
     model_bytes = cost.weight_bytes + peak
     return DeviceFit(
@@ -225,12 +229,15 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
             source, basis = _pick_source(sources, precision)
             plan.setdefault(id(source), (source, []))[1].append((precision, basis))
         for source, wanted in plan.values():
-            costs = analyze_precisions(source.model, [p for p, _ in wanted], batch=batch,
+            slow_int8 = {device.id for device in devices if fast_int8_note(device)}
+            extra = ["fp16"] if slow_int8 and any(p == "int8" for p, _ in wanted) else []
+            costs = analyze_precisions(source.model, list(dict.fromkeys([p for p, _ in wanted] + extra)), batch=batch,
                                        input_shapes=_named_shapes(source.model, options.input_shapes), name=source.name)
             for precision, basis in wanted:
                 cost = costs[precision]
                 memory = plan_memory(cost)
-                fits = [_device_fit(cost, memory.peak_bytes, device, options) for device in devices]
+                fits = [_device_fit(cost, memory.peak_bytes, device, options,
+                                    costs["fp16"] if precision == "int8" and device.id in slow_int8 else None) for device in devices]
                 row = ProfileRow(
                     model=target.name, origin=target.origin, precision=precision, basis=basis, batch=cost.batch,
                     params=cost.params, macs=cost.macs, flops=cost.flops, weight_bytes=cost.weight_bytes,

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgecnn.devices import Device
+from edgecnn.devices import Device, fast_int8_note
 from edgecnn.errors import UsageError
 from edgecnn.export.cleanup import values_without_shape
 from edgecnn.export.tensorrt.support import operator_support, parse_version
@@ -39,8 +39,14 @@ __all__ = [
 
 DLA_GUIDE = "TensorRT Developer Guide, DLA Supported Layers and Restrictions"
 DLA_SW = "NVIDIA/Deep-Learning-Accelerator-SW operators/README.md (ONNX operators on Orin DLA through TensorRT)"
+NVINFER = "TensorRT include/NvInfer.h (release/10.3)"
+ONNX_TRT = "onnx/onnx-tensorrt onnxOpImporters.cpp"
+DLA_VERSIONS = ("TensorRT 11.4.1 docs, Working with DLA and the 10.x-to-11.x Jetson migration guide: 10.7 was the last 10.x "
+                "with DLA; none in 10.8-11.3 (11.4.0: Windows on ARM only); 11.4.1 on Jetson AGX Orin with JetPack 7.2.2+, "
+                "strongly typed networks only")
 GUIDE = "DLA guide"
 SW = "DLA-SW table"
+HEADER = "NvInfer.h"
 MAX_DLA_DIM = 8192
 MAX_DLA_BATCH = 4096
 
@@ -62,20 +68,30 @@ DLA_RULES: tuple[DlaRule, ...] = (
             "kernel [1, 32] per dimension; stride [1, 8]; padding [0, 31] and smaller than the kernel; dilation [1, 32]; "
             "output maps [1, 8192]; groups [1, 8192]; constant weights; convolution buffer (CBUF) need "
             "wtBanksForOneKernel + minDataBanks <= 16", f"{DLA_GUIDE}: Convolution and Fully Connected Layers; {DLA_SW}: Gemm/MatMul need a constant second input"),
-    DlaRule("Deconvolution", ("ConvTranspose",), "2-D only; no groups, no dilation; padding 0; kernel [1, 32]",
-            f"{DLA_GUIDE}: Deconvolution Layer"),
-    DlaRule("Pooling", ("MaxPool", "AveragePool"), "2-D only; max or average; window [1, 8]; padding [0, 7]; stride [1, 16]",
-            f"{DLA_GUIDE}: Pooling Layer"),
-    DlaRule("Reduce", ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"),
-            "not run on DLA through TensorRT: the ONNX parser imports GlobalAveragePool/GlobalMaxPool as Reduce layers",
-            f"{DLA_SW}: GlobalAveragePool, GlobalMaxPool, ReduceMean 'See RFE'; onnx-tensorrt onnxOpImporters.cpp (globalPoolingHelper)"),
+    DlaRule("Deconvolution", ("ConvTranspose",), "2-D only; one group, no dilation; padding 0; kernel and stride [1, 32] "
+            "(or 64/96/128 in one dimension and 1 in the other)",
+            f"{NVINFER}: IDeconvolutionLayer setKernelSizeNd, setStrideNd, setPaddingNd, setNbGroups; {DLA_GUIDE}: Deconvolution Layer"),
+    DlaRule("Pooling", ("MaxPool", "AveragePool"), "2-D only; max or average; window [1, 8]; padding [0, 7]; stride [1, 16]; "
+            "in INT8 the input and output dynamic ranges must be equal",
+            f"{DLA_GUIDE}: Pooling Layer; {NVINFER}: IPoolingLayer (setWindowSizeNd, setStrideNd, the INT8 range warning)"),
+    DlaRule("Reduce (max)", ("GlobalMaxPool",), "on DLA from TensorRT 8.6.12 (so 10.x), as a Reduce layer",
+            f"{DLA_SW}: GlobalMaxPool 'Native (as of TensorRT 8.6.12)'; {ONNX_TRT} (globalPoolingHelper)"),
+    DlaRule("Reduce", ("GlobalAveragePool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"),
+            "not run on DLA through TensorRT: the ONNX parser imports GlobalAveragePool as a Reduce layer",
+            f"{DLA_SW}: GlobalAveragePool, ReduceMean 'See RFE'; {ONNX_TRT} (globalPoolingHelper)"),
     DlaRule("Activation", ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip"),
             "ReLU, Sigmoid, TanH, Clipped ReLU (clip to [0, max], max in [1, 127]), Leaky ReLU; nothing else",
             f"{DLA_GUIDE}: Activation Layer"),
     DlaRule("Parametric ReLU", ("PRelu",), "slope a build-time constant of the input's rank", f"{DLA_GUIDE}: Parametric ReLU Layer"),
-    DlaRule("ElementWise", ("Add", "Sub", "Mul", "Max", "Min", "Sum", "Div", "Pow"),
-            "Sum, Sub, Product, Max, Min (Div and Pow from TensorRT 10); equal shapes, or broadcast of an NC11 / N111 operand",
-            f"{DLA_GUIDE}: ElementWise Layer; {DLA_SW}: Div, Pow 'See RFE' through TensorRT 8.6"),
+    DlaRule("ElementWise", ("Add", "Sub", "Mul", "Max", "Min", "Sum"),
+            "Sum, Sub, Product, Max, Min only (not Div, not Pow); equal shapes, or broadcast of an NC11 / N111 operand; "
+            "in INT8 both inputs need the same dynamic range",
+            f"{NVINFER}: IElementWiseLayer ('DLA supports only kSUM, kPROD, kMAX, kMIN, and kSUB', the INT8 range warning); "
+            f"{DLA_GUIDE}: ElementWise Layer"),
+    DlaRule("Unary", ("Abs",), "Abs only", f"{NVINFER}: IUnaryLayer ('only UnaryOperation::kABS'); {DLA_SW}: Abs 'Native'"),
+    DlaRule("Resize", ("Resize",), "4-D; scales 1, 1, then an integer in [1, 32] (nearest) or [1, 4] (linear) per spatial axis; "
+            "nearest with asymmetric/floor or half_pixel/round_prefer_floor|ceil, linear with half_pixel",
+            f"{NVINFER}: IResizeLayer (DLA parameter combinations, setScales); {DLA_SW}: Resize 'Native'"),
     DlaRule("Scale", ("BatchNormalization",), "uniform, per-channel or element-wise scale and shift on 4-D tensors",
             f"{DLA_GUIDE}: Scale Layer"),
     DlaRule("Concatenation", ("Concat",), "along the channel axis only; at least two inputs; equal spatial dimensions",
@@ -87,15 +103,15 @@ DLA_RULES: tuple[DlaRule, ...] = (
     DlaRule("Slice", ("Slice", "Split"), "4-D; static starts, ends and axes; step 1; not along the batch axis",
             f"{DLA_GUIDE}: Slice Layer; {DLA_SW}: Split is translated to Slice"),
     DlaRule("not on DLA through TensorRT", ("Flatten", "Squeeze", "Unsqueeze", "Pad", "Cast", "HardSigmoid", "HardSwish",
-                                            "Elu", "Selu", "Softplus", "Gather", "Resize"),
-            "no DLA implementation exposed by TensorRT (Resize: only integer nearest/bilinear upsampling, not modelled here)",
-            f"{DLA_SW}: 'See RFE' or 'Reconstruction' rows"),
+                                            "Elu", "Selu", "Softplus", "Gather", "Div", "Pow"),
+            "no DLA implementation exposed by TensorRT",
+            f"{DLA_SW}: 'See RFE' or 'Reconstruction' rows; {NVINFER}: IElementWiseLayer for Div and Pow"),
 )
 
 _NO_LAYER = {"Constant", "Identity", "Dropout", "QuantizeLinear", "DequantizeLinear"}
 _ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip"}
-_ELEMENTWISE = {"Add", "Sub", "Mul", "Max", "Min", "Sum", "Div", "Pow"}
-_REDUCE = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceProd",
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Max", "Min", "Sum"}
+_REDUCE = {"GlobalAveragePool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceProd",
            "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
 _NOT_ON_DLA = {
     "Flatten": f"TensorRT does not expose Flatten on DLA [{SW}: See RFE]; a Reshape keeping 4-D tensors can run there",
@@ -105,6 +121,8 @@ _NOT_ON_DLA = {
     "Cast": "DLA has no Cast layer: type conversions at the network boundary run on the GPU",
     "HardSigmoid": f"DLA's activations are ReLU, Sigmoid, TanH, Clipped ReLU, Leaky ReLU [{GUIDE}: Activation]",
     "HardSwish": f"DLA's activations are ReLU, Sigmoid, TanH, Clipped ReLU, Leaky ReLU [{GUIDE}: Activation]",
+    "Div": f"DLA's ElementWise operations are Sum, Prod, Max, Min and Sub only [{HEADER}: IElementWiseLayer]",
+    "Pow": f"DLA's ElementWise operations are Sum, Prod, Max, Min and Sub only [{HEADER}: IElementWiseLayer]",
 }
 _SEVERITY_ORDER = ("error", "warning", "note")
 
@@ -221,9 +239,34 @@ class ReadinessReport:
         return {"summary": self.summary(), **{k: v for k, v in asdict(self).items()}}
 
 
-def dla_supported(tensorrt_version: str) -> bool:
-    """TensorRT 11 has no DLA support on JetPack (TensorRT 11.x docs, Working with DLA); 8.x and 10.x do."""
-    return parse_version(tensorrt_version)[0] < 11
+def _release(version: str) -> tuple[int, int, int]:
+    """``"11.4.1.3"`` -> (11, 4, 1); missing parts are 0."""
+    major, minor = parse_version(version)
+    parts = str(version).strip().lower().removeprefix("tensorrt").strip().lstrip("v").split(".")
+    patch = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+    return major, minor, patch
+
+
+def dla_supported(tensorrt_version: str, device: Device | None = None) -> bool:
+    """Whether ``tensorrt_version`` runs layers on a Jetson's DLA (on ``device``, when given).
+
+    By NVIDIA's DLA/TensorRT matrix (:data:`DLA_VERSIONS`): 8.x and 10.0-10.7 yes; 10.8 to 11.4.0 no; from
+    11.4.1 on Jetson AGX Orin only (JetPack 7.2.2+), and only for strongly typed networks.
+    """
+    release = _release(tensorrt_version)
+    if release < (10, 8, 0):
+        return True
+    if release < (11, 4, 1):
+        return False
+    return device is None or device.id.startswith("jetson-agx-orin")
+
+
+def _no_dla_reason(tensorrt_version: str, device: Device) -> str:
+    release = _release(tensorrt_version)
+    if release >= (11, 4, 1):
+        return (f"TensorRT {tensorrt_version} runs DLA on Jetson AGX Orin only (JetPack 7.2.2+), not on {device.id}: "
+                f"every layer runs on the GPU [{DLA_VERSIONS}]")
+    return f"TensorRT {tensorrt_version} has no DLA support on JetPack: every layer runs on the GPU [{DLA_VERSIONS}]"
 
 
 class _Graph:
@@ -355,8 +398,6 @@ def _qdq_finding(node: onnx.NodeProto, graph: _Graph) -> str:
     """Q/DQ compliance of one QuantizeLinear/DequantizeLinear node for TensorRT's explicit quantization."""
     zero_point_name = node.input[2] if len(node.input) > 2 else ""
     problems = []
-    if node.op_type == "QuantizeLinear" and not zero_point_name:
-        problems.append("no zero point: ONNX then quantizes to UINT8, TensorRT needs signed INT8")
     if zero_point_name:
         zero_point = graph.value(zero_point_name)
         dtype = graph.dtypes.get(zero_point_name)
@@ -388,6 +429,9 @@ def _qdq_finding(node: onnx.NodeProto, graph: _Graph) -> str:
                 problems.append(f"per-channel axis {axis}: the weights' output-channel axis is {expected}")
     if problems:
         return "non-compliant: " + "; ".join(problems)
+    if node.op_type == "QuantizeLinear" and not zero_point_name:
+        return (f"ok (no zero point: TensorRT quantizes to INT8 [{ONNX_TRT}: QuantizeLinear]; "
+                "ONNX Runtime to UINT8, so its results differ from TensorRT's)")
     return "ok (per-channel weights)" if np.asarray(scale).size > 1 else "ok"
 
 
@@ -423,6 +467,7 @@ class _DlaContext:
     tensorrt_major: int
     precision: str
     static: bool
+    release: tuple[int, int, int] = (0, 0, 0)
 
 
 def _pair(values: Iterable[int] | None, default: int, count: int = 2) -> list[int]:
@@ -444,6 +489,8 @@ def _cbuf_overflow(in_channels: int, kernel: list[int], dilation: list[int], wid
 
 def _general_dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext, rank4: bool) -> list[str]:
     reasons = []
+    if context.precision == "fp32":
+        reasons.append("FP32: DLA runs FP16 and INT8 only, and a strongly typed network keeps the ONNX's types [DLA guide: general restrictions]")
     if not context.static:
         reasons.append("dynamic shapes: DLA needs min = opt = max [DLA guide: general restrictions]")
     for name in [i for i in node.input if i and not graph.is_constant(i)] + [o for o in node.output if o]:
@@ -481,20 +528,25 @@ def _conv_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> 
         reasons.append("auto_pad SAME_*: export explicit pads")
     if any(not 1 <= k <= 32 for k in kernel):
         reasons.append(f"kernel {kernel[0]}x{kernel[1]} outside [1, 32]")
-    if any(not 1 <= s <= 8 for s in stride):
-        reasons.append(f"stride {stride} outside [1, 8]")
-    if any(not 0 <= p <= 31 for p in pads):
-        reasons.append(f"padding {pads} outside [0, 31]")
-    elif any(p >= kernel[i % 2] for i, p in enumerate(pads)):
-        reasons.append(f"padding {pads} not smaller than the kernel {kernel}")
-    if any(not 1 <= d <= 32 for d in dilation):
-        reasons.append(f"dilation {dilation} outside [1, 32]")
     if node.op_type == "ConvTranspose":
-        if groups != 1 or any(d != 1 for d in dilation):
-            reasons.append("grouped or dilated deconvolution")
+        if any(not 1 <= s <= 32 for s in stride):
+            reasons.append(f"stride {stride} outside [1, 32] [{HEADER}: IDeconvolutionLayer::setStrideNd]")
+        if groups != 1:
+            reasons.append(f"{groups} groups: DLA deconvolution takes one [{HEADER}: IDeconvolutionLayer::setNbGroups]")
+        if any(d != 1 for d in dilation):
+            reasons.append("dilated deconvolution")
         if any(pads):
-            reasons.append("deconvolution padding must be 0")
+            reasons.append(f"padding {pads}: deconvolution padding must be 0 [{HEADER}: IDeconvolutionLayer::setPaddingNd]")
         out_maps = weight_shape[1] * groups
+    else:
+        if any(not 1 <= s <= 8 for s in stride):
+            reasons.append(f"stride {stride} outside [1, 8]")
+        if any(not 0 <= p <= 31 for p in pads):
+            reasons.append(f"padding {pads} outside [0, 31]")
+        elif any(p >= kernel[i % 2] for i, p in enumerate(pads)):
+            reasons.append(f"padding {pads} not smaller than the kernel {kernel}")
+        if any(not 1 <= d <= 32 for d in dilation):
+            reasons.append(f"dilation {dilation} outside [1, 32]")
     if not 1 <= out_maps <= MAX_DLA_DIM:
         reasons.append(f"{out_maps} output maps outside [1, 8192]")
     if not 1 <= groups <= MAX_DLA_DIM:
@@ -504,7 +556,8 @@ def _conv_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> 
         banks = _cbuf_overflow(in_per_group * groups, kernel, dilation, input_shape[3], context.precision == "int8")
         if banks:
             reasons.append(f"needs {banks} of the 16 convolution-buffer banks")
-    return [f"{r} [DLA guide: Convolution]" for r in reasons]
+    tag = "DLA guide: Deconvolution" if node.op_type == "ConvTranspose" else "DLA guide: Convolution"
+    return [r if r.endswith("]") else f"{r} [{tag}]" for r in reasons]
 
 
 def _pool_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
@@ -525,8 +578,6 @@ def _pool_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
 
 
 def _broadcast_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> list[str]:
-    if node.op_type in ("Div", "Pow") and context.tensorrt_major < 10:
-        return [f"{node.op_type} is not in DLA's ElementWise operations before TensorRT 10 [{SW}]"]
     shapes = [graph.shape(i) for i in node.input if i]
     tensors = [i for i in node.input if i and not graph.is_constant(i)]
     if len(tensors) < 2:
@@ -567,6 +618,33 @@ def _shuffle_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
     return []
 
 
+_RESIZE_NEAREST = {(b"asymmetric", b"floor"), (b"half_pixel", b"round_prefer_floor"), (b"half_pixel", b"round_prefer_ceil")}
+
+
+def _resize_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
+    """DLA's Resize: the parameter combinations and integer scales NvInfer.h's IResizeLayer lists for DLA."""
+    attributes = _attributes(node)
+    mode = attributes.get("mode", b"nearest")
+    transform = attributes.get("coordinate_transformation_mode", b"half_pixel")
+    rounding = attributes.get("nearest_mode", b"round_prefer_floor")
+    reasons = []
+    if mode == b"nearest" and (transform, rounding) not in _RESIZE_NEAREST:
+        reasons.append(f"nearest with {transform.decode()}/{rounding.decode()}: DLA takes asymmetric/floor or half_pixel/round_prefer_floor|ceil")
+    elif mode == b"linear" and transform != b"half_pixel":
+        reasons.append(f"linear with {transform.decode()}: DLA takes half_pixel")
+    elif mode not in (b"nearest", b"linear"):
+        reasons.append(f"mode {mode.decode()}: DLA resizes nearest or linear")
+    if not all(graph.is_constant(i) for i in node.input[1:] if i):
+        reasons.append("scales or sizes not known at build time")
+    source, target = graph.shape(node.input[0]) or [], graph.shape(node.output[0]) or []
+    limit = 32 if mode == b"nearest" else 4
+    if len(source) != 4 or len(target) != 4 or not all(source) or not all(target):
+        reasons.append("DLA resizes 4-D tensors with known shapes")
+    elif source[:2] != target[:2] or any(t % s or not 1 <= t // s <= limit for s, t in zip(source[2:], target[2:])):
+        reasons.append(f"scales {[t / s for s, t in zip(source, target)]}: DLA needs 1, 1 and integers in [1, {limit}]")
+    return [f"{r} [{HEADER}: IResizeLayer]" for r in reasons]
+
+
 def _slice_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
     shape = graph.shape(node.input[0]) or []
     if len(shape) != 4:
@@ -590,6 +668,9 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
     op = node.op_type
     if op in _NO_LAYER or all(graph.is_constant(i) for i in node.input if i):
         return None
+    if op == "GlobalMaxPool" and context.release < (8, 6, 12):
+        return [f"GlobalMaxPool becomes a Reduce layer, on DLA only from TensorRT 8.6.12 [{SW}: GlobalMaxPool]; "
+                "a MaxPool over the whole feature map (window <= 8x8) runs on DLA"]
     if op in _REDUCE:
         return [f"{op} becomes a Reduce layer, which DLA does not run through TensorRT [{SW}]; "
                 "an AveragePool over the whole feature map (window <= 8x8) runs on DLA"]
@@ -650,6 +731,12 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
         reasons += _shuffle_reasons(node, graph)
     elif op in ("Slice", "Split"):
         reasons += _slice_reasons(node, graph)
+    elif op == "GlobalMaxPool":
+        pass
+    elif op == "Abs":
+        pass
+    elif op == "Resize":
+        reasons += _resize_reasons(node, graph)
     else:
         reasons.append(f"{op} is not among DLA's supported layers [{GUIDE}]")
     return reasons
@@ -722,7 +809,7 @@ def check_model(
     table = operator_support("Conv", version).table
     opset = _opset(model)
     precision = model_precision(model)
-    dla_evaluated = device.dla_cores > 0 and dla_supported(version)
+    dla_evaluated = device.dla_cores > 0 and dla_supported(version, device)
     issues: list[Issue] = []
     if opset > table.opset_max:
         issues.append(Issue("error", "opset", f"opset {opset} is newer than TensorRT {version}'s ONNX parser supports "
@@ -730,15 +817,25 @@ def check_model(
     input_issues, inputs, static = _input_issues(graph, profile, dla_evaluated)
     issues += input_issues
     if device.dla_cores > 0 and not dla_evaluated:
-        issues.append(Issue("note", "no-dla", f"TensorRT {version} has no DLA support on JetPack (TensorRT 11 docs, Working with DLA): every layer runs on the GPU"))
+        issues.append(Issue("note", "no-dla", _no_dla_reason(version, device)))
+    int8_note = fast_int8_note(device) if precision == "int8" else None
+    if int8_note:
+        issues.append(Issue("warning", "no-fast-int8", int8_note))
     dla_precision = None
-    if dla_evaluated:
+    strongly_typed_dla = dla_evaluated and major >= 11
+    if dla_evaluated and strongly_typed_dla:
+        dla_precision = precision
+        if precision == "fp32":
+            issues.append(Issue("warning", "dla-precision", f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 "
+                                                            f"and INT8 only: this FP32 model runs on the GPU; compile the FP16 or INT8 model [{DLA_VERSIONS}]"))
+    elif dla_evaluated:
         dla_precision = "int8" if precision == "int8" else "fp16"
         if precision == "fp32":
             issues.append(Issue("note", "dla-precision", "DLA runs FP16 and INT8 only: for DLA this FP32 model is built with TensorRT's FP16 flag (weakly typed)"))
         if precision == "int8":
-            issues.append(Issue("note", "dla-int8", "DLA takes INT8 through implicit quantization: edgecnn compile turns the Q/DQ scales into per-tensor dynamic ranges"))
-    context = _DlaContext(int(device.dla_version or 1), major, dla_precision or precision, static)
+            issues.append(Issue("note", "dla-int8", "DLA takes INT8 through implicit quantization: edgecnn compile turns the Q/DQ scales into per-tensor "
+                                                    "dynamic ranges, made equal where DLA needs it (ElementWise inputs, pooling input and output)"))
+    context = _DlaContext(int(device.dla_version or 1), major, dla_precision or precision, static, _release(version))
     rows: list[NodeReadiness] = []
     for index, node in enumerate(model.graph.node):
         support = operator_support(node.op_type, version, node.domain)

@@ -283,13 +283,20 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
             raise UsageError(f"{device.id} has no DLA cores: drop --dla-core, or pick a device with DLA (jetson-orin-nx-16gb, jetson-agx-orin-*, jetson-*xavier*)")
         if not 0 <= options.dla_core < device.dla_cores:
             raise UsageError(f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: --dla-core {options.dla_core} does not exist")
-        if major >= 11:
-            raise UsageError(f"TensorRT {version} has no DLA support on JetPack (TensorRT 11 docs): build for the GPU, or with TensorRT 10.x")
+        from edgecnn.export.tensorrt.check import DLA_VERSIONS, dla_supported
+
+        if not dla_supported(str(version), device):
+            where = " on Jetson AGX Orin only" if parse_version(version) >= (11, 4) else ""
+            raise UsageError(f"TensorRT {version} has no DLA support{where} here: build for the GPU, or with TensorRT 10.0-10.7, "
+                             f"or 11.4.1+ on AGX Orin [{DLA_VERSIONS}]")
     if options.gpu_fallback and not dla:
         raise UsageError("--gpu-fallback only applies with --dla-core N")
     if options.calibration is not None and major >= 11:
         raise UsageError("TensorRT 11 removed INT8 calibrators: export a Q/DQ model (edgecnn export MODEL --int8 --target tensorrt) and compile it")
     resolved, model = resolve_artifact(artifact, options.precision)
+    if dla and major >= 11 and resolved.precision == "fp32":
+        raise UsageError(f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 and INT8 only: "
+                         "compile the FP16 or INT8 model (--precision fp16|int8)")
     input_name, input_shape = _input(model)
     notes: list[str] = []
     profile = _profile(input_name, input_shape, options)
@@ -398,7 +405,42 @@ def qdq_to_ranges(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, fl
     del converted.graph.initializer[:]
     converted.graph.initializer.extend(keep + new_initializers)
     del converted.graph.value_info[:]
-    return converted, ranges
+    return converted, _equal_dla_ranges(converted, ranges)
+
+
+_SHARED_RANGE_OPS = {"Add", "Sub", "Mul", "Max", "Min", "Sum"}
+_SAME_RANGE_OPS = {"MaxPool", "AveragePool", "GlobalMaxPool"}
+
+
+def _equal_dla_ranges(model: onnx.ModelProto, ranges: dict[str, float]) -> dict[str, float]:
+    """The ranges, with every group DLA needs equal set to the group's widest one.
+
+    NvInfer.h: in INT8 on DLA, an ElementWise layer's two inputs must have the same dynamic range ("the
+    largest value shall be used") and a pooling layer's input and output must too. Q/DQ scales are chosen
+    per tensor, so a residual Add or a pool would otherwise fail the DLA build or fall back to the GPU.
+    NVIDIA's qdq-translator (Deep-Learning-Accelerator-SW tools/qdq-translator) merges them the same way.
+    """
+    parent = {name: name for name in ranges}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for node in model.graph.node:
+        if node.op_type in _SHARED_RANGE_OPS:
+            group = [name for name in node.input if name in ranges]
+        elif node.op_type in _SAME_RANGE_OPS:
+            group = [name for name in (node.input[0], node.output[0]) if name in ranges]
+        else:
+            continue
+        for name in group[1:]:
+            parent[root(name)] = root(group[0])
+    widest: dict[str, float] = {}
+    for name, value in ranges.items():
+        widest[root(name)] = max(widest.get(root(name), 0.0), value)
+    return {name: widest[root(name)] for name in ranges}
 
 
 def calibration_cache_text(ranges: dict[str, float], tensorrt_version: str) -> str:
@@ -533,6 +575,12 @@ class BuildResult:
 
 
 def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarray]:
+    """Full float32 NCHW batches of the plan's calibration set, in order.
+
+    TensorRT's calibrator stops at the first batch it is not given, so a short last batch is dropped rather
+    than padded (padding would add samples to the histograms). Loading happens here, before TensorRT asks
+    for the first batch, so a bad ``--calib`` source fails before the build starts.
+    """
     from edgecnn.calibration import Preprocessing, load_calibration
 
     height, width = plan.shape_for(1)[2:]
@@ -541,7 +589,10 @@ def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarra
     else:
         preprocessing = Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
     calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
-    return calibration.batches(batch_size)
+    if len(calibration) < batch_size:
+        raise UsageError(f"--calib {plan.calibration} gave {len(calibration)} sample(s), fewer than one batch of {batch_size}: "
+                         "give more samples (--calib-samples) or a smaller --batch")
+    return (calibration.batch(range(start, start + batch_size)) for start in range(0, len(calibration) - batch_size + 1, batch_size))
 
 
 def build_engine(plan: BuildPlan) -> BuildResult:
@@ -702,8 +753,12 @@ def check_engine_compatibility(sidecar: dict[str, Any], tensorrt_version: str, g
     return warnings
 
 
-def load_engine(path: str | Path):
-    """Deserialize an engine after checking its sidecar; returns (engine, sidecar, warnings)."""
+def load_engine(path: str | Path, dla_core: int | None = None):
+    """Deserialize an engine after checking its sidecar; returns (engine, sidecar, warnings).
+
+    A DLA engine runs on the core set on the runtime before deserializing: ``dla_core``, else the one the
+    sidecar records, so an engine built for core 1 does not silently run on core 0.
+    """
     path = Path(path)
     reason = _looks_like_engine(path)
     if reason:
@@ -717,6 +772,9 @@ def load_engine(path: str | Path):
         warnings.append(f"{path.name} has no edgecnn sidecar: its TensorRT version and GPU are unknown")
     logger = _logger(trt)
     runtime = trt.Runtime(logger)
+    core = dla_core if dla_core is not None else (sidecar or {}).get("dla_core")
+    if core is not None:
+        runtime.DLA_core = int(core)
     try:
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
     except Exception as error:

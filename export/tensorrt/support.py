@@ -5,9 +5,12 @@ Derived from onnx-tensorrt's ``docs/operators.md`` (Apache-2.0), one table per d
 - ``8.4``: the table at commit 009d6541 ("TensorRT 8.4 supports operators up to Opset 13"), used for
   TensorRT 8.0-8.4 (JetPack 4.6 ships 8.2, whose table also says opset 13);
 - ``8.5``: the table at commit 6d0ab7be ("TensorRT 8.5 supports operators up to Opset 17"), used for 8.5-9.x;
-- ``10.15``: the TensorRT 10.15 table ("opset 9 to opset 24"), used for TensorRT 10 and 11. TensorRT
-  10.0's table states opset 9-20, so 10.0-10.14 are held to opset 20. No TensorRT 11 table was available
-  when this was written: 11 is checked against 10.15's, the newest one.
+- ``10.0``: the table at tag 10.0-GA ("opset 9 to opset 20"), used for TensorRT 10.0;
+- ``10.1``: the table at tag 10.1-GA (10.0's plus DeformConv), used for 10.1-10.14 (JetPack 6's 10.3
+  included): the newest table before 10.15 available here, and one that lists the window operators and
+  STFT as unsupported;
+- ``10.15``: the TensorRT 10.15 table ("opset 9 to opset 24"), used for 10.15 and later 10.x and for 11: no
+  TensorRT 11 table was available when this was written, so 11 is checked against 10.15's, the newest one.
 
 Only the operator names and the restrictions that matter for CNN classifiers are kept; the data type
 columns are left out because edgecnn's graphs are float32/float16 with INT8 only through Q/DQ.
@@ -125,15 +128,19 @@ def _tables() -> dict[str, ParserTable]:
     missing_10 = (missing | {"AffineGrid", "Bernoulli", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor", "Col2Im",
                              "CenterCropPad", "DFT", "ImageDecoder", "MelWeightMatrix", "Optional", "OptionalGetElement",
                              "OptionalHasElement", "RegexFullMatch", "SequenceMap", "StringConcat", "StringSplit"})
-    table_10_0 = ParserTable("10.15", "10.0-10.14", 20,
-                             f"{_SOURCE} for TensorRT 10.15 (operators); TensorRT 10.0's table for the opset range 9-20",
-                             supported_10, missing_10, _RESTRICTIONS_10)
+    after_10_1 = frozenset({"Attention", "BlackmanWindow", "HammingWindow", "HannWindow", "RMSNormalization",
+                            "RotaryEmbedding", "STFT", "TensorScatter"})
+    missing_10_0 = missing_10 | {"BlackmanWindow", "HammingWindow", "HannWindow", "STFT"}
+    table_10_0 = ParserTable("10.0", "10.0", 20, f"{_SOURCE} at tag 10.0-GA (TensorRT 10.0)",
+                             supported_10 - after_10_1 - {"DeformConv"}, missing_10_0, _RESTRICTIONS_10)
+    table_10_1 = ParserTable("10.1", "10.1-10.14", 20, f"{_SOURCE} at tag 10.1-GA (TensorRT 10.1), the newest table before 10.15",
+                             supported_10 - after_10_1, missing_10_0, _RESTRICTIONS_10)
     table_10_15 = ParserTable("10.15", "10.15 and later 10.x", 24, f"{_SOURCE} for TensorRT 10.15",
                               supported_10, missing_10, _RESTRICTIONS_10)
     table_11 = ParserTable("10.15", "11.x", 24,
                            f"{_SOURCE} for TensorRT 10.15, the newest table available here (no 11.x table was)",
                            supported_10, missing_10, _RESTRICTIONS_10)
-    return {"8.4": table_8_4, "8.5": table_8_5, "10.0": table_10_0, "10.15": table_10_15, "11": table_11}
+    return {"8.4": table_8_4, "8.5": table_8_5, "10.0": table_10_0, "10.1": table_10_1, "10.15": table_10_15, "11": table_11}
 
 
 def parse_version(version: str | int | float) -> tuple[int, int]:
@@ -159,7 +166,7 @@ def parser_table(tensorrt_version: str | int | float) -> ParserTable:
     if major == 9:
         return tables["8.5"]
     if major == 10:
-        return tables["10.15"] if minor >= 15 else tables["10.0"]
+        return tables["10.15"] if minor >= 15 else tables["10.1"] if minor >= 1 else tables["10.0"]
     return tables["11"]
 
 

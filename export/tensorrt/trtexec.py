@@ -61,21 +61,29 @@ def _shape_text(plan: BuildPlan, batch: int) -> str:
     return f"{plan.input_name}:" + "x".join(str(d) for d in plan.shape_for(batch))
 
 
-def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> list[TrtexecCommand]:
-    """The build command and the profiling command for ``plan``, with paths relative to ``directory``."""
-    base = Path(directory) if directory is not None else plan.engine_path.parent
+def _inputs(plan: BuildPlan) -> dict[str, str]:
+    """The files the build reads, by the name they have beside the script: the ONNX and any calibration cache."""
     names = _artifact_names(plan)
+    inputs = {"onnx": names["float_onnx"] if plan.int8_source == "qdq-ranges" else plan.build_onnx.name}
+    if plan.int8_source == "qdq-ranges":
+        inputs["calib"] = names["calib"]
+    elif plan.int8_source == "entropy-calibrator" and plan.calibration_cache is not None:
+        inputs["calib"] = plan.calibration_cache.name
+    return inputs
+
+
+def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> list[TrtexecCommand]:
+    """The build command and the profiling command for ``plan``.
+
+    Every path is a bare file name: the commands run from the folder :func:`write_trtexec_script` fills
+    (``directory``, kept for callers; the names do not depend on it), so they work wherever that folder is
+    copied, e.g. onto a Jetson that has nothing of the workstation's layout.
+    """
+    names = _artifact_names(plan)
+    inputs = _inputs(plan)
     major, minor = parse_version(plan.tensorrt)
-
-    def rel(path: Path | str) -> str:
-        path = Path(path)
-        try:
-            return str(path.resolve().relative_to(base.resolve()))
-        except ValueError:
-            return str(path)
-
-    onnx_file = names["float_onnx"] if plan.int8_source == "qdq-ranges" else rel(plan.build_onnx)
-    build = [TRTEXEC, f"--onnx={onnx_file}", f"--saveEngine={rel(plan.engine_path)}"]
+    engine = plan.engine_path.name
+    build = [TRTEXEC, f"--onnx={inputs['onnx']}", f"--saveEngine={engine}"]
     workspace_mb = max(1, plan.workspace_bytes // 2**20)
     if (major, minor) < (8, 4):
         build.append(f"--workspace={workspace_mb}")
@@ -83,7 +91,7 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
         build.append(f"--memPoolSize=workspace:{workspace_mb}M")
     else:
         build.append(f"--memPoolSize=workspace:{workspace_mb}")
-    build.append(f"--timingCacheFile={rel(plan.timing_cache)}")
+    build.append(f"--timingCacheFile={plan.timing_cache.name}")
     if major < 11:
         if plan.network == "strongly-typed":
             build.append("--stronglyTyped")
@@ -91,10 +99,8 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
             build.append("--fp16")
         if "INT8" in plan.builder_flags:
             build.append("--int8")
-        if plan.int8_source == "qdq-ranges":
-            build.append(f"--calib={names['calib']}")
-        elif plan.int8_source == "entropy-calibrator" and plan.calibration_cache is not None:
-            build.append(f"--calib={rel(plan.calibration_cache)}")
+        if "calib" in inputs:
+            build.append(f"--calib={inputs['calib']}")
     if plan.dla_core is not None:
         build.append(f"--useDLACore={plan.dla_core}")
         if plan.gpu_fallback:
@@ -104,7 +110,7 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
                   f"--maxShapes={_shape_text(plan, plan.profile.maximum)}"]
     build += ["--profilingVerbosity=detailed", f"--exportLayerInfo={names['layers']}"]
     build.append("--skipInference" if (major, minor) >= (8, 6) else "--buildOnly")
-    profile = [TRTEXEC, f"--loadEngine={rel(plan.engine_path)}"]
+    profile = [TRTEXEC, f"--loadEngine={engine}"]
     if plan.dla_core is not None:
         profile.append(f"--useDLACore={plan.dla_core}")
     if plan.profile is not None:
@@ -113,33 +119,89 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
                 "--percentile=50,90,99" if (major, minor) >= (8, 6) else "--percentile=99",
                 f"--exportProfile={names['profile']}", f"--exportLayerInfo={names['layers']}", f"--exportTimes={names['times']}"]
     return [
-        TrtexecCommand("build", build, f"build {plan.engine_path.name} ({plan.precision}, {plan.network}, TensorRT {plan.tensorrt})"),
+        TrtexecCommand("build", build, f"build {engine} ({plan.precision}, {plan.network}, TensorRT {plan.tensorrt})"),
         TrtexecCommand("profile", profile, "time it: per-layer profile, layer info, per-inference times; keep the console log"),
     ]
 
 
+def _place(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` unless it is already there; a different file of that name is refused."""
+    import shutil
+
+    from edgecnn.artifact import sha256_file
+
+    if target.exists() and (target.resolve() == source.resolve() or sha256_file(target) == sha256_file(source)):
+        return
+    if target.exists():
+        raise UsageError(f"{target} already exists and is not {source}: write the trtexec script to another directory (-o)")
+    shutil.copyfile(source, target)
+
+
+def _entropy_cache_text(plan: BuildPlan) -> str:
+    """A TensorRT calibration cache of entropy-calibrated scales for ``plan.build_onnx``, computed here.
+
+    trtexec's ``--calib`` only reads a cache; given a missing file it calibrates on random data without an
+    error (its RndInt8Calibrator, samples/common/sampleEngines.cpp). TensorRT's own entropy calibrator needs
+    TensorRT and a GPU, so the script gets the scales of edgecnn's entropy calibration (ONNX Runtime's
+    histogram calibrator, :mod:`edgecnn.calibration.ranges`) on the same data, in the same cache format.
+    """
+    import numpy as np
+
+    from edgecnn.calibration import Preprocessing, load_calibration
+    from edgecnn.calibration.ranges import compute_ranges
+
+    height, width = plan.shape_for(1)[2:]
+    preprocessing = plan.preprocessing or Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
+    calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
+    static = all(isinstance(d, int) for d in plan.input_shape)
+    batch = int(plan.input_shape[0]) if static else 1
+    ranges = compute_ranges(plan.build_onnx, calibration, method="entropy", batch_size=batch, static_batch=static)
+    amax = {name: max(abs(float(np.asarray(low).reshape(-1)[0])), abs(float(np.asarray(high).reshape(-1)[0])))
+            for name, (low, high) in ((name, data.range_value) for name, data in ranges.data.items())}
+    return calibration_cache_text({name: value for name, value in amax.items() if value > 0}, plan.tensorrt)
+
+
 def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -> Path:
-    """Write ``<engine stem>.trtexec.sh`` (and, for DLA INT8 from Q/DQ, the float ONNX and calibration cache)."""
+    """Write ``<engine stem>.trtexec.sh`` and every file it reads into ``directory`` (default: the engine's folder).
+
+    The folder is self-contained: the ONNX is copied in (for DLA INT8 from Q/DQ, the float ONNX is written
+    instead), and so is the calibration cache ``--calib`` names: for DLA INT8 the Q/DQ scales, for ``--calib``
+    the cache TensorRT wrote on an earlier build when there is one, else one computed here. The script runs
+    under bash with ``set -euo pipefail`` from its own folder, so a failed build stops it.
+    """
     base = Path(directory) if directory is not None else plan.engine_path.parent
     base.mkdir(parents=True, exist_ok=True)
     names = _artifact_names(plan)
+    inputs = _inputs(plan)
     if plan.int8_source == "qdq-ranges":
         converted, ranges = qdq_to_ranges(onnx.load(str(plan.build_onnx)))
         onnx.save(converted, str(base / names["float_onnx"]))
         (base / names["calib"]).write_text(calibration_cache_text(ranges, plan.tensorrt))
+    else:
+        _place(plan.build_onnx, base / inputs["onnx"])
+    if plan.int8_source == "entropy-calibrator" and "calib" in inputs:
+        if plan.calibration_cache is not None and plan.calibration_cache.is_file():
+            _place(plan.calibration_cache, base / inputs["calib"])
+        else:
+            (base / inputs["calib"]).write_text(_entropy_cache_text(plan))
+    if plan.timing_cache.is_file():
+        _place(plan.timing_cache, base / plan.timing_cache.name)
     commands = trtexec_commands(plan, base)
     lines = [
-        "#!/bin/sh",
+        "#!/usr/bin/env bash",
         f"# {plan.model} on {plan.device} with TensorRT {plan.tensorrt}: written by edgecnn compile --emit-trtexec.",
-        "# Run on the device from this directory (JetPack: export PATH=$PATH:/usr/src/tensorrt/bin), then bring the",
+        "# Copy this folder to the device and run it there (JetPack: export PATH=$PATH:/usr/src/tensorrt/bin); bring the",
         f"# *.json files and {names['log']} back and run: edgecnn profile {plan.model} --import-trtexec DIR",
-        "set -e",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
     ]
     for note in plan.notes:
         lines.append(f"# note: {note}")
     if plan.int8_source == "qdq-ranges":
         lines.append(f"# DLA takes INT8 through implicit quantization: {names['float_onnx']} is the Q/DQ model without Q/DQ, and "
                      f"{names['calib']} carries its Q/DQ scales as a TensorRT calibration cache.")
+    elif plan.int8_source == "entropy-calibrator" and "calib" in inputs:
+        lines.append(f"# {inputs['calib']}: the INT8 scales trtexec reads with --calib (without the file it would calibrate on random data).")
     build, profile = commands
     lines += [f"# {build.purpose}", f"{build.line} 2>&1 | tee {names['build_log']}",
               f"# {profile.purpose}", f"{profile.line} 2>&1 | tee {names['log']}"]
