@@ -4,6 +4,7 @@ Each measurement that concerns memory runs in a fresh child process and is reape
 which returns that child's own ``rusage``: its ``ru_maxrss`` is the peak resident size of that one
 process (``RUSAGE_CHILDREN`` would give the largest over every child reaped so far).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
@@ -182,7 +184,12 @@ def mib(value: float | None) -> float | None:
     return None if value is None else round(value / 2**20, 1)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], headers: dict[str, str] | None = None, title: str | None = None) -> str:
+def markdown_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    headers: dict[str, str] | None = None,
+    title: str | None = None,
+) -> str:
     """A markdown table through edgecnn's one renderer."""
     from edgecnn.render import render_rows
 
@@ -203,15 +210,17 @@ def write_results(stem: str, payload: dict[str, Any], markdown: str) -> tuple[Pa
 def describe_machine_markdown(machine: dict[str, Any]) -> str:
     """The machine description as a short markdown list."""
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
-    return "\n".join([
-        f"- CPU: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
-        f"{machine['memory_gib']} GiB RAM; INT8-relevant features: {', '.join(machine.get('cpu_flags') or ['not recorded'])}",
-        f"- {machine['platform']}; {versions}",
-        f"- load average at start: {', '.join(str(v) for v in machine['load_average_at_start'])}; "
-        f"at end: {', '.join(str(v) for v in machine.get('load_average_at_end', []))}",
-        f"- run: {machine['date']}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"- CPU: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
+            f"{machine['memory_gib']} GiB RAM; INT8-relevant features: {', '.join(machine.get('cpu_flags') or ['not recorded'])}",
+            f"- {machine['platform']}; {versions}",
+            f"- load average at start: {', '.join(str(v) for v in machine['load_average_at_start'])}; "
+            f"at end: {', '.join(str(v) for v in machine.get('load_average_at_end', []))}",
+            f"- run: {machine['date']}",
+            "",
+        ]
+    )
 
 
 def python_child(script: str | Path, *args: str) -> list[str]:

@@ -15,6 +15,7 @@ ResNet-18's weights are not shipped (22 MB): they are read from ``--weights-dir`
 
 Writes bench/results/accuracy.json and bench/results/accuracy.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,9 @@ def measure(name: str, methods: tuple[str, ...], workdir: Path, weights_dir: Pat
 
     model = REFERENCE_MODELS[name]
     weights = _weights(name, weights_dir)
-    result = export_model(name, output_dir=workdir, weights=weights, fp16=True, check_samples=2, **model.export_options())
+    result = export_model(
+        name, output_dir=workdir, weights=weights, fp16=True, check_samples=2, **model.export_options()
+    )
     directory = result.directory
     quantized, seconds = [], {}
     for method in methods:
@@ -70,8 +73,15 @@ def measure(name: str, methods: tuple[str, ...], workdir: Path, weights_dir: Pat
         for target in TARGETS:
             output = directory / f"{name}.{method}.int8-{target}.onnx"
             started = time.perf_counter()
-            done = quantize_onnx(directory / f"{name}.onnx", output, calibration=calibration, target=target, method=method,
-                                 samples=180, cache=cache)
+            done = quantize_onnx(
+                directory / f"{name}.onnx",
+                output,
+                calibration=calibration,
+                target=target,
+                method=method,
+                samples=180,
+                cache=cache,
+            )
             seconds[(method, target)] = time.perf_counter() - started
             quantized.append((method, target, done))
     report = evaluate([directory] + [done.path for _, _, done in quantized], "digits", max_drop=None)
@@ -89,20 +99,36 @@ def measure(name: str, methods: tuple[str, ...], workdir: Path, weights_dir: Pat
     for method, target, done in quantized:
         accuracy = by_path[done.path.resolve()]
         row[f"{method}_{target}"] = accuracy.top1
-        details.append({
-            "method": method, "target": target, "top1": accuracy.top1, "top5": accuracy.topk, "drop": accuracy.drop,
-            "agreement_with_fp32": accuracy.agreement, "size_vs_fp32": round(done.size_ratio, 4),
-            "cache_hit": done.cache_hit, "seconds": round(seconds[(method, target)], 2),
-        })
+        details.append(
+            {
+                "method": method,
+                "target": target,
+                "top1": accuracy.top1,
+                "top5": accuracy.topk,
+                "drop": accuracy.drop,
+                "agreement_with_fp32": accuracy.agreement,
+                "size_vs_fp32": round(done.size_ratio, 4),
+                "cache_hit": done.cache_hit,
+                "seconds": round(seconds[(method, target)], 2),
+            }
+        )
     row["worst_int8_drop"] = max(d["drop"] for d in details)
     return {"row": row, "int8": details, "fp32_top5": fp32.topk, "fp16_drop": fp16.drop, "images": report.images}
 
 
 def render(payload: dict[str, Any]) -> str:
     methods = payload["methods"]
-    columns = ["model", "parameters", "fp32_top1", "fp16_top1"] + [f"{m}_{t}" for m in methods for t in TARGETS] + ["worst_int8_drop"]
-    headers = {"fp32_top1": "FP32", "fp16_top1": "FP16", "worst_int8_drop": "worst INT8 drop",
-               **{f"{m}_{t}": f"INT8 {t} {m}" for m in methods for t in TARGETS}}
+    columns = (
+        ["model", "parameters", "fp32_top1", "fp16_top1"]
+        + [f"{m}_{t}" for m in methods for t in TARGETS]
+        + ["worst_int8_drop"]
+    )
+    headers = {
+        "fp32_top1": "FP32",
+        "fp16_top1": "FP16",
+        "worst_int8_drop": "worst INT8 drop",
+        **{f"{m}_{t}": f"INT8 {t} {m}" for m in methods for t in TARGETS},
+    }
     rows = [entry["row"] for entry in payload["models"]]
     lines = [
         "# Reference models: top-1 (%) on the digits test split, FP32 vs FP16 vs INT8",
@@ -129,8 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(REFERENCE_MODELS), choices=list(REFERENCE_MODELS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--weights-dir", type=Path, default=Path(tempfile.gettempdir()) / "edgecnn-reference-weights",
-                        help="where unshipped reference weights (ResNet-18) are read, or trained and written")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "edgecnn-reference-weights",
+        help="where unshipped reference weights (ResNet-18) are read, or trained and written",
+    )
     parser.add_argument("--render", action="store_true", help="rewrite accuracy.md from accuracy.json")
     args = parser.parse_args()
     if args.render:
@@ -150,7 +180,10 @@ def main() -> None:
             entry = measure(name, tuple(args.methods), Path(scratch) / "exports", args.weights_dir, calibration)
             entries.append(entry)
             row = entry["row"]
-            print(f"{name}: FP32 {row['fp32_top1']:.2f}%, FP16 {row['fp16_top1']:.2f}%, worst INT8 drop {row['worst_int8_drop']:+.2f} points", flush=True)
+            print(
+                f"{name}: FP32 {row['fp32_top1']:.2f}%, FP16 {row['fp16_top1']:.2f}%, worst INT8 drop {row['worst_int8_drop']:+.2f} points",
+                flush=True,
+            )
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {"machine": machine, "methods": list(args.methods), "images": entries[0]["images"], "models": entries}
     json_path, markdown_path = write_results(RESULT_STEM, payload, render(payload))

@@ -21,6 +21,7 @@ Writes bench/results/calibration.json and bench/results/calibration.md. The mode
 weights (no ImageNet weights offline): costs and sizes do not depend on the weights; the SQNR column is
 a sanity check of each form, not an accuracy figure (edgecnn eval on labelled data gives those).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,12 +94,20 @@ def calibration_runs(name: str, fp32: Path, counts: list[int], scratch: Path, ti
     rows = []
     for count, method in plan:
         output = scratch / f"{name}.{method}.{count}.onnx"
-        child = run_child(python_child(__file__, "--child", str(fp32), "--samples", str(count), "--method", method, "--output", str(output)), timeout_s)
+        child = run_child(
+            python_child(
+                __file__, "--child", str(fp32), "--samples", str(count), "--method", method, "--output", str(output)
+            ),
+            timeout_s,
+        )
         row = {"model": name, "samples": count, "method": method, **(child.payload or {"error": child.failure})}
         row.update(child_s=child.seconds, child_cpu_s=child.cpu_s, peak_rss_bytes=child.peak_rss_bytes)
         rows.append(row)
-        print(f"{name:14s} {method:10s} {count:4d} samples  calibration {row.get('calibration_s', float('nan')):7.1f} s  "
-              f"child {child.seconds:7.1f} s  peak {mib(child.peak_rss_bytes):7.0f} MiB {row.get('error', '')}", flush=True)
+        print(
+            f"{name:14s} {method:10s} {count:4d} samples  calibration {row.get('calibration_s', float('nan')):7.1f} s  "
+            f"child {child.seconds:7.1f} s  peak {mib(child.peak_rss_bytes):7.0f} MiB {row.get('error', '')}",
+            flush=True,
+        )
     return rows
 
 
@@ -123,16 +132,30 @@ def forms(name: str, fp32: Path, scratch: Path) -> list[dict[str, Any]]:
 
     calibration = load_calibration("builtin", preprocessing=_manifest_preprocessing(fp32), samples=64)
     cache = scratch / f"{name}.ranges.json"
-    results = {target: quantize_onnx(fp32, scratch / f"{name}.int8-{target}.onnx", calibration=calibration, target=target, cache=cache) for target in ("cpu", "tensorrt")}
+    results = {
+        target: quantize_onnx(
+            fp32, scratch / f"{name}.int8-{target}.onnx", calibration=calibration, target=target, cache=cache
+        )
+        for target in ("cpu", "tensorrt")
+    }
     ranges = compute_ranges(fp32, calibration, method="percentile")
     write_ort_cache(ranges, scratch / "ort-ranges.json")
     files = {}
     for bits in (8, 7):
         files[bits] = scratch / f"{name}.u8s8-{bits}bit.onnx"
         with quiet_ort():
-            quantize_static(str(fp32), str(files[bits]), None, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=bits == 7,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=ranges.calibration_method,
-                            calibration_cache_path=str(scratch / "ort-ranges.json"))
+            quantize_static(
+                str(fp32),
+                str(files[bits]),
+                None,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=bits == 7,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ranges.calibration_method,
+                calibration_cache_path=str(scratch / "ort-ranges.json"),
+            )
     chosen = results["cpu"].weight_bits
     candidates = [
         ("fp32", fp32, "all"),
@@ -144,7 +167,9 @@ def forms(name: str, fp32: Path, scratch: Path) -> list[dict[str, Any]]:
     inputs = calibration.batch(range(16))
     sessions = [create_session(path, threads=LATENCY_THREADS, optimization=level) for _, path, level in candidates]
     name_in = sessions[0].get_inputs()[0].name
-    outputs = [np.concatenate([s.run(None, {name_in: inputs[i:i + 1]})[0] for i in range(len(inputs))]) for s in sessions]
+    outputs = [
+        np.concatenate([s.run(None, {name_in: inputs[i : i + 1]})[0] for i in range(len(inputs))]) for s in sessions
+    ]
     feed = {name_in: inputs[:1]}
     for session in sessions:
         _timed(session, feed)
@@ -154,18 +179,25 @@ def forms(name: str, fp32: Path, scratch: Path) -> list[dict[str, Any]]:
             times[index].append(_timed(session, feed))
     rows = []
     for (label, path, level), output, measured in zip(candidates, outputs, times):
-        rows.append({
-            "model": name,
-            "form": label,
-            "optimization": level,
-            "size_mb": path.stat().st_size / 1e6,
-            "size_vs_fp32": path.stat().st_size / fp32.stat().st_size,
-            "latency_ms": statistics.median(measured),
-            "latency_min_ms": min(measured),
-            "output_sqnr_db": None if path == fp32 else round(float(compute_signal_to_quantization_noice_ratio(outputs[0], output)), 1),
-            "top1_agreement": float((outputs[0].argmax(1) == output.argmax(1)).mean()),
-        })
-        print(f"{name:14s} {label:40s} {rows[-1]['latency_ms']:7.2f} ms  {rows[-1]['size_vs_fp32']:.3f} x  SQNR {rows[-1]['output_sqnr_db']}", flush=True)
+        rows.append(
+            {
+                "model": name,
+                "form": label,
+                "optimization": level,
+                "size_mb": path.stat().st_size / 1e6,
+                "size_vs_fp32": path.stat().st_size / fp32.stat().st_size,
+                "latency_ms": statistics.median(measured),
+                "latency_min_ms": min(measured),
+                "output_sqnr_db": None
+                if path == fp32
+                else round(float(compute_signal_to_quantization_noice_ratio(outputs[0], output)), 1),
+                "top1_agreement": float((outputs[0].argmax(1) == output.argmax(1)).mean()),
+            }
+        )
+        print(
+            f"{name:14s} {label:40s} {rows[-1]['latency_ms']:7.2f} ms  {rows[-1]['size_vs_fp32']:.3f} x  SQNR {rows[-1]['output_sqnr_db']}",
+            flush=True,
+        )
     for row in rows:
         row["speedup_vs_fp32"] = rows[0]["latency_ms"] / row["latency_ms"]
     return rows
@@ -174,48 +206,85 @@ def forms(name: str, fp32: Path, scratch: Path) -> list[dict[str, Any]]:
 def _markdown(payload: dict[str, Any]) -> str:
     calibration_rows = [
         {
-            "model": r["model"], "method": r["method"], "samples": r["samples"], "load_s": r.get("load_s"),
-            "calibration_s": r.get("calibration_s"), "total_s": r.get("total_s"), "cpu_s": r.get("cpu_s"),
-            "peak_mib": mib(r["peak_rss_bytes"]), "goal": "met" if r["peak_rss_bytes"] < RSS_GOAL_BYTES else "MISSED",
+            "model": r["model"],
+            "method": r["method"],
+            "samples": r["samples"],
+            "load_s": r.get("load_s"),
+            "calibration_s": r.get("calibration_s"),
+            "total_s": r.get("total_s"),
+            "cpu_s": r.get("cpu_s"),
+            "peak_mib": mib(r["peak_rss_bytes"]),
+            "goal": "met" if r["peak_rss_bytes"] < RSS_GOAL_BYTES else "MISSED",
         }
         for r in payload["calibration"]
     ]
     form_rows = payload["forms"]
-    return "\n".join([
-        "# INT8: calibration cost, size and CPU latency",
-        "",
-        "Models at 224x224 with seeded random weights, the built-in calibration set (real photographs).",
-        "",
-        "## Calibration time and peak RSS",
-        "",
-        "One child process per row doing what `edgecnn quantize DIR --calib builtin --calib-samples N` does: "
-        "`load` decodes and preprocesses the images, `calibration` runs the model over them and computes the ranges "
-        "(ONNX Runtime's calibrators, fed chunk by chunk), `total` adds quantizing and the FP32/INT8 check. "
-        f"Peak RSS is the child's `ru_maxrss`; goal: under {RSS_GOAL_BYTES / 1e9:.0f} GB for ResNet-50 on 500 images.",
-        "",
-        markdown_table(calibration_rows, ["model", "method", "samples", "load_s", "calibration_s", "total_s", "cpu_s", "peak_mib", "goal"],
-                       headers={"load_s": "load s", "calibration_s": "calibration s", "total_s": "total s", "cpu_s": "CPU s", "peak_mib": "peak RSS MiB"}),
-        "",
-        "## INT8 forms on this CPU: size, batch-1 latency, output SQNR",
-        "",
-        f"{LATENCY_THREADS} threads, median of {LATENCY_ROUNDS} rounds of {LATENCY_RUNS} runs, candidates alternated. "
-        "SQNR: FP32 against the form's output on 16 built-in samples (higher is closer to FP32; random weights). "
-        "The tensorrt form is meant for TensorRT; on ONNX Runtime's CPU EP it is correct only at optimization `basic`.",
-        "",
-        markdown_table(form_rows, ["model", "form", "optimization", "size_mb", "size_vs_fp32", "latency_ms", "speedup_vs_fp32", "output_sqnr_db", "top1_agreement"],
-                       headers={"size_mb": "MB", "size_vs_fp32": "size vs FP32", "latency_ms": "ms", "speedup_vs_fp32": "speed-up", "output_sqnr_db": "SQNR dB", "top1_agreement": "top-1 agree"}),
-        "",
-        SHARED_MACHINE_NOTE,
-        "",
-        "## Machine",
-        "",
-        "Calibration runs:",
-        "",
-        describe_machine_markdown(payload["calibration_machine"]),
-        "INT8 forms:",
-        "",
-        describe_machine_markdown(payload["forms_machine"]),
-    ])
+    return "\n".join(
+        [
+            "# INT8: calibration cost, size and CPU latency",
+            "",
+            "Models at 224x224 with seeded random weights, the built-in calibration set (real photographs).",
+            "",
+            "## Calibration time and peak RSS",
+            "",
+            "One child process per row doing what `edgecnn quantize DIR --calib builtin --calib-samples N` does: "
+            "`load` decodes and preprocesses the images, `calibration` runs the model over them and computes the ranges "
+            "(ONNX Runtime's calibrators, fed chunk by chunk), `total` adds quantizing and the FP32/INT8 check. "
+            f"Peak RSS is the child's `ru_maxrss`; goal: under {RSS_GOAL_BYTES / 1e9:.0f} GB for ResNet-50 on 500 images.",
+            "",
+            markdown_table(
+                calibration_rows,
+                ["model", "method", "samples", "load_s", "calibration_s", "total_s", "cpu_s", "peak_mib", "goal"],
+                headers={
+                    "load_s": "load s",
+                    "calibration_s": "calibration s",
+                    "total_s": "total s",
+                    "cpu_s": "CPU s",
+                    "peak_mib": "peak RSS MiB",
+                },
+            ),
+            "",
+            "## INT8 forms on this CPU: size, batch-1 latency, output SQNR",
+            "",
+            f"{LATENCY_THREADS} threads, median of {LATENCY_ROUNDS} rounds of {LATENCY_RUNS} runs, candidates alternated. "
+            "SQNR: FP32 against the form's output on 16 built-in samples (higher is closer to FP32; random weights). "
+            "The tensorrt form is meant for TensorRT; on ONNX Runtime's CPU EP it is correct only at optimization `basic`.",
+            "",
+            markdown_table(
+                form_rows,
+                [
+                    "model",
+                    "form",
+                    "optimization",
+                    "size_mb",
+                    "size_vs_fp32",
+                    "latency_ms",
+                    "speedup_vs_fp32",
+                    "output_sqnr_db",
+                    "top1_agreement",
+                ],
+                headers={
+                    "size_mb": "MB",
+                    "size_vs_fp32": "size vs FP32",
+                    "latency_ms": "ms",
+                    "speedup_vs_fp32": "speed-up",
+                    "output_sqnr_db": "SQNR dB",
+                    "top1_agreement": "top-1 agree",
+                },
+            ),
+            "",
+            SHARED_MACHINE_NOTE,
+            "",
+            "## Machine",
+            "",
+            "Calibration runs:",
+            "",
+            describe_machine_markdown(payload["calibration_machine"]),
+            "INT8 forms:",
+            "",
+            describe_machine_markdown(payload["forms_machine"]),
+        ]
+    )
 
 
 def main() -> None:
@@ -223,7 +292,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--samples", nargs="+", type=int, default=list(SAMPLE_COUNTS))
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per calibration child")
-    parser.add_argument("--only", choices=("calibration", "forms"), help="run one part and keep the other part of the existing results")
+    parser.add_argument(
+        "--only", choices=("calibration", "forms"), help="run one part and keep the other part of the existing results"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="percentile", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -244,8 +315,12 @@ def main() -> None:
                 form_rows += forms(name, fp32, Path(scratch))
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {
-        "calibration": calibration, "calibration_machine": machine, "forms": form_rows, "forms_machine": machine,
-        "rss_goal_bytes": RSS_GOAL_BYTES, "size_goal": SIZE_GOAL,
+        "calibration": calibration,
+        "calibration_machine": machine,
+        "forms": form_rows,
+        "forms_machine": machine,
+        "rss_goal_bytes": RSS_GOAL_BYTES,
+        "size_goal": SIZE_GOAL,
     }
     previous_path = RESULTS_DIR / f"{RESULT_STEM}.json"
     if args.only and previous_path.is_file():

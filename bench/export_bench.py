@@ -15,6 +15,7 @@ peak RSS stays under 3 x its FP32 weight size + 1 GiB.
 
 Writes bench/results/export.json and bench/results/export.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,12 @@ from typing import Any
 from _util import (
     RESULTS_DIR,
     SHARED_MACHINE_NOTE,
+    current_rss_bytes,
     describe_machine_markdown,
     machine_description,
     markdown_table,
     mib,
     python_child,
-    current_rss_bytes,
     run_child,
     self_peak_rss_bytes,
     write_results,
@@ -86,12 +87,15 @@ def _record_stages(stages: list[dict[str, Any]]) -> None:
             try:
                 return function(*args, **kwargs)
             finally:
-                stages.append({
-                    "stage": stage,
-                    "s": time.perf_counter() - started,
-                    "rss_bytes": current_rss_bytes(),
-                    "peak_rss_bytes": self_peak_rss_bytes(),
-                })
+                stages.append(
+                    {
+                        "stage": stage,
+                        "s": time.perf_counter() - started,
+                        "rss_bytes": current_rss_bytes(),
+                        "peak_rss_bytes": self_peak_rss_bytes(),
+                    }
+                )
+
         return call
 
     missing = [attribute for _, attribute in PIPELINE_STAGES if not hasattr(pipeline, attribute)]
@@ -254,42 +258,62 @@ def _markdown(payload: dict[str, Any]) -> str:
         for row in payload["rows"]
     ]
     summary = payload["summary"]
-    return "\n".join([
-        "# Export + verify: time and peak RSS",
-        "",
-        "Default options (`export_model(name)`: TorchScript exporter, opset 18, batch 1, onnxslim clean-up, checker + "
-        "shape inference, verification on 8 seeded samples, manifest), randomly initialized weights. "
-        "`export+verify s` is the pipeline's own time; `child s` adds starting Python and importing torch, ONNX and "
-        "ONNX Runtime in a fresh process. `CPU s` is the export's user + system CPU time over all threads, a figure "
-        "much less sensitive than wall time to other work on a shared machine. `peak in` names the pipeline stage during "
-        "which the peak was reached; `+stage MiB` is how far each stage raised the running peak (the stages are "
-        "observed by wrapping the pipeline's step functions: `edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
-        "`clean_graph`, `check_graph`, `_verify`, `_save`). Peak RSS is the child's `ru_maxrss`. "
-        f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
-        "(`edgecnn export --all`, one export process per core).",
-        "",
-        SHARED_MACHINE_NOTE.split(":")[0] + ": the whole-zoo time is one run under whatever else the machine was doing.",
-        "",
-        describe_machine_markdown(payload["machine"]),
-        markdown_table([{"figure": key, "value": value} for key, value in summary.items()], ["figure", "value"], title="Summary"),
-        markdown_table(
-            table_rows,
-            list(table_rows[0]),
-            headers={"weights_mib": "FP32 weights MiB", "seconds": "export+verify s", "cpu_s": "CPU s", "child_s": "child s",
-                     "peak_mib": "peak RSS MiB", "limit_mib": "limit MiB", "ratio": "peak/limit", "relative_error": "rel err",
-                     "peak_stage": "peak in", **{f"{stage}_mib": f"+{stage} MiB" for stage, _ in PIPELINE_STAGES}},
-            title="Per model (each in its own process)",
-        ),
-    ])
+    return "\n".join(
+        [
+            "# Export + verify: time and peak RSS",
+            "",
+            "Default options (`export_model(name)`: TorchScript exporter, opset 18, batch 1, onnxslim clean-up, checker + "
+            "shape inference, verification on 8 seeded samples, manifest), randomly initialized weights. "
+            "`export+verify s` is the pipeline's own time; `child s` adds starting Python and importing torch, ONNX and "
+            "ONNX Runtime in a fresh process. `CPU s` is the export's user + system CPU time over all threads, a figure "
+            "much less sensitive than wall time to other work on a shared machine. `peak in` names the pipeline stage during "
+            "which the peak was reached; `+stage MiB` is how far each stage raised the running peak (the stages are "
+            "observed by wrapping the pipeline's step functions: `edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
+            "`clean_graph`, `check_graph`, `_verify`, `_save`). Peak RSS is the child's `ru_maxrss`. "
+            f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
+            "(`edgecnn export --all`, one export process per core).",
+            "",
+            SHARED_MACHINE_NOTE.split(":")[0]
+            + ": the whole-zoo time is one run under whatever else the machine was doing.",
+            "",
+            describe_machine_markdown(payload["machine"]),
+            markdown_table(
+                [{"figure": key, "value": value} for key, value in summary.items()],
+                ["figure", "value"],
+                title="Summary",
+            ),
+            markdown_table(
+                table_rows,
+                list(table_rows[0]),
+                headers={
+                    "weights_mib": "FP32 weights MiB",
+                    "seconds": "export+verify s",
+                    "cpu_s": "CPU s",
+                    "child_s": "child s",
+                    "peak_mib": "peak RSS MiB",
+                    "limit_mib": "limit MiB",
+                    "ratio": "peak/limit",
+                    "relative_error": "rel err",
+                    "peak_stage": "peak in",
+                    **{f"{stage}_mib": f"+{stage} MiB" for stage, _ in PIPELINE_STAGES},
+                },
+                title="Per model (each in its own process)",
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="fnmatch patterns (default: the whole zoo)")
-    parser.add_argument("--no-whole-zoo", action="store_true", help="skip the single-process 'edgecnn export --all' run")
+    parser.add_argument(
+        "--no-whole-zoo", action="store_true", help="skip the single-process 'edgecnn export --all' run"
+    )
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds allowed per model child")
     parser.add_argument("--whole-zoo-timeout", type=float, default=7200.0)
-    parser.add_argument("--render", action="store_true", help="rewrite the .md from the existing .json without measuring")
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the .md from the existing .json without measuring"
+    )
     parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--output-dir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

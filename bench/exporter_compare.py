@@ -10,6 +10,7 @@ PyTorch on seeded inputs) on the cleaned-up graph, which is what the pipeline sh
 
 Writes bench/results/exporters.json and bench/results/exporters.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,7 @@ def measure_export(name: str, exporter: str) -> dict[str, Any]:
         started = time.perf_counter()
         inputs = check_inputs((CHECK_SAMPLES, spec.in_chans, height, width))
         session = create_session(cleaned.SerializeToString())
-        candidate = np.concatenate([run_session(session, inputs[i:i + 1]) for i in range(len(inputs))])
+        candidate = np.concatenate([run_session(session, inputs[i : i + 1]) for i in range(len(inputs))])
         verification = compare(torch_outputs(module, inputs), candidate, "fp32")
         record["verify_s"] = time.perf_counter() - started
         record["max_abs_error"] = verification.max_abs_error
@@ -109,27 +110,29 @@ def _summary(rows: list[dict[str, Any]], exporters: tuple[str, ...]) -> list[dic
         slowest = max(ok, key=lambda row: row["export_s"], default=None)
         worst_error = max(ok, key=lambda row: row["relative_error"], default=None)
         heaviest = max(mine, key=lambda row: row.get("export_peak_rss_bytes", 0), default=None)
-        summary.append({
-            "exporter": exporter,
-            "models": len(mine),
-            "ok": len(ok),
-            "failed": len(mine) - len(ok),
-            "export_s_total_common": round(sum(row["export_s"] for row in common), 1),
-            "export_cpu_s_total_common": round(sum(row["export_cpu_s"] for row in common), 1),
-            "export_s_median": round(statistics.median(row["export_s"] for row in ok), 2) if ok else None,
-            "export_s_max": round(slowest["export_s"], 2) if slowest else None,
-            "slowest_model": slowest["model"] if slowest else None,
-            "export_peak_rss_mib_max": mib(heaviest.get("export_peak_rss_bytes")) if heaviest else None,
-            "heaviest_model": heaviest["model"] if heaviest else None,
-            "export_rss_increase_mib_median": (
-                mib(statistics.median(row["export_rss_increase_bytes"] for row in ok)) if ok else None
-            ),
-            "export_rss_increase_mib_max": mib(max((row["export_rss_increase_bytes"] for row in ok), default=0)),
-            "relative_error_max": worst_error["relative_error"] if worst_error else None,
-            "worst_error_model": worst_error["model"] if worst_error else None,
-            "nodes_exported_total_common": sum(row["nodes_exported"] for row in common),
-            "nodes_cleaned_total_common": sum(row["nodes_cleaned"] for row in common),
-        })
+        summary.append(
+            {
+                "exporter": exporter,
+                "models": len(mine),
+                "ok": len(ok),
+                "failed": len(mine) - len(ok),
+                "export_s_total_common": round(sum(row["export_s"] for row in common), 1),
+                "export_cpu_s_total_common": round(sum(row["export_cpu_s"] for row in common), 1),
+                "export_s_median": round(statistics.median(row["export_s"] for row in ok), 2) if ok else None,
+                "export_s_max": round(slowest["export_s"], 2) if slowest else None,
+                "slowest_model": slowest["model"] if slowest else None,
+                "export_peak_rss_mib_max": mib(heaviest.get("export_peak_rss_bytes")) if heaviest else None,
+                "heaviest_model": heaviest["model"] if heaviest else None,
+                "export_rss_increase_mib_median": (
+                    mib(statistics.median(row["export_rss_increase_bytes"] for row in ok)) if ok else None
+                ),
+                "export_rss_increase_mib_max": mib(max((row["export_rss_increase_bytes"] for row in ok), default=0)),
+                "relative_error_max": worst_error["relative_error"] if worst_error else None,
+                "worst_error_model": worst_error["model"] if worst_error else None,
+                "nodes_exported_total_common": sum(row["nodes_exported"] for row in common),
+                "nodes_cleaned_total_common": sum(row["nodes_cleaned"] for row in common),
+            }
+        )
     return summary
 
 
@@ -179,7 +182,9 @@ def _markdown(payload: dict[str, Any]) -> str:
         entry[f"{short}_cpu"] = round(row["export_cpu_s"], 2) if "export_cpu_s" in row else None
         entry[f"{short}_rss"] = mib(row.get("export_peak_rss_bytes"))
         entry[f"{short}_nodes"] = (
-            f"{row['nodes_exported']} -> {row['nodes_cleaned']}" if "nodes_cleaned" in row else row.get("nodes_exported")
+            f"{row['nodes_exported']} -> {row['nodes_cleaned']}"
+            if "nodes_cleaned" in row
+            else row.get("nodes_exported")
         )
         entry[f"{short}_err"] = row.get("relative_error")
         entry[f"{short}_status"] = row["status"] if row["status"] == "ok" else f"failed ({row['stage']})"
@@ -203,10 +208,35 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         markdown_table(
             list(per_model.values()),
-            ["model", "ts_s", "dy_s", "ts_cpu", "dy_cpu", "ts_rss", "dy_rss", "ts_nodes", "dy_nodes", "ts_err", "dy_err", "ts_status", "dy_status"],
-            headers={"ts_s": "ts s", "dy_s": "dynamo s", "ts_cpu": "ts CPU s", "dy_cpu": "dynamo CPU s", "ts_rss": "ts peak MiB", "dy_rss": "dynamo peak MiB",
-                     "ts_nodes": "ts nodes", "dy_nodes": "dynamo nodes", "ts_err": "ts rel err", "dy_err": "dynamo rel err",
-                     "ts_status": "ts", "dy_status": "dynamo"},
+            [
+                "model",
+                "ts_s",
+                "dy_s",
+                "ts_cpu",
+                "dy_cpu",
+                "ts_rss",
+                "dy_rss",
+                "ts_nodes",
+                "dy_nodes",
+                "ts_err",
+                "dy_err",
+                "ts_status",
+                "dy_status",
+            ],
+            headers={
+                "ts_s": "ts s",
+                "dy_s": "dynamo s",
+                "ts_cpu": "ts CPU s",
+                "dy_cpu": "dynamo CPU s",
+                "ts_rss": "ts peak MiB",
+                "dy_rss": "dynamo peak MiB",
+                "ts_nodes": "ts nodes",
+                "dy_nodes": "dynamo nodes",
+                "ts_err": "ts rel err",
+                "dy_err": "dynamo rel err",
+                "ts_status": "ts",
+                "dy_status": "dynamo",
+            },
             title="Per model",
         ),
         "**Failures**",
@@ -227,7 +257,13 @@ def run_comparison(models: list[str], exporters: tuple[str, ...], timeout_s: flo
     for index, name in enumerate(models):
         for exporter in _order(index, exporters):
             child = run_child(python_child(__file__, "--child", name, "--exporter", exporter), timeout_s)
-            row = child.payload or {"model": name, "exporter": exporter, "status": "failed", "stage": "child", "reason": child.failure}
+            row = child.payload or {
+                "model": name,
+                "exporter": exporter,
+                "status": "failed",
+                "stage": "child",
+                "reason": child.failure,
+            }
             row["child_s"] = round(child.seconds, 2)
             row["child_cpu_s"] = round(child.cpu_s, 2)
             row["child_peak_rss_bytes"] = child.peak_rss_bytes
@@ -259,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="fnmatch patterns (default: the whole zoo)")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds allowed per export child")
-    parser.add_argument("--render", action="store_true", help="rewrite the .md from the existing .json without measuring")
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the .md from the existing .json without measuring"
+    )
     parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--exporter", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

@@ -29,6 +29,7 @@ eager on each network; INT8 (cpu) at most 27% of the FP32 size and at most 10% s
 
 Writes bench/results/latency.json and bench/results/latency.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,16 +40,31 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from _util import SHARED_MACHINE_NOTE, describe_machine_markdown, machine_description, markdown_table, write_results
 
 RESULT_STEM = "latency"
-MODELS = ("squeezenet1_1", "mobilenet_v1", "mobilenet_v2", "shufflenet_v2_x1_0", "resnet18", "resnet50", "googlenet", "vgg16")
+MODELS = (
+    "squeezenet1_1",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "shufflenet_v2_x1_0",
+    "resnet18",
+    "resnet50",
+    "googlenet",
+    "vgg16",
+)
 BATCHES = (1, 8)
 EAGER, COMPILED, ORT_DEFAULT, EDGECNN, OPENVINO, INT8 = (
-    "pytorch eager", "torch.compile", "ort default", "edgecnn", "openvino", "edgecnn int8",
+    "pytorch eager",
+    "torch.compile",
+    "ort default",
+    "edgecnn",
+    "openvino",
+    "edgecnn int8",
 )
 FP32_CANDIDATES = (EAGER, COMPILED, ORT_DEFAULT, EDGECNN, OPENVINO)
 WITHIN_FASTEST = 1.05
@@ -68,7 +84,9 @@ def openvino_missing_reason() -> str:
     return ""
 
 
-def build_candidates(onnx_path: Path, int8_path: Path | None, inputs, module, compiled, skipped: dict[str, str]) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
+def build_candidates(
+    onnx_path: Path, int8_path: Path | None, inputs, module, compiled, skipped: dict[str, str]
+) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
     """The zero-argument callables to time on ``inputs``, and setup seconds (compiling) where they matter."""
     import onnxruntime as ort
     import torch
@@ -85,6 +103,7 @@ def build_candidates(onnx_path: Path, int8_path: Path | None, inputs, module, co
 
     candidates[EAGER] = eager
     if compiled is not None:
+
         def run_compiled():
             with torch.inference_mode():
                 return compiled(tensor)
@@ -94,7 +113,9 @@ def build_candidates(onnx_path: Path, int8_path: Path | None, inputs, module, co
             run_compiled()
             candidates[COMPILED] = run_compiled
         except Exception as error:  # inductor failing on a model is a result to record
-            skipped[COMPILED] = f"torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            skipped[COMPILED] = (
+                f"torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            )
         setup_s[COMPILED] = time.perf_counter() - started
 
     options = ort.SessionOptions()
@@ -149,11 +170,15 @@ def first_calls(candidates: dict[str, Callable[[], Any]]) -> tuple[dict[str, flo
         seconds[key] = time.perf_counter() - started
     reference = outputs[EAGER]
     scale = float(np.abs(reference).max()) or 1.0
-    errors = {key: float(np.abs(out - reference).max()) / scale for key, out in outputs.items() if key not in (EAGER, INT8)}
+    errors = {
+        key: float(np.abs(out - reference).max()) / scale for key, out in outputs.items() if key not in (EAGER, INT8)
+    }
     return errors, seconds
 
 
-def timing_plan(seconds: dict[str, float], budget_s: float, min_rounds: int = 3, max_rounds: int = 7) -> tuple[int, float]:
+def timing_plan(
+    seconds: dict[str, float], budget_s: float, min_rounds: int = 3, max_rounds: int = 7
+) -> tuple[int, float]:
     """Rounds, and seconds per candidate per round, that fit ``budget_s`` given one call's time of each candidate.
 
     Fast candidates then get many runs per round and slow ones one, so every candidate has enough samples
@@ -164,34 +189,50 @@ def timing_plan(seconds: dict[str, float], budget_s: float, min_rounds: int = 3,
     return rounds, budget_s / (rounds * len(seconds))
 
 
-def measure_model(name: str, export_dir: Path, batches: tuple[int, ...], use_compile: bool, budget_s: float, peak_gflops: float) -> dict[str, Any]:
+def measure_model(
+    name: str, export_dir: Path, batches: tuple[int, ...], use_compile: bool, budget_s: float, peak_gflops: float
+) -> dict[str, Any]:
     import onnx
     import torch
 
     from edgecnn import get_model
     from edgecnn.benchmark import measure_alternating, prepare_artifacts
-    from edgecnn.profile.cost import analyze
     from edgecnn.export.verify import check_inputs
+    from edgecnn.profile.cost import analyze
     from edgecnn.registry import get_spec
 
     spec = get_spec(name)
     started = time.perf_counter()
     artifacts = prepare_artifacts(
-        name, ["onnx-fp32", "onnx-int8-cpu"], export_dir=export_dir, batches=batches,
+        name,
+        ["onnx-fp32", "onnx-int8-cpu"],
+        export_dir=export_dir,
+        batches=batches,
         quantize_options={"samples": CALIBRATION_SAMPLES},
     )
     prepare_s = time.perf_counter() - started
     if "onnx-fp32" not in artifacts.files:
-        return {"model": name, "status": "failed", "reason": artifacts.failures.get("onnx-fp32", "export failed"), "rows": []}
+        return {
+            "model": name,
+            "status": "failed",
+            "reason": artifacts.failures.get("onnx-fp32", "export failed"),
+            "rows": [],
+        }
     onnx_path = artifacts.files["onnx-fp32"]
     int8_path = artifacts.files.get("onnx-int8-cpu")
     graph = onnx.load(str(onnx_path))
     module = get_model(name).eval()
     compiled = torch.compile(module, dynamic=False) if use_compile else None
     record: dict[str, Any] = {
-        "model": name, "status": "ok", "input_size": list(spec.input_size), "prepare_s": prepare_s,
-        "fp32_bytes": onnx_path.stat().st_size, "int8_bytes": int8_path.stat().st_size if int8_path else None,
-        "int8_failure": artifacts.failures.get("onnx-int8-cpu"), "rows": [], "skipped": {},
+        "model": name,
+        "status": "ok",
+        "input_size": list(spec.input_size),
+        "prepare_s": prepare_s,
+        "fp32_bytes": onnx_path.stat().st_size,
+        "int8_bytes": int8_path.stat().st_size if int8_path else None,
+        "int8_failure": artifacts.failures.get("onnx-int8-cpu"),
+        "rows": [],
+        "skipped": {},
     }
     if not use_compile:
         record["skipped"][COMPILED] = "left out with --no-compile"
@@ -208,12 +249,23 @@ def measure_model(name: str, export_dir: Path, batches: tuple[int, ...], use_com
         fastest_fp32 = min(latencies[k].p50_ms for k in FP32_CANDIDATES if k in latencies)
         for key, latency in latencies.items():
             gflops = flops / (latency.p50_ms / 1000) / 1e9
-            record["rows"].append({
-                "model": name, "batch": batch, "candidate": key, "p50_ms": latency.p50_ms, "p90_ms": latency.p90_ms,
-                "runs": latency.runs, "rounds": rounds, "vs_fastest_fp32": latency.p50_ms / fastest_fp32,
-                "speedup_vs_eager": eager_ms / latency.p50_ms, "gflops": gflops, "peak_share": gflops / peak_gflops,
-                "setup_s": setup_s.get(key), "max_rel_error_vs_eager": errors.get(key),
-            })
+            record["rows"].append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    "candidate": key,
+                    "p50_ms": latency.p50_ms,
+                    "p90_ms": latency.p90_ms,
+                    "runs": latency.runs,
+                    "rounds": rounds,
+                    "vs_fastest_fp32": latency.p50_ms / fastest_fp32,
+                    "speedup_vs_eager": eager_ms / latency.p50_ms,
+                    "gflops": gflops,
+                    "peak_share": gflops / peak_gflops,
+                    "setup_s": setup_s.get(key),
+                    "max_rel_error_vs_eager": errors.get(key),
+                }
+            )
         summary = ", ".join(f"{k} {latencies[k].p50_ms:.1f}" for k in latencies)
         print(f"{name} batch {batch} ({rounds} rounds): {summary} ms", flush=True)
         del candidates
@@ -256,7 +308,11 @@ def goals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _markdown(payload: dict[str, Any]) -> str:
     rows = [r for record in payload["records"] for r in record["rows"]]
-    skipped = {(record["model"], key): reason for record in payload["records"] for key, reason in record.get("skipped", {}).items()}
+    skipped = {
+        (record["model"], key): reason
+        for record in payload["records"]
+        for key, reason in record.get("skipped", {}).items()
+    }
     goal_rows = payload["goals"]
     met = [g for g in goal_rows if "verdict" not in g]
     lines = [
@@ -273,28 +329,72 @@ def _markdown(payload: dict[str, Any]) -> str:
         describe_machine_markdown(payload["machine"]),
         markdown_table(
             goal_rows,
-            ["model", "edgecnn_ms", "fastest_other", "fastest_other_ms", "edgecnn_vs_fastest", "within_5pct", "edgecnn_vs_eager",
-             "beats_eager", "int8_size_ratio", *[f"int8_latency_ratio_b{b}" for b in payload["batches"]], "int8_goals"],
-            headers={"edgecnn_ms": "edgecnn ms", "fastest_other": "fastest other", "fastest_other_ms": "its ms",
-                     "edgecnn_vs_fastest": "edgecnn / fastest", "within_5pct": "within 5%", "edgecnn_vs_eager": "edgecnn / eager",
-                     "beats_eager": "< eager", "int8_size_ratio": "INT8 size / FP32",
-                     **{f"int8_latency_ratio_b{b}": f"INT8 / FP32 time b{b}" for b in payload["batches"]}, "int8_goals": "INT8 goals"},
+            [
+                "model",
+                "edgecnn_ms",
+                "fastest_other",
+                "fastest_other_ms",
+                "edgecnn_vs_fastest",
+                "within_5pct",
+                "edgecnn_vs_eager",
+                "beats_eager",
+                "int8_size_ratio",
+                *[f"int8_latency_ratio_b{b}" for b in payload["batches"]],
+                "int8_goals",
+            ],
+            headers={
+                "edgecnn_ms": "edgecnn ms",
+                "fastest_other": "fastest other",
+                "fastest_other_ms": "its ms",
+                "edgecnn_vs_fastest": "edgecnn / fastest",
+                "within_5pct": "within 5%",
+                "edgecnn_vs_eager": "edgecnn / eager",
+                "beats_eager": "< eager",
+                "int8_size_ratio": "INT8 size / FP32",
+                **{f"int8_latency_ratio_b{b}": f"INT8 / FP32 time b{b}" for b in payload["batches"]},
+                "int8_goals": "INT8 goals",
+            },
             title="Goals at batch 1 (INT8 time ratios at every batch)",
         ),
-        "Goals met: " + (
+        "Goals met: "
+        + (
             f"within 5% of the fastest {sum(g['within_5pct'] == 'yes' for g in met)}/{len(met)}, "
             f"faster than eager {sum(g['beats_eager'] == 'yes' for g in met)}/{len(met)}, "
             f"INT8 size and time {sum(g['int8_goals'] == 'yes' for g in met)}/{len(met)}"
-            + (f"; geometric mean edgecnn / fastest {statistics.geometric_mean([g['edgecnn_vs_fastest'] for g in met]):.3f}, "
-               f"edgecnn / eager {statistics.geometric_mean([g['edgecnn_vs_eager'] for g in met]):.3f}" if met else "")
+            + (
+                f"; geometric mean edgecnn / fastest {statistics.geometric_mean([g['edgecnn_vs_fastest'] for g in met]):.3f}, "
+                f"edgecnn / eager {statistics.geometric_mean([g['edgecnn_vs_eager'] for g in met]):.3f}"
+                if met
+                else ""
+            )
         ),
         "",
         markdown_table(
             rows,
-            ["model", "batch", "candidate", "p50_ms", "p90_ms", "runs", "vs_fastest_fp32", "speedup_vs_eager", "gflops", "peak_share",
-             "setup_s", "max_rel_error_vs_eager"],
-            headers={"p50_ms": "p50 ms", "p90_ms": "p90 ms", "vs_fastest_fp32": "/ fastest FP32", "speedup_vs_eager": "x eager",
-                     "gflops": "GFLOP/s", "peak_share": "share of peak", "setup_s": "compile s", "max_rel_error_vs_eager": "max rel err"},
+            [
+                "model",
+                "batch",
+                "candidate",
+                "p50_ms",
+                "p90_ms",
+                "runs",
+                "vs_fastest_fp32",
+                "speedup_vs_eager",
+                "gflops",
+                "peak_share",
+                "setup_s",
+                "max_rel_error_vs_eager",
+            ],
+            headers={
+                "p50_ms": "p50 ms",
+                "p90_ms": "p90 ms",
+                "vs_fastest_fp32": "/ fastest FP32",
+                "speedup_vs_eager": "x eager",
+                "gflops": "GFLOP/s",
+                "peak_share": "share of peak",
+                "setup_s": "compile s",
+                "max_rel_error_vs_eager": "max rel err",
+            },
             title="Every candidate",
         ),
         "**Not measured**",
@@ -312,8 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES))
-    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (its first compile takes minutes)")
-    parser.add_argument("--budget", type=float, default=12.0, help="seconds of timing per network and batch (at least 3 rounds)")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave torch.compile out (its first compile takes minutes)"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=12.0, help="seconds of timing per network and batch (at least 3 rounds)"
+    )
     parser.add_argument("--export-dir", type=Path, help="reuse exports here (default: a temporary directory)")
     args = parser.parse_args(argv)
 
@@ -326,12 +430,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     host = measure_host()
     peak = host.peak_gflops["fp32"]
-    print(f"host peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}; {openvino_missing_reason() or 'OpenVINO present'}", flush=True)
+    print(
+        f"host peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}; {openvino_missing_reason() or 'OpenVINO present'}",
+        flush=True,
+    )
     records = []
     payload: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-latency-") as scratch:
         for name in args.models:
-            records.append(measure_model(name, args.export_dir or Path(scratch), tuple(args.batches), not args.no_compile, args.budget, peak))
+            records.append(
+                measure_model(
+                    name, args.export_dir or Path(scratch), tuple(args.batches), not args.no_compile, args.budget, peak
+                )
+            )
             gc.collect()
             machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
             payload = {

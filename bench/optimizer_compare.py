@@ -14,6 +14,7 @@ runs are interleaved round-robin, so that noise on the shared machine hits them 
 
 Writes bench/results/optimizers.json and bench/results/optimizers.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-
 from _util import (
     RESULTS_DIR,
     SHARED_MACHINE_NOTE,
@@ -51,7 +51,9 @@ def _rotate(candidates: tuple[str, ...], index: int) -> tuple[str, ...]:
     return candidates[shift:] + candidates[:shift]
 
 
-def _interleaved_latency(sessions: dict[tuple[str, str], Any], sample: np.ndarray) -> dict[tuple[str, str], list[float]]:
+def _interleaved_latency(
+    sessions: dict[tuple[str, str], Any], sample: np.ndarray
+) -> dict[tuple[str, str], list[float]]:
     """Batch-1 latencies of every session, one run of each per round, until the budget or MAX_RUNS."""
     from edgecnn.runtime import run_session
 
@@ -116,7 +118,7 @@ def measure_model(name: str, index: int, optimizers: tuple[str, ...], threads: i
             sessions[(optimizer, level)] = create_session(serialized, threads=threads, optimization=level)
             row[f"session_{level}_s"] = round(time.perf_counter() - started, 3)
         session = sessions[(optimizer, "all")]
-        candidate = np.concatenate([run_session(session, inputs[i:i + 1]) for i in range(len(inputs))])
+        candidate = np.concatenate([run_session(session, inputs[i : i + 1]) for i in range(len(inputs))])
         verification = compare(reference, candidate, "fp32")
         row["relative_error"] = verification.max_abs_error / verification.output_scale
         row["verified"] = verification.passed
@@ -151,9 +153,9 @@ def _summary(rows: list[dict[str, Any]], optimizers: tuple[str, ...]) -> list[di
             entry[f"session_{level}_s_total"] = round(sum(row[f"session_{level}_s"] for row in mine), 2)
             for statistic in ("median", "min") if baseline else ():
                 key = f"latency_{level}_ms_{statistic}"
-                entry[f"latency_{level}_{statistic}_vs_none_geomean"] = round(statistics.geometric_mean(
-                    row[key] / baseline[row["model"]][key] for row in mine
-                ), 3)
+                entry[f"latency_{level}_{statistic}_vs_none_geomean"] = round(
+                    statistics.geometric_mean(row[key] / baseline[row["model"]][key] for row in mine), 3
+                )
         summary.append(entry)
     return summary
 
@@ -162,42 +164,73 @@ def _markdown(payload: dict[str, Any]) -> str:
     optimizers = [row["optimizer"] for row in payload["summary"]]
     figures = [
         {"figure": figure, **{row["optimizer"]: row[figure] for row in payload["summary"]}}
-        for figure in payload["summary"][0] if figure != "optimizer"
+        for figure in payload["summary"][0]
+        if figure != "optimizer"
     ]
-    return "\n".join([
-        "# Graph clean-up: onnxslim vs ONNX Runtime basic vs none",
-        "",
-        f"Each model exported once with the default exporter ({payload['exporter']}), opset {payload['opset']}, batch 1, "
-        f"default input size; then each clean-up on a copy. Latency: median (and minimum) of interleaved batch-1 runs in "
-        f"ONNX Runtime on the CPU with {payload['threads']} intra-op thread(s) (on a contended 2-core machine one thread "
-        f"avoids measuring spin-waits on a busy core), at session level `all` (edgecnn's runtime default) and "
-        f"`basic` (what an ORT-format model keeps). Relative error: max |ORT - PyTorch| / max |PyTorch| on "
-        f"{CHECK_SAMPLES} seeded samples. `none` still runs onnx's strict shape inference.",
-        "",
-        SHARED_MACHINE_NOTE,
-        "",
-        describe_machine_markdown(payload["machine"]),
-        markdown_table(figures, ["figure", *optimizers], title=f"Summary over {', '.join(payload['models'])}"),
-        markdown_table(
-            payload["rows"],
-            ["model", "optimizer", "nodes_exported", "nodes", "BatchNormalization_nodes", "Identity_nodes", "Constant_nodes",
-             "size_mb", "cleanup_s", "checks", "relative_error", "session_all_s", "latency_all_ms_median",
-             "latency_all_ms_min", "latency_basic_ms_median", "latency_basic_ms_min", "latency_runs"],
-            headers={"nodes_exported": "exported", "BatchNormalization_nodes": "BN", "Identity_nodes": "Identity",
-                     "Constant_nodes": "Constant", "size_mb": "MB", "cleanup_s": "clean-up s", "relative_error": "rel err",
-                     "session_all_s": "session s", "latency_all_ms_median": "ms (all)",
-                     "latency_all_ms_min": "min ms (all)", "latency_basic_ms_median": "ms (basic)",
-                     "latency_basic_ms_min": "min ms (basic)", "latency_runs": "runs"},
-            title="Per model",
-        ),
-    ])
+    return "\n".join(
+        [
+            "# Graph clean-up: onnxslim vs ONNX Runtime basic vs none",
+            "",
+            f"Each model exported once with the default exporter ({payload['exporter']}), opset {payload['opset']}, batch 1, "
+            f"default input size; then each clean-up on a copy. Latency: median (and minimum) of interleaved batch-1 runs in "
+            f"ONNX Runtime on the CPU with {payload['threads']} intra-op thread(s) (on a contended 2-core machine one thread "
+            f"avoids measuring spin-waits on a busy core), at session level `all` (edgecnn's runtime default) and "
+            f"`basic` (what an ORT-format model keeps). Relative error: max |ORT - PyTorch| / max |PyTorch| on "
+            f"{CHECK_SAMPLES} seeded samples. `none` still runs onnx's strict shape inference.",
+            "",
+            SHARED_MACHINE_NOTE,
+            "",
+            describe_machine_markdown(payload["machine"]),
+            markdown_table(figures, ["figure", *optimizers], title=f"Summary over {', '.join(payload['models'])}"),
+            markdown_table(
+                payload["rows"],
+                [
+                    "model",
+                    "optimizer",
+                    "nodes_exported",
+                    "nodes",
+                    "BatchNormalization_nodes",
+                    "Identity_nodes",
+                    "Constant_nodes",
+                    "size_mb",
+                    "cleanup_s",
+                    "checks",
+                    "relative_error",
+                    "session_all_s",
+                    "latency_all_ms_median",
+                    "latency_all_ms_min",
+                    "latency_basic_ms_median",
+                    "latency_basic_ms_min",
+                    "latency_runs",
+                ],
+                headers={
+                    "nodes_exported": "exported",
+                    "BatchNormalization_nodes": "BN",
+                    "Identity_nodes": "Identity",
+                    "Constant_nodes": "Constant",
+                    "size_mb": "MB",
+                    "cleanup_s": "clean-up s",
+                    "relative_error": "rel err",
+                    "session_all_s": "session s",
+                    "latency_all_ms_median": "ms (all)",
+                    "latency_all_ms_min": "min ms (all)",
+                    "latency_basic_ms_median": "ms (basic)",
+                    "latency_basic_ms_min": "min ms (basic)",
+                    "latency_runs": "runs",
+                },
+                title="Per model",
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(SUBSET))
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads for the latency runs")
-    parser.add_argument("--render", action="store_true", help="rewrite the .md from the existing .json without measuring")
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the .md from the existing .json without measuring"
+    )
     args = parser.parse_args(argv)
     if args.render:
         payload = json.loads((RESULTS_DIR / f"{RESULT_STEM}.json").read_text())
@@ -215,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         model_rows = measure_model(name, index, tuple(OPTIMIZERS), args.threads)
         rows += model_rows
         for row in model_rows:
-            print(f"{name:20s} {row['optimizer']:9s} nodes {row['nodes']:4d}  {row['size_mb']:7.2f} MB  clean-up {row['cleanup_s']:6.2f} s  "
-                  f"checks {row['checks']}  err {row['relative_error']:.1e}  all {row['latency_all_ms_median']:7.2f} ms  "
-                  f"basic {row['latency_basic_ms_median']:7.2f} ms", flush=True)
+            print(
+                f"{name:20s} {row['optimizer']:9s} nodes {row['nodes']:4d}  {row['size_mb']:7.2f} MB  clean-up {row['cleanup_s']:6.2f} s  "
+                f"checks {row['checks']}  err {row['relative_error']:.1e}  all {row['latency_all_ms_median']:7.2f} ms  "
+                f"basic {row['latency_basic_ms_median']:7.2f} ms",
+                flush=True,
+            )
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {
         "machine": machine,

@@ -17,6 +17,7 @@ confirmed against ONNX Runtime's defaults and against the settings edgecnn appli
 
 Writes bench/results/ort_settings.json and .md; says whether runtime.py's settings agree with the choice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Each variant changes one knob of the base, SessionSettings() (ONNX Runtime's defaults where this process may
 use every core)."""
 
-INFORMATION_ONLY = {"threads 1": "a fixed thread count cannot be a default for every machine (--threads sets one per run)"}
+INFORMATION_ONLY = {
+    "threads 1": "a fixed thread count cannot be a default for every machine (--threads sets one per run)"
+}
 """Variants measured but never adopted: one thread wins only where other work already occupies the cores."""
 
 
@@ -92,19 +95,35 @@ def sweep(paths: dict[str, Path], rounds: int, round_seconds: float) -> list[dic
 
     rows = []
     for name, path in paths.items():
-        sessions = {BASE: create_session(path, settings=SessionSettings()), BASE_AGAIN: create_session(path, settings=SessionSettings())}
+        sessions = {
+            BASE: create_session(path, settings=SessionSettings()),
+            BASE_AGAIN: create_session(path, settings=SessionSettings()),
+        }
         for variant, change in VARIANTS.items():
             sessions[variant] = create_session(path, settings=replace(SessionSettings(), **change))
         sessions[DEFAULTS] = default_session(path)
         shape = [d if isinstance(d, int) else 1 for d in sessions[BASE].get_inputs()[0].shape]
         inputs = check_inputs(tuple(shape))
-        latencies = measure_alternating({k: runner(s, inputs) for k, s in sessions.items()}, rounds=rounds, round_seconds=round_seconds)
+        latencies = measure_alternating(
+            {k: runner(s, inputs) for k, s in sessions.items()}, rounds=rounds, round_seconds=round_seconds
+        )
         base = latencies[BASE].p50_ms
         for variant, latency in latencies.items():
-            rows.append({"model": name, "variant": variant, "p50_ms": latency.p50_ms, "p90_ms": latency.p90_ms,
-                         "runs": latency.runs, "ratio": latency.p50_ms / base})
-        print(f"{name}: base {base:.2f} ms; " + ", ".join(
-            f"{v} {latencies[v].p50_ms / base:.3f}" for v in latencies if v != BASE), flush=True)
+            rows.append(
+                {
+                    "model": name,
+                    "variant": variant,
+                    "p50_ms": latency.p50_ms,
+                    "p90_ms": latency.p90_ms,
+                    "runs": latency.runs,
+                    "ratio": latency.p50_ms / base,
+                }
+            )
+        print(
+            f"{name}: base {base:.2f} ms; "
+            + ", ".join(f"{v} {latencies[v].p50_ms / base:.3f}" for v in latencies if v != BASE),
+            flush=True,
+        )
     return rows
 
 
@@ -120,8 +139,21 @@ def choose(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, A
         if variant == BASE:
             continue
         geomean = statistics.geometric_mean(values)
-        wins = variant in VARIANTS and variant not in INFORMATION_ONLY and geomean < 1 - margin and max(values) <= 1 + margin
-        summary.append({"variant": variant, "geomean_ratio": geomean, "best_ratio": min(values), "worst_ratio": max(values), "wins": wins})
+        wins = (
+            variant in VARIANTS
+            and variant not in INFORMATION_ONLY
+            and geomean < 1 - margin
+            and max(values) <= 1 + margin
+        )
+        summary.append(
+            {
+                "variant": variant,
+                "geomean_ratio": geomean,
+                "best_ratio": min(values),
+                "worst_ratio": max(values),
+                "wins": wins,
+            }
+        )
         if wins:
             (knob,) = VARIANTS[variant]
             if knob not in winners or geomean < winners[knob][0]:
@@ -130,9 +162,12 @@ def choose(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, A
     for row in summary:
         wins = row.pop("wins")
         row["adopted"] = (
-            "yes" if row["variant"] in chosen_variants
-            else "no, beaten by another value" if wins
-            else f"no, information only: {INFORMATION_ONLY[row['variant']]}" if row["variant"] in INFORMATION_ONLY
+            "yes"
+            if row["variant"] in chosen_variants
+            else "no, beaten by another value"
+            if wins
+            else f"no, information only: {INFORMATION_ONLY[row['variant']]}"
+            if row["variant"] in INFORMATION_ONLY
             else "no"
         )
     adopted = {knob: VARIANTS[variant][knob] for knob, (_, variant) in winners.items()}
@@ -147,18 +182,34 @@ def confirm(paths: dict[str, Path], chosen, rounds: int, round_seconds: float) -
 
     rows = []
     for name, path in paths.items():
-        sessions = {DEFAULTS: default_session(path), "chosen": create_session(path, settings=chosen),
-                    "edgecnn now": create_session(path, settings=MEASURED_SETTINGS)}
+        sessions = {
+            DEFAULTS: default_session(path),
+            "chosen": create_session(path, settings=chosen),
+            "edgecnn now": create_session(path, settings=MEASURED_SETTINGS),
+        }
         shape = [d if isinstance(d, int) else None for d in sessions[DEFAULTS].get_inputs()[0].shape]
         for batch in (1, 8):
             inputs = check_inputs((batch, *shape[1:]), seed=batch)
-            latencies = measure_alternating({k: runner(s, inputs) for k, s in sessions.items()}, rounds=rounds, round_seconds=round_seconds)
+            latencies = measure_alternating(
+                {k: runner(s, inputs) for k, s in sessions.items()}, rounds=rounds, round_seconds=round_seconds
+            )
             base = latencies[DEFAULTS].p50_ms
-            rows.append({"model": name, "batch": batch, "defaults_ms": base,
-                         "chosen_ms": latencies["chosen"].p50_ms, "chosen_ratio": latencies["chosen"].p50_ms / base,
-                         "edgecnn_ms": latencies["edgecnn now"].p50_ms, "edgecnn_ratio": latencies["edgecnn now"].p50_ms / base})
-            print(f"confirm {name} batch {batch}: defaults {base:.2f} ms, chosen x{rows[-1]['chosen_ratio']:.3f}, "
-                  f"edgecnn now x{rows[-1]['edgecnn_ratio']:.3f}", flush=True)
+            rows.append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    "defaults_ms": base,
+                    "chosen_ms": latencies["chosen"].p50_ms,
+                    "chosen_ratio": latencies["chosen"].p50_ms / base,
+                    "edgecnn_ms": latencies["edgecnn now"].p50_ms,
+                    "edgecnn_ratio": latencies["edgecnn now"].p50_ms / base,
+                }
+            )
+            print(
+                f"confirm {name} batch {batch}: defaults {base:.2f} ms, chosen x{rows[-1]['chosen_ratio']:.3f}, "
+                f"edgecnn now x{rows[-1]['edgecnn_ratio']:.3f}",
+                flush=True,
+            )
     return rows
 
 
@@ -170,28 +221,41 @@ def _markdown(payload: dict[str, Any]) -> str:
             per_model[row["model"]]["base_ms"] = row["p50_ms"]
     variants = [BASE_AGAIN, *VARIANTS, DEFAULTS]
     verdict = payload["verdict"]
-    return "\n".join([
-        "# ONNX Runtime session settings, chosen by measurement",
-        "",
-        f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults when the process may use "
-        f"every core), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = variant "
-        f"p50 / base p50 (below 1 is faster); `{DEFAULTS}` is a plain `InferenceSession`. The A/A column is a second "
-        f"base session: its distance from 1 is the noise. A knob is adopted when its geometric-mean ratio is below "
-        f"1 - {payload['margin']:.3f} and it is slower on no model by more than that.",
-        "",
-        SHARED_MACHINE_NOTE,
-        "",
-        describe_machine_markdown(payload["machine"]),
-        markdown_table(list(per_model.values()), ["model", "base_ms", *variants],
-                       headers={"base_ms": "base p50 ms"}, title="Ratio to the base settings, batch 1"),
-        markdown_table(payload["summary"], ["variant", "geomean_ratio", "best_ratio", "worst_ratio", "adopted"], title="Per knob"),
-        f"**Chosen settings**: `{payload['chosen']}`",
-        "",
-        markdown_table(payload["confirm"], ["model", "batch", "defaults_ms", "chosen_ms", "chosen_ratio", "edgecnn_ms", "edgecnn_ratio"],
-                       title="Confirmation: chosen and edgecnn's current settings against the defaults"),
-        f"**edgecnn.runtime.MEASURED_SETTINGS**: `{payload['edgecnn_settings']}` -- {verdict}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# ONNX Runtime session settings, chosen by measurement",
+            "",
+            f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults when the process may use "
+            f"every core), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = variant "
+            f"p50 / base p50 (below 1 is faster); `{DEFAULTS}` is a plain `InferenceSession`. The A/A column is a second "
+            f"base session: its distance from 1 is the noise. A knob is adopted when its geometric-mean ratio is below "
+            f"1 - {payload['margin']:.3f} and it is slower on no model by more than that.",
+            "",
+            SHARED_MACHINE_NOTE,
+            "",
+            describe_machine_markdown(payload["machine"]),
+            markdown_table(
+                list(per_model.values()),
+                ["model", "base_ms", *variants],
+                headers={"base_ms": "base p50 ms"},
+                title="Ratio to the base settings, batch 1",
+            ),
+            markdown_table(
+                payload["summary"],
+                ["variant", "geomean_ratio", "best_ratio", "worst_ratio", "adopted"],
+                title="Per knob",
+            ),
+            f"**Chosen settings**: `{payload['chosen']}`",
+            "",
+            markdown_table(
+                payload["confirm"],
+                ["model", "batch", "defaults_ms", "chosen_ms", "chosen_ratio", "edgecnn_ms", "edgecnn_ratio"],
+                title="Confirmation: chosen and edgecnn's current settings against the defaults",
+            ),
+            f"**edgecnn.runtime.MEASURED_SETTINGS**: `{payload['edgecnn_settings']}` -- {verdict}",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@
 Results go to bench/results/profile_*.json. The estimator's figure of merit is the median absolute
 percentage error (MdAPE) of estimated against measured p50 latency over the zoo at batch 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,8 @@ def static(args) -> None:
     from edgecnn.cache import CACHE_ENV, cache_dir
     from edgecnn.export.zoo_graphs import SHIPPED_GRAPHS_DIR
     from edgecnn.profile import ProfileOptions
-    from edgecnn.profiling import profile_targets as profile, resolve_targets
+    from edgecnn.profiling import profile_targets as profile
+    from edgecnn.profiling import resolve_targets
 
     machine = machine_description()
     with tempfile.TemporaryDirectory(prefix="edgecnn-empty-cache-") as empty_cache:
@@ -62,13 +64,19 @@ def static(args) -> None:
         "graphs_built": built,
         "machine": machine,
     }
-    markdown = "\n".join([
-        "# Static profile of the whole zoo", "", describe_machine_markdown(machine),
-        "The machine is shared with other work, so the time depends on its load (above).", "",
-        f"`edgecnn profile --all --device {args.device}` (fp32, fp16, int8; batch 1), as on a new machine: an empty "
-        f"user cache, graphs from the package ({SHIPPED_GRAPHS_DIR.relative_to(SHIPPED_GRAPHS_DIR.parents[2])}), "
-        f"{built} built: **{seconds:.1f} s** for {len(report.rows)} rows (goal < 60 s).", "",
-    ])
+    markdown = "\n".join(
+        [
+            "# Static profile of the whole zoo",
+            "",
+            describe_machine_markdown(machine),
+            "The machine is shared with other work, so the time depends on its load (above).",
+            "",
+            f"`edgecnn profile --all --device {args.device}` (fp32, fp16, int8; batch 1), as on a new machine: an empty "
+            f"user cache, graphs from the package ({SHIPPED_GRAPHS_DIR.relative_to(SHIPPED_GRAPHS_DIR.parents[2])}), "
+            f"{built} built: **{seconds:.1f} s** for {len(report.rows)} rows (goal < 60 s).",
+            "",
+        ]
+    )
     print(json.dumps({k: payload[k] for k in ("what", "seconds", "rows", "graphs_built")}, indent=2))
     print("written to", *write_results("profile_static", payload, markdown))
 
@@ -82,19 +90,35 @@ def _host_now():
 
 def _estimator_markdown(payload: dict) -> str:
     models, machine = payload["models"], payload["machine"]
-    rows = [{key: m[key] for key in ("model", "gmacs", "measured_p50_ms", "estimated_ms", "ape", "host_peak_gflops")} for m in models]
-    return "\n".join([
-        "# Estimator vs measurement on this host (batch 1, FP32, ONNX Runtime CPU)", "",
-        describe_machine_markdown(machine),
-        "The machine is shared with other work: the host's GEMM peak and copy bandwidth are measured right before "
-        "and after each model and the model is estimated with their mean, so that estimate and measurement see "
-        "the same load.", "",
-        f"**Median absolute percentage error over {len(models)} models: "
-        f"{payload['median_absolute_percentage_error']:.1%}** (goal <= 35%).", "",
-        markdown_table(rows, list(rows[0]), {"gmacs": "GMACs", "measured_p50_ms": "measured p50 ms",
-                                             "estimated_ms": "estimated ms", "ape": "abs. error (fraction)",
-                                             "host_peak_gflops": "host GFLOP/s then"}),
-    ])
+    rows = [
+        {key: m[key] for key in ("model", "gmacs", "measured_p50_ms", "estimated_ms", "ape", "host_peak_gflops")}
+        for m in models
+    ]
+    return "\n".join(
+        [
+            "# Estimator vs measurement on this host (batch 1, FP32, ONNX Runtime CPU)",
+            "",
+            describe_machine_markdown(machine),
+            "The machine is shared with other work: the host's GEMM peak and copy bandwidth are measured right before "
+            "and after each model and the model is estimated with their mean, so that estimate and measurement see "
+            "the same load.",
+            "",
+            f"**Median absolute percentage error over {len(models)} models: "
+            f"{payload['median_absolute_percentage_error']:.1%}** (goal <= 35%).",
+            "",
+            markdown_table(
+                rows,
+                list(rows[0]),
+                {
+                    "gmacs": "GMACs",
+                    "measured_p50_ms": "measured p50 ms",
+                    "estimated_ms": "estimated ms",
+                    "ape": "abs. error (fraction)",
+                    "host_peak_gflops": "host GFLOP/s then",
+                },
+            ),
+        ]
+    )
 
 
 def render(args) -> None:
@@ -113,10 +137,10 @@ def estimator(args) -> None:
     """
     import dataclasses as dc
 
-    from edgecnn.profile.cost import analyze
-    from edgecnn.profile.estimate import estimate_latency
     from edgecnn.export.zoo_graphs import zoo_graph
     from edgecnn.onnx_facts import fill_weights
+    from edgecnn.profile.cost import analyze
+    from edgecnn.profile.estimate import estimate_latency
     from edgecnn.profile.measure import join_node_times, measure_latency, profile_nodes
     from edgecnn.registry import list_models
 
@@ -136,21 +160,35 @@ def estimator(args) -> None:
         )
         estimated = estimate_latency(cost, host).total_ms
         entry = {
-            "model": name, "gmacs": cost.macs / 1e9, "measured_p50_ms": measured.p50_ms, "measured_runs": measured.runs,
-            "estimated_ms": estimated, "ape": abs(estimated - measured.p50_ms) / measured.p50_ms,
-            "host_peak_gflops": host.peak_gflops["fp32"], "host_bandwidth_gbps": host.bandwidth_gbps,
+            "model": name,
+            "gmacs": cost.macs / 1e9,
+            "measured_p50_ms": measured.p50_ms,
+            "measured_runs": measured.runs,
+            "estimated_ms": estimated,
+            "ape": abs(estimated - measured.p50_ms) / measured.p50_ms,
+            "host_peak_gflops": host.peak_gflops["fp32"],
+            "host_bandwidth_gbps": host.bandwidth_gbps,
         }
         if args.nodes:
             joined, runtime = join_node_times(cost, profile_nodes(runnable, cost.input_shapes, warmup=1, runs=3))
             entry["nodes"] = [
-                {"name": node.name, "kind": node.kind, "macs": node.macs, "flops": node.flops,
-                 "bytes": node.bytes_moved, "ms": joined[node.name].ms if node.name in joined else None}
+                {
+                    "name": node.name,
+                    "kind": node.kind,
+                    "macs": node.macs,
+                    "flops": node.flops,
+                    "bytes": node.bytes_moved,
+                    "ms": joined[node.name].ms if node.name in joined else None,
+                }
                 for node in cost.nodes
             ]
             entry["runtime_ms"] = sum(item.ms for item in runtime)
         models.append(entry)
-        print(f"{name:24s} measured {measured.p50_ms:9.2f} ms  estimated {estimated:9.2f} ms  APE {entry['ape']:6.1%}"
-              f"  (host {host.peak_gflops['fp32']:.1f} GFLOP/s, {host.bandwidth_gbps:.1f} GB/s)", flush=True)
+        print(
+            f"{name:24s} measured {measured.p50_ms:9.2f} ms  estimated {estimated:9.2f} ms  APE {entry['ape']:6.1%}"
+            f"  (host {host.peak_gflops['fp32']:.1f} GFLOP/s, {host.bandwidth_gbps:.1f} GB/s)",
+            flush=True,
+        )
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     mdape = statistics.median(m["ape"] for m in models)
     payload = {
@@ -170,16 +208,21 @@ def fit(args) -> None:
     Uses the host figures saved with the measurements (the GEMM peak and copy bandwidth measured in the
     same run), so that factors are relative to the conditions the latencies were measured under.
     """
-    from edgecnn.profile.cost import analyze
     from edgecnn.devices import Device
-    from edgecnn.profile.estimate import EXECUTION_CLASSES, estimate_latency
     from edgecnn.export.zoo_graphs import zoo_graph
+    from edgecnn.profile.cost import analyze
+    from edgecnn.profile.estimate import EXECUTION_CLASSES, estimate_latency
 
     saved = json.loads(Path(args.data).read_text())
     base_host = Device(**saved["host"]) if "host" in saved else _host_now()
     hosts = {
-        m["model"]: dataclasses.replace(base_host, peak_gflops={p: m["host_peak_gflops"] for p in base_host.peak_gflops},
-                                        bandwidth_gbps=m["host_bandwidth_gbps"]) if "host_peak_gflops" in m else base_host
+        m["model"]: dataclasses.replace(
+            base_host,
+            peak_gflops={p: m["host_peak_gflops"] for p in base_host.peak_gflops},
+            bandwidth_gbps=m["host_bandwidth_gbps"],
+        )
+        if "host_peak_gflops" in m
+        else base_host
         for m in saved["models"]
     }
     measured = {m["model"]: m["measured_p50_ms"] for m in saved["models"]}
@@ -189,7 +232,9 @@ def fit(args) -> None:
     base = EXECUTION_CLASSES["cpu"]
 
     def mdape(klass, subset):
-        return statistics.median(abs(estimate_latency(costs[n], hosts[n], klass).total_ms - measured[n]) / measured[n] for n in subset)
+        return statistics.median(
+            abs(estimate_latency(costs[n], hosts[n], klass).total_ms - measured[n]) / measured[n] for n in subset
+        )
 
     grid = {
         "conv": [0.8, 1.0, 1.2, 1.5, 2.0],
@@ -202,27 +247,45 @@ def fit(args) -> None:
     best = None
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))
-        efficiency = dict(base.compute_efficiency, conv=setting["conv"], pointwise=setting["pointwise"],
-                          depthwise=setting["depthwise"])
-        klass = dataclasses.replace(base, compute_efficiency=efficiency, half_size_macs=setting["half_size_macs"],
-                                    layer_overhead_us=setting["layer_overhead_us"], memory_efficiency=setting["memory_efficiency"])
+        efficiency = dict(
+            base.compute_efficiency,
+            conv=setting["conv"],
+            pointwise=setting["pointwise"],
+            depthwise=setting["depthwise"],
+        )
+        klass = dataclasses.replace(
+            base,
+            compute_efficiency=efficiency,
+            half_size_macs=setting["half_size_macs"],
+            layer_overhead_us=setting["layer_overhead_us"],
+            memory_efficiency=setting["memory_efficiency"],
+        )
         score = mdape(klass, train)
         if best is None or score < best[0]:
             best = (score, setting, klass)
     score, setting, klass = best
     payload = {
-        "fitted_on": train, "held_out": test, "setting": setting,
-        "mdape_train": score, "mdape_held_out": mdape(klass, test), "mdape_all": mdape(klass, names),
+        "fitted_on": train,
+        "held_out": test,
+        "setting": setting,
+        "mdape_train": score,
+        "mdape_held_out": mdape(klass, test),
+        "mdape_all": mdape(klass, names),
         "mdape_current_factors_all": mdape(base, names),
     }
     print(json.dumps(payload, indent=2))
-    markdown = "\n".join([
-        "# CPU execution class fitted to host measurements", "",
-        f"Data: {args.data}. Grid search on the even-indexed half of the zoo (sorted by name), checked on the other half.", "",
-        markdown_table([{"factor": k, "value": v} for k, v in setting.items()], ["factor", "value"]),
-        f"MdAPE: fitted half {payload['mdape_train']:.1%}, held-out half {payload['mdape_held_out']:.1%}, "
-        f"all {payload['mdape_all']:.1%} (factors in edgecnn/estimate.py before this fit: {payload['mdape_current_factors_all']:.1%}).", "",
-    ])
+    markdown = "\n".join(
+        [
+            "# CPU execution class fitted to host measurements",
+            "",
+            f"Data: {args.data}. Grid search on the even-indexed half of the zoo (sorted by name), checked on the other half.",
+            "",
+            markdown_table([{"factor": k, "value": v} for k, v in setting.items()], ["factor", "value"]),
+            f"MdAPE: fitted half {payload['mdape_train']:.1%}, held-out half {payload['mdape_held_out']:.1%}, "
+            f"all {payload['mdape_all']:.1%} (factors in edgecnn/estimate.py before this fit: {payload['mdape_current_factors_all']:.1%}).",
+            "",
+        ]
+    )
     print("written to", *write_results("profile_fit", payload, markdown))
 
 
@@ -239,8 +302,11 @@ def main(argv=None) -> None:
     render_parser = commands.add_parser("render")
     render_parser.add_argument("--stem", default="profile_estimator")
     fit_parser = commands.add_parser("fit")
-    fit_parser.add_argument("--data", default=str(RESULTS / "profile_estimator.json"),
-                            help="measurements written by 'estimator' (the committed fit used profile_estimator_fitdata.json)")
+    fit_parser.add_argument(
+        "--data",
+        default=str(RESULTS / "profile_estimator.json"),
+        help="measurements written by 'estimator' (the committed fit used profile_estimator_fitdata.json)",
+    )
     args = parser.parse_args(argv)
     {"static": static, "estimator": estimator, "fit": fit, "render": render}[args.command](args)
 

@@ -14,6 +14,7 @@ Goal (issue 7): the suite runs end to end in under 30 minutes on the 2-core deve
 
 Writes bench/results/run_all.json and bench/results/run_all.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,11 @@ SUITE: tuple[Script, ...] = (
     Script("calibration_bench", (), "INT8 calibration time and peak RSS against the number of samples"),
     Script("profile_bench", ("static",), "static profile time for the whole zoo"),
     Script("ort_settings", ("--export-dir", EXPORTS), "ONNX Runtime session settings chosen by measurement"),
-    Script("latency_bench", ("--export-dir", EXPORTS), "latency of edgecnn vs eager, torch.compile, ORT default, OpenVINO; INT8 vs FP32"),
+    Script(
+        "latency_bench",
+        ("--export-dir", EXPORTS),
+        "latency of edgecnn vs eager, torch.compile, ORT default, OpenVINO; INT8 vs FP32",
+    ),
     Script("accuracy_table", (), "top-1 of every format on the digits reference models"),
     Script("optimizer_compare", (), "graph clean-up: onnxslim vs ONNX Runtime offline vs none"),
     Script("exporter_compare", (), "TorchScript vs dynamo exporter over the whole zoo (issue 3)", long=True),
@@ -68,8 +73,9 @@ def run_script(script: Script, exports: Path, timeout_s: float | None) -> dict[s
     print(f"=== {script.name} {' '.join(argv[2:])}", flush=True)
     tail: collections.deque[str] = collections.deque(maxlen=20)
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=BENCH_DIR.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, cwd=BENCH_DIR.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     watchdog = threading.Timer(timeout_s, os.killpg, (process.pid, signal.SIGKILL)) if timeout_s else None
     if watchdog is not None:
         watchdog.start()
@@ -95,23 +101,38 @@ def run_script(script: Script, exports: Path, timeout_s: float | None) -> dict[s
 
 def _markdown(payload: dict[str, Any]) -> str:
     total = payload["total_s"]
-    verdict = "met" if total < GOAL_S and payload["complete"] else "not met" if total >= GOAL_S else "not measured (scripts failed or are absent)"
-    return "\n".join([
-        "# The bench suite end to end",
-        "",
-        f"Each script ran in its own process, one after another. Total {total / 60:.1f} min; goal under "
-        f"{GOAL_S // 60} min: {verdict}. Each script's own results file has its figures.",
-        "",
-        SHARED_MACHINE_NOTE,
-        "",
-        describe_machine_markdown(payload["machine"]),
-        markdown_table(
-            [{**row, "minutes": round(row["seconds"] / 60, 1) if row["seconds"] is not None else None} for row in payload["scripts"]],
-            ["script", "args", "status", "minutes", "measures", "reason"],
-            title="Scripts",
-        ),
-        *([f"Left out (long; --include-long runs them): {', '.join(payload['left_out'])}", ""] if payload["left_out"] else []),
-    ])
+    verdict = (
+        "met"
+        if total < GOAL_S and payload["complete"]
+        else "not met"
+        if total >= GOAL_S
+        else "not measured (scripts failed or are absent)"
+    )
+    return "\n".join(
+        [
+            "# The bench suite end to end",
+            "",
+            f"Each script ran in its own process, one after another. Total {total / 60:.1f} min; goal under "
+            f"{GOAL_S // 60} min: {verdict}. Each script's own results file has its figures.",
+            "",
+            SHARED_MACHINE_NOTE,
+            "",
+            describe_machine_markdown(payload["machine"]),
+            markdown_table(
+                [
+                    {**row, "minutes": round(row["seconds"] / 60, 1) if row["seconds"] is not None else None}
+                    for row in payload["scripts"]
+                ],
+                ["script", "args", "status", "minutes", "measures", "reason"],
+                title="Scripts",
+            ),
+            *(
+                [f"Left out (long; --include-long runs them): {', '.join(payload['left_out'])}", ""]
+                if payload["left_out"]
+                else []
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=names, help="run just these scripts")
     parser.add_argument("--skip", nargs="*", choices=names, default=[], help="leave these scripts out")
-    parser.add_argument("--include-long", action="store_true", help="also run the long one-off comparisons (exporter_compare)")
+    parser.add_argument(
+        "--include-long", action="store_true", help="also run the long one-off comparisons (exporter_compare)"
+    )
     parser.add_argument("--timeout", type=float, help="seconds allowed per script (default: no limit)")
     parser.add_argument("--export-dir", type=Path, help="keep the shared exports here (default: a temporary directory)")
     args = parser.parse_args(argv)

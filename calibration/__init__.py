@@ -7,6 +7,7 @@ The Python API mirrors ``edgecnn quantize`` and ``edgecnn export --int8``::
                            calibration="builtin", target="cpu", method="percentile")
     print(result.describe(), result.size_ratio)
 """
+
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
     CalibrationSet,
@@ -31,8 +32,23 @@ from edgecnn.calibration.quantize import (
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS
 
 __all__ = [
-    "CalibrationSet", "CalibrationWarning", "Preprocessing", "load_calibration", "DEFAULT_SAMPLES",
-    "QuantizationResult", "QuantizationWarning", "quantize_onnx", "quantize_export", "target_for_device", "choose_target", "Int8Step", "cpu_session_optimization",
+    "CalibrationSet",
+    "CalibrationWarning",
+    "Preprocessing",
+    "load_calibration",
+    "DEFAULT_SAMPLES",
+    "QuantizationResult",
+    "QuantizationWarning",
+    "quantize_onnx",
+    "quantize_export",
+    "target_for_device",
+    "choose_target",
+    "Int8Step",
+    "cpu_session_optimization",
     "quantize_for_timing",
-    "PRESETS", "TARGETS", "METHODS", "DEFAULT_METHOD", "DEFAULT_PERCENTILE",
+    "PRESETS",
+    "TARGETS",
+    "METHODS",
+    "DEFAULT_METHOD",
+    "DEFAULT_PERCENTILE",
 ]

@@ -7,6 +7,7 @@ and centre-cropped to the model's input like any other image, so the set serves 
 Two photographs are a narrow sample of the world: good enough for activation ranges of ImageNet-style
 networks, no substitute for the user's own images (``--calib DIR``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,9 +15,9 @@ import io
 from importlib import resources
 
 import numpy as np
-from edgecnn.calibration.sets import CalibrationSet
 
 from edgecnn.artifact import Preprocessing
+from edgecnn.calibration.sets import CalibrationSet
 from edgecnn.errors import EdgecnnError
 
 __all__ = ["BUILTIN_FILE", "builtin_attribution", "builtin_size", "load_builtin"]
@@ -31,7 +32,9 @@ def _archive() -> dict[str, np.ndarray]:
             with np.load(io.BytesIO(handle.read()), allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as error:
-        raise EdgecnnError(f"the built-in calibration set ({BUILTIN_FILE}) is missing or damaged ({error}): reinstall edgecnn") from None
+        raise EdgecnnError(
+            f"the built-in calibration set ({BUILTIN_FILE}) is missing or damaged ({error}): reinstall edgecnn"
+        ) from None
 
 
 def builtin_attribution() -> str:
@@ -53,7 +56,7 @@ def load_builtin(preprocessing: Preprocessing, samples: int, seed: int) -> Calib
     chosen = np.sort(np.random.default_rng(seed).permutation(count)[:samples])
     crops = []
     for index in chosen:
-        with Image.open(io.BytesIO(blob[offsets[index]:offsets[index + 1]].tobytes())) as image:
+        with Image.open(io.BytesIO(blob[offsets[index] : offsets[index + 1]].tobytes())) as image:
             crops.append(preprocessing.crop_image(image))
     side = int(archive["crop_size"])
     return CalibrationSet(

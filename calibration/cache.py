@@ -8,6 +8,7 @@ so one cache serves both ``--target cpu`` and ``--target tensorrt``.
 ONNX Runtime's own cache (``quantize_static(calibration_cache_path=...)``) has no such key; edgecnn keeps
 its keyed file and hands ORT the ranges through ORT's format (:func:`write_ort_cache`).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ class CacheKey:
     calibration_sha256: str
     method: str
 
-    def differences(self, other: "CacheKey") -> list[str]:
+    def differences(self, other: CacheKey) -> list[str]:
         labels = {"model_sha256": "model", "calibration_sha256": "calibration set", "method": "method"}
         return [
             f"{labels[name]} {getattr(other, name)[:12]} here vs {getattr(self, name)[:12]} in the cache"
@@ -44,7 +45,11 @@ class CacheKey:
 def _method_enum(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method.split("(")[0]]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method.split("(")[0]]
 
 
 def read_cache(path: str | Path, key: CacheKey):
@@ -59,9 +64,13 @@ def read_cache(path: str | Path, key: CacheKey):
         stored = CacheKey(**payload["key"])
         ranges = payload["ranges"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise UsageError(f"{path} is not an edgecnn calibration cache ({type(error).__name__}): delete it or choose another --cache path") from None
+        raise UsageError(
+            f"{path} is not an edgecnn calibration cache ({type(error).__name__}): delete it or choose another --cache path"
+        ) from None
     if payload.get("edgecnn_calibration_cache") != CACHE_FORMAT:
-        raise UsageError(f"{path} was written by another edgecnn cache format ({payload.get('edgecnn_calibration_cache')}): delete it to recalibrate")
+        raise UsageError(
+            f"{path} was written by another edgecnn cache format ({payload.get('edgecnn_calibration_cache')}): delete it to recalibrate"
+        )
     if stored != key:
         raise UsageError(
             f"calibration cache {path} does not match this run ({'; '.join(stored.differences(key))}): "

@@ -6,19 +6,14 @@ with edgecnn, see :mod:`edgecnn.calibration.builtin`) or ``"synthetic"`` (random
 
 The set itself is :class:`edgecnn.calibration.sets.CalibrationSet`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
-from edgecnn.calibration.builtin import load_builtin
-from edgecnn.calibration.sets import (
-    CalibrationSet,
-    CalibrationWarning,
-    check_counts,
-    warn,
-)
 
 from edgecnn.artifact.preprocessing import (
     IMAGE_EXTENSIONS,
@@ -26,11 +21,24 @@ from edgecnn.artifact.preprocessing import (
     find_images,
     read_image,
 )
+from edgecnn.calibration.builtin import load_builtin
+from edgecnn.calibration.sets import (
+    CalibrationSet,
+    CalibrationWarning,
+    check_counts,
+    warn,
+)
 from edgecnn.errors import UsageError, first_line
 
 __all__ = [
-    "CalibrationWarning", "Preprocessing", "CalibrationSet", "load_calibration", "find_images",
-    "IMAGE_EXTENSIONS", "DEFAULT_SAMPLES", "DEFAULT_SEED",
+    "CalibrationWarning",
+    "Preprocessing",
+    "CalibrationSet",
+    "load_calibration",
+    "find_images",
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_SEED",
 ]
 
 DEFAULT_SAMPLES = 200
@@ -38,16 +46,19 @@ DEFAULT_SEED = 0
 ARRAY_KEYS = ("images", "inputs", "x", "data")
 
 
-
 def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int, seed: int) -> CalibrationSet:
     if not directory.exists():
-        raise UsageError(f"calibration directory {directory} does not exist: give a folder of images, a .npy/.npz file, 'builtin' or 'synthetic'")
+        raise UsageError(
+            f"calibration directory {directory} does not exist: give a folder of images, a .npy/.npz file, 'builtin' or 'synthetic'"
+        )
     preprocessing.image_mode()
     files = find_images(directory)
     if not files:
         others = sum(1 for p in directory.rglob("*") if p.is_file())
         found = f" (it holds {others} other files)" if others else " (it is empty)"
-        raise UsageError(f"calibration directory {directory} has no {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} images{found}")
+        raise UsageError(
+            f"calibration directory {directory} has no {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} images{found}"
+        )
     order = np.random.default_rng(seed).permutation(len(files))
     crops, skipped = [], []
     for index in order:
@@ -59,8 +70,16 @@ def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int,
         if len(crops) == samples:
             break
     if not crops:
-        raise UsageError(f"none of the {len(files)} images in {directory} could be read ({len(skipped)} unreadable or corrupt, e.g. {skipped[0]})")
-    classes = sorted({Path(name).parts[0] for name in map(str, (f.relative_to(directory) for f in files)) if len(Path(name).parts) > 1})
+        raise UsageError(
+            f"none of the {len(files)} images in {directory} could be read ({len(skipped)} unreadable or corrupt, e.g. {skipped[0]})"
+        )
+    classes = sorted(
+        {
+            Path(name).parts[0]
+            for name in map(str, (f.relative_to(directory) for f in files))
+            if len(Path(name).parts) > 1
+        }
+    )
     layout = f"ImageFolder tree, {len(classes)} class folders" if classes else "flat folder"
     calibration = CalibrationSet(
         source=str(directory),
@@ -75,7 +94,10 @@ def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int,
         skipped_files=skipped,
     )
     if skipped:
-        warn(calibration, f"skipped {len(skipped)} unreadable or corrupt image files in {directory} (first: {skipped[0]})")
+        warn(
+            calibration,
+            f"skipped {len(skipped)} unreadable or corrupt image files in {directory} (first: {skipped[0]})",
+        )
     return check_counts(calibration)
 
 
@@ -92,7 +114,9 @@ def _select_array(path: Path) -> tuple[np.ndarray, str]:
             raise UsageError(f"{path} holds no arrays")
         key = keys[0] if len(keys) == 1 else next((k for k in ARRAY_KEYS if k in keys), None)
         if key is None:
-            raise UsageError(f"{path} holds several arrays ({', '.join(keys)}): name the calibration array one of {', '.join(ARRAY_KEYS)}")
+            raise UsageError(
+                f"{path} holds several arrays ({', '.join(keys)}): name the calibration array one of {', '.join(ARRAY_KEYS)}"
+            )
         try:
             return archive[key], key
         except ValueError as error:
@@ -122,9 +146,14 @@ def _load_array(path: Path, preprocessing: Preprocessing, samples: int, seed: in
         if not np.isfinite(inputs).all():
             raise UsageError(f"{where} contains NaN or infinity")
         calibration = CalibrationSet(
-            source=str(path), kind="array",
+            source=str(path),
+            kind="array",
             description=f"preprocessed inputs from {path.name} ({len(array)} samples)",
-            preprocessing=preprocessing, requested=samples, seed=seed, available=len(array), inputs=inputs,
+            preprocessing=preprocessing,
+            requested=samples,
+            seed=seed,
+            available=len(array),
+            inputs=inputs,
         )
         return check_counts(calibration)
     if array.dtype != np.uint8:
@@ -139,22 +168,39 @@ def _load_array(path: Path, preprocessing: Preprocessing, samples: int, seed: in
     crops = []
     for index in chosen:
         pixels = np.asarray(array[index])
-        crops.append(preprocessing.crop_image(Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and image_channels == 1 else pixels, mode)))
+        crops.append(
+            preprocessing.crop_image(
+                Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and image_channels == 1 else pixels, mode)
+            )
+        )
     calibration = CalibrationSet(
-        source=str(path), kind="images",
+        source=str(path),
+        kind="images",
         description=f"uint8 images from {path.name} ({len(array)} images, {image_channels} channels)",
-        preprocessing=preprocessing, requested=samples, seed=seed, available=len(array), images=np.stack(crops),
+        preprocessing=preprocessing,
+        requested=samples,
+        seed=seed,
+        available=len(array),
+        images=np.stack(crops),
     )
     return check_counts(calibration)
 
 
 def _synthetic(preprocessing: Preprocessing, samples: int, seed: int) -> CalibrationSet:
     calibration = CalibrationSet(
-        source="synthetic", kind="synthetic",
+        source="synthetic",
+        kind="synthetic",
         description="synthetic standard-normal inputs",
-        preprocessing=preprocessing, requested=samples, seed=seed, available=samples, synthetic_count=samples,
+        preprocessing=preprocessing,
+        requested=samples,
+        seed=seed,
+        available=samples,
+        synthetic_count=samples,
     )
-    warn(calibration, "calibrating on synthetic random data: the ranges are meaningless for accuracy; use real images (--calib DIR or the default 'builtin')")
+    warn(
+        calibration,
+        "calibrating on synthetic random data: the ranges are meaningless for accuracy; use real images (--calib DIR or the default 'builtin')",
+    )
     return calibration
 
 
@@ -186,6 +232,7 @@ def load_calibration(
     if path.suffix.lower() in (".npy", ".npz"):
         return _load_array(path, preprocessing, samples, seed)
     if path.is_file():
-        raise UsageError(f"calibration source {path} is a {path.suffix or 'plain'} file: give a directory of images, a .npy/.npz file, 'builtin' or 'synthetic'")
+        raise UsageError(
+            f"calibration source {path} is a {path.suffix or 'plain'} file: give a directory of images, a .npy/.npz file, 'builtin' or 'synthetic'"
+        )
     return _load_directory(path, preprocessing, samples, seed)
-

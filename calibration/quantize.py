@@ -23,6 +23,7 @@ to noise (MobileNet v2: -3 dB SQNR). :func:`cpu_session_optimization` says which
 Ranges come from :func:`edgecnn.calibration.ranges.compute_ranges` (bounded memory) or a matching cache
 (:mod:`edgecnn.calibration.cache`), and reach ``quantize_static`` through its ``calibration_cache_path``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -30,12 +31,23 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
+
+from edgecnn.artifact import AddedArtifact, artifact_name, get_format
+from edgecnn.artifact.formats import artifact_name
+from edgecnn.artifact.manifest import (
+    MANIFEST_NAME,
+    manifest_json,
+    read_manifest,
+    sha256_file,
+)
+from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
@@ -52,25 +64,33 @@ from edgecnn.calibration.ranges import (
     quiet_ort,
 )
 from edgecnn.calibration.reader import CalibrationReader
-
-from edgecnn.artifact import AddedArtifact, artifact_name, get_format
-from edgecnn.artifact.formats import artifact_name
-from edgecnn.artifact.manifest import (
-    MANIFEST_NAME,
-    manifest_json,
-    read_manifest,
-    sha256_file,
-)
-from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.onnx_facts import input_dims, load_onnx
 from edgecnn.runtime import cpu_session_optimization, create_session
 
 __all__ = [
-    "TARGETS", "PRESETS", "DEFAULT_METHOD", "TargetPreset", "QuantizationResult", "QuantizationWarning",
-    "quantize_onnx", "quantize_export", "target_for_device", "resolve_excluded", "depthwise_convs",
-    "cpu_session_optimization", "auto_cache_path", "quantize_for_timing", "choose_target", "Int8Step", "image_input", "resolve_preprocessing", "ExportLocation", "locate", "record_in_manifest",
+    "TARGETS",
+    "PRESETS",
+    "DEFAULT_METHOD",
+    "TargetPreset",
+    "QuantizationResult",
+    "QuantizationWarning",
+    "quantize_onnx",
+    "quantize_export",
+    "target_for_device",
+    "resolve_excluded",
+    "depthwise_convs",
+    "cpu_session_optimization",
+    "auto_cache_path",
+    "quantize_for_timing",
+    "choose_target",
+    "Int8Step",
+    "image_input",
+    "resolve_preprocessing",
+    "ExportLocation",
+    "locate",
+    "record_in_manifest",
 ]
 
 TARGETS = ("cpu", "tensorrt")
@@ -113,11 +133,23 @@ class TargetPreset:
 
 PRESETS: dict[str, TargetPreset] = {
     "cpu": TargetPreset(
-        "cpu", "onnx-int8-cpu", "uint8", "int8", False, True, None,
+        "cpu",
+        "onnx-int8-cpu",
+        "uint8",
+        "int8",
+        False,
+        True,
+        None,
         "uint8 asymmetric activations, int8 symmetric weights (8- or 7-bit range, measured), int32 biases (ONNX Runtime CPU, U8S8)",
     ),
     "tensorrt": TargetPreset(
-        "tensorrt", "onnx-int8-tensorrt", "int8", "int8", True, False, False,
+        "tensorrt",
+        "onnx-int8-tensorrt",
+        "int8",
+        "int8",
+        True,
+        False,
+        False,
         "int8 symmetric activations and weights (zero point 0), float biases (TensorRT explicit quantization)",
     ),
 }
@@ -211,14 +243,15 @@ class QuantizationResult:
             },
         }
 
-    def moved(self, old: Path, new: Path) -> "QuantizationResult":
+    def moved(self, old: Path, new: Path) -> QuantizationResult:
         """The same result with its files in directory ``new`` instead of ``old`` (a staged export renamed)."""
 
         def relocate(path: Path | None) -> Path | None:
             return new / path.name if path is not None and path.parent == old else path
 
-        return replace(self, path=relocate(self.path), fp32_path=relocate(self.fp32_path),
-                       cache_path=relocate(self.cache_path))
+        return replace(
+            self, path=relocate(self.path), fp32_path=relocate(self.fp32_path), cache_path=relocate(self.cache_path)
+        )
 
     def describe(self) -> str:
         method = f"{self.method} {self.percentile:g}" if self.method == "percentile" else self.method
@@ -232,11 +265,16 @@ def image_input(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | Non
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise UsageError(f"{path}: expected one image input, found {len(inputs)}")
-    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in inputs[0].type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in inputs[0].type.tensor_type.shape.dim
+    ]
     if len(dims) != 4:
         raise UsageError(f"{path}: expected an NCHW image input, found {inputs[0].name} with {len(dims)} dimensions")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise UsageError(f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is {onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}")
+        raise UsageError(
+            f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is {onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}"
+        )
     return inputs[0].name, dims
 
 
@@ -260,13 +298,17 @@ def resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing
     if preprocessing is None:
         channels, height, width = dims[1:]
         if None in (channels, height, width):
-            raise UsageError(f"{fp32_path} has dynamic input dimensions {dims} and no manifest: give the input size (--input-size HxW)")
+            raise UsageError(
+                f"{fp32_path} has dynamic input dimensions {dims} and no manifest: give the input size (--input-size HxW)"
+            )
         preprocessing = Preprocessing.default((height, width), channels)
     preprocessing.check()
     expected = (preprocessing.channels, *preprocessing.input_size)
     for axis, (have, want) in enumerate(zip(dims[1:], expected), start=1):
         if have is not None and have != want:
-            raise UsageError(f"{fp32_path} takes input {dims} but the preprocessing gives {list(expected)} (axis {axis}): check --input-size or the manifest")
+            raise UsageError(
+                f"{fp32_path} takes input {dims} but the preprocessing gives {list(expected)} (axis {axis}): check --input-size or the manifest"
+            )
     return preprocessing
 
 
@@ -288,18 +330,24 @@ def resolve_excluded(model: onnx.ModelProto, patterns: Iterable[str]) -> list[st
     """Node names matched by ``patterns`` (exact names or fnmatch globs such as ``'/classifier/*'``)."""
     names = [node.name for node in model.graph.node]
     if patterns and not all(names):
-        raise UsageError("the model has unnamed nodes, so --exclude cannot address them: re-export it with edgecnn export")
+        raise UsageError(
+            "the model has unnamed nodes, so --exclude cannot address them: re-export it with edgecnn export"
+        )
     chosen: list[str] = []
     for pattern in patterns:
         matched = [name for name in names if name == pattern or fnmatch.fnmatchcase(name, pattern)]
         if not matched:
             examples = ", ".join(names[:3] + (["..."] if len(names) > 3 else []))
-            raise UsageError(f"--exclude {pattern!r} matches no node (node names look like {examples}; globs such as '*Gemm*' work)")
+            raise UsageError(
+                f"--exclude {pattern!r} matches no node (node names look like {examples}; globs such as '*Gemm*' work)"
+            )
         chosen += [name for name in matched if name not in chosen]
     return chosen
 
 
-def auto_cache_path(output_path: str | Path, calibration_sha256: str, method: str, percentile: float = DEFAULT_PERCENTILE) -> Path:
+def auto_cache_path(
+    output_path: str | Path, calibration_sha256: str, method: str, percentile: float = DEFAULT_PERCENTILE
+) -> Path:
     """Where ``cache="auto"`` keeps ranges: beside the INT8 file, named by calibration set and method."""
     import hashlib
 
@@ -316,7 +364,15 @@ def _cache_path(cache, output_path: Path, calibration: CalibrationSet, method: s
     return Path(cache)
 
 
-def _check(fp32_path: Path, int8_path: Path, calibration: CalibrationSet, input_name: str, batch: int | None, samples: int, optimization: str) -> dict[str, Any]:
+def _check(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: CalibrationSet,
+    input_name: str,
+    batch: int | None,
+    samples: int,
+    optimization: str,
+) -> dict[str, Any]:
     """INT8 against FP32 on the first calibration samples: top-1 agreement and output SQNR (not accuracy)."""
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_signal_to_quantization_noice_ratio,
@@ -402,8 +458,13 @@ def quantize_onnx(
     if ranges is None:
         batch = dims[0] if dims[0] is not None else 8
         ranges = compute_ranges(
-            fp32_path, calibration, method=method, percentile=percentile,
-            batch_size=batch, static_batch=dims[0] is not None, progress=progress,
+            fp32_path,
+            calibration,
+            method=method,
+            percentile=percentile,
+            batch_size=batch,
+            static_batch=dims[0] is not None,
+            progress=progress,
         )
         if cache_path is not None:
             write_cache(cache_path, key, ranges, calibration.summary())
@@ -414,11 +475,23 @@ def quantize_onnx(
     made: list[tuple[Path, dict[str, Any], bool]] = []
     try:
         for reduce_range in choices:
-            temporary = _quantize_to_temporary(fp32_path, output_path, ranges, preset, per_channel, excluded, reduce_range)
-            made.append((temporary, _check(fp32_path, temporary, calibration, input_name, dims[0], check_samples, preset.cpu_optimization), reduce_range))
+            temporary = _quantize_to_temporary(
+                fp32_path, output_path, ranges, preset, per_channel, excluded, reduce_range
+            )
+            made.append(
+                (
+                    temporary,
+                    _check(
+                        fp32_path, temporary, calibration, input_name, dims[0], check_samples, preset.cpu_optimization
+                    ),
+                    reduce_range,
+                )
+            )
         temporary, check, reduce_range = max(made, key=lambda m: (m[1]["finite"], m[1]["output_sqnr_db"]))
         if not check["finite"]:
-            raise EdgecnnError(f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written")
+            raise EdgecnnError(
+                f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written"
+            )
         os.replace(temporary, output_path)
     finally:
         for path, _, _ in made:
@@ -454,7 +527,15 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _quantize_to_temporary(fp32_path: Path, output_path: Path, ranges, preset: TargetPreset, per_channel: bool, excluded: list[str], reduce_range: bool) -> Path:
+def _quantize_to_temporary(
+    fp32_path: Path,
+    output_path: Path,
+    ranges,
+    preset: TargetPreset,
+    per_channel: bool,
+    excluded: list[str],
+    reduce_range: bool,
+) -> Path:
     """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path`` (renamed once checked)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
@@ -512,7 +593,9 @@ def quantize_for_timing(fp32_path: str | Path, output_path: str | Path, target: 
         for name, dims in input_dims(onnx.load(str(fp32_path), load_external_data=False)).items()
     }
     rng = np.random.default_rng(0)
-    batches = [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(2)]
+    batches = [
+        {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(2)
+    ]
 
     class RandomInputs(CalibrationDataReader):
         def __init__(self) -> None:
@@ -523,8 +606,15 @@ def quantize_for_timing(fp32_path: str | Path, output_path: str | Path, target: 
 
     activation_type, weight_type = preset.quant_types()
     with quiet_ort():
-        quantize_static(str(fp32_path), str(output_path), RandomInputs(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=activation_type, weight_type=weight_type)
+        quantize_static(
+            str(fp32_path),
+            str(output_path),
+            RandomInputs(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=activation_type,
+            weight_type=weight_type,
+        )
     return Path(output_path)
 
 
@@ -559,7 +649,9 @@ def locate(model: str | Path, target: str, output: str | Path | None = None) -> 
         fp32_path = path
         if (path.parent / MANIFEST_NAME).is_file():
             candidate = read_manifest(path.parent)
-            if any(a.get("format") == "onnx-fp32" and a.get("file") == path.name for a in candidate.get("artifacts", [])):
+            if any(
+                a.get("format") == "onnx-fp32" and a.get("file") == path.name for a in candidate.get("artifacts", [])
+            ):
                 directory, manifest = path.parent, candidate
     else:
         raise UsageError(f"{path} is neither an .onnx file nor an export directory")
@@ -626,10 +718,20 @@ class Int8Step:
         target, reason = choose_target(self.target, self.device)
         name = fp32_path.name.removesuffix(get_format("onnx-fp32").suffix)
         result = quantize_onnx(
-            fp32_path, staging / artifact_name(name, PRESETS[target].format_key),
-            calibration=self.calibration, target=target, method=self.method, percentile=self.percentile,
-            per_channel=self.per_channel, exclude=self.exclude, samples=self.samples, seed=self.seed,
-            cache="auto", preprocessing=preprocessing, progress=self.progress,
+            fp32_path,
+            staging / artifact_name(name, PRESETS[target].format_key),
+            calibration=self.calibration,
+            target=target,
+            method=self.method,
+            percentile=self.percentile,
+            per_channel=self.per_channel,
+            exclude=self.exclude,
+            samples=self.samples,
+            seed=self.seed,
+            cache="auto",
+            preprocessing=preprocessing,
+            progress=self.progress,
         )
-        return AddedArtifact(result.format_key, result.path, result.manifest_entry(), result,
-                             (f"INT8 target {target} ({reason})",))
+        return AddedArtifact(
+            result.format_key, result.path, result.manifest_entry(), result, (f"INT8 target {target} ({reason})",)
+        )

@@ -6,19 +6,20 @@ way). ORT's calibrators merge across ``collect_data`` calls (MinMax merges range
 collector merges histograms), so edgecnn calls ``collect_data`` once per chunk, sized so one chunk's
 activations fit in ``CHUNK_BYTES``, and then ``compute_data`` once.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import onnx
+
 from edgecnn.calibration.reader import CalibrationReader
 from edgecnn.calibration.sets import CalibrationSet
-
 from edgecnn.errors import EdgecnnError
 
 __all__ = ["METHODS", "DEFAULT_PERCENTILE", "compute_ranges", "method_key", "quantizable_op_types", "quiet_ort"]
@@ -94,10 +95,16 @@ def _create_calibrator(model_path: Path, method: str, percentile: float, workdir
 
     options = {
         "minmax": (CalibrationMethod.MinMax, {"symmetric": False}),
-        "entropy": (CalibrationMethod.Entropy, {"symmetric": False, "num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS}),
+        "entropy": (
+            CalibrationMethod.Entropy,
+            {"symmetric": False, "num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS},
+        ),
         # Signed histograms (symmetric=False) keep one-sided ranges, e.g. [0, t] after ReLU, for uint8 targets;
         # the quantizer symmetrizes them for TensorRT.
-        "percentile": (CalibrationMethod.Percentile, {"symmetric": False, "num_bins": PERCENTILE_BINS, "percentile": percentile}),
+        "percentile": (
+            CalibrationMethod.Percentile,
+            {"symmetric": False, "num_bins": PERCENTILE_BINS, "percentile": percentile},
+        ),
     }
     calibrate_method, extra = options[method]
     return create_calibrator(

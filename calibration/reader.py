@@ -1,11 +1,13 @@
 """An ONNX Runtime ``CalibrationDataReader`` that streams a :class:`CalibrationSet` one model batch at a time."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-from edgecnn.calibration.sets import CalibrationSet
 from onnxruntime.quantization import CalibrationDataReader
+
+from edgecnn.calibration.sets import CalibrationSet
 
 __all__ = ["CalibrationReader"]
 

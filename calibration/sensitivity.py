@@ -25,16 +25,18 @@ convolution output, so the Q/DQ "error" would be the activation function itself.
 :func:`auto_fallback` keeps the worst-ranked layers in float, as few as it can, until the top-1 drop
 measured by the caller's ``evaluate(model_path) -> top-1 %`` meets the budget.
 """
+
 from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import onnx
+
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
@@ -49,11 +51,18 @@ from edgecnn.calibration.quantize import (
 )
 from edgecnn.calibration.ranges import quiet_ort
 from edgecnn.calibration.reader import CalibrationReader
-
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.onnx_facts import load_onnx
 
-__all__ = ["LayerError", "analyze", "FallbackStep", "FallbackResult", "auto_fallback", "top1_evaluator", "ANALYZE_SAMPLES"]
+__all__ = [
+    "LayerError",
+    "analyze",
+    "FallbackStep",
+    "FallbackResult",
+    "auto_fallback",
+    "top1_evaluator",
+    "ANALYZE_SAMPLES",
+]
 
 ANALYZE_SAMPLES = 8
 CHUNK_BYTES = 256 * 2**20
@@ -104,7 +113,11 @@ def _activation_qparams(model: onnx.ModelProto) -> dict[str, tuple[float, int, i
         if node.op_type != "QuantizeLinear" or node.input[1] not in values:
             continue
         scale = onnx.numpy_helper.to_array(values[node.input[1]])
-        zero_point = onnx.numpy_helper.to_array(values[node.input[2]]) if len(node.input) > 2 and node.input[2] in values else np.zeros((), np.uint8)
+        zero_point = (
+            onnx.numpy_helper.to_array(values[node.input[2]])
+            if len(node.input) > 2 and node.input[2] in values
+            else np.zeros((), np.uint8)
+        )
         if scale.size != 1:
             continue
         limits = np.iinfo(zero_point.dtype)
@@ -177,8 +190,10 @@ def analyze(
     local = {t: _db(e[0], e[1]) for t, e in energies.items() if t in qparams}
     accumulated = {t: _db(e[0], e[2]) for t, e in energies.items()}
     weights = {
-        name: _db(float(np.square(match["float"], dtype=np.float64).sum()),
-                  float(np.square(match["float"].astype(np.float64) - match["dequantized"]).sum()))
+        name: _db(
+            float(np.square(match["float"], dtype=np.float64).sum()),
+            float(np.square(match["float"].astype(np.float64) - match["dequantized"]).sum()),
+        )
         for name, match in weight_matches.items()
     }
     rows = []
@@ -186,7 +201,10 @@ def analyze(
         inputs = [local[name] for name in node.input if local.get(name) is not None]
         weight = weights.get(node.input[1]) if len(node.input) > 1 else None
         row = LayerError(
-            node=node.name, op_type=node.op_type, tensor=node.output[0], sqnr_db=None,
+            node=node.name,
+            op_type=node.op_type,
+            tensor=node.output[0],
+            sqnr_db=None,
             input_sqnr_db=min(inputs) if inputs else None,
             weight_sqnr_db=weight,
             output_sqnr_db=accumulated.get(node.output[0]),
@@ -249,8 +267,10 @@ def auto_fallback(
         _, dims = image_input(model, fp32_path)
         preprocessing = resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None))
         calibration = load_calibration(
-            calibration, preprocessing=preprocessing,
-            samples=options.pop("samples", None) or DEFAULT_SAMPLES, seed=options.pop("seed", DEFAULT_SEED),
+            calibration,
+            preprocessing=preprocessing,
+            samples=options.pop("samples", None) or DEFAULT_SAMPLES,
+            seed=options.pop("seed", DEFAULT_SEED),
         )
     else:
         options.pop("samples", None)
@@ -264,7 +284,14 @@ def auto_fallback(
 
         def attempt(extra: list[str]) -> tuple[QuantizationResult, float]:
             candidate = Path(workdir) / f"step{len(steps)}" / output_path.name
-            result = quantize_onnx(fp32_path, candidate, calibration=calibration, exclude=user_excluded + extra, cache=ranges_cache, **options)
+            result = quantize_onnx(
+                fp32_path,
+                candidate,
+                calibration=calibration,
+                exclude=user_excluded + extra,
+                cache=ranges_cache,
+                **options,
+            )
             top1 = float(evaluate(candidate))
             steps.append(FallbackStep(len(extra), top1, fp32_top1 - top1, fp32_top1 - top1 <= max_drop))
             return result, top1
@@ -301,6 +328,13 @@ def auto_fallback(
                     low = middle
             chosen = candidates[:high]
             result, top1 = best
-        final = quantize_onnx(fp32_path, output_path, calibration=calibration, exclude=user_excluded + chosen, cache=ranges_cache, **options)
+        final = quantize_onnx(
+            fp32_path,
+            output_path,
+            calibration=calibration,
+            exclude=user_excluded + chosen,
+            cache=ranges_cache,
+            **options,
+        )
     final.cache_path = Path(cache) if cache is not None else None
     return FallbackResult(final, fp32_top1, top1, max_drop, chosen, steps, ranking)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,12 +66,14 @@ class CalibrationSet:
             return self.preprocessing.normalize(self.images[indices])
         if self.inputs is not None:
             return np.ascontiguousarray(self.inputs[indices], dtype=np.float32)
-        return np.stack([
-            np.random.default_rng([self.seed, index]).standard_normal(self.input_shape, dtype=np.float32)
-            for index in indices
-        ])
+        return np.stack(
+            [
+                np.random.default_rng([self.seed, index]).standard_normal(self.input_shape, dtype=np.float32)
+                for index in indices
+            ]
+        )
 
-    def head(self, count: int) -> "CalibrationSet":
+    def head(self, count: int) -> CalibrationSet:
         """The first ``count`` samples as a set of their own."""
         return replace(
             self,
@@ -84,12 +87,14 @@ class CalibrationSet:
     def sha256(self) -> str:
         """Digest of the preprocessed samples and the preprocessing: the calibration half of a cache key."""
         digest = hashlib.sha256()
-        digest.update(json.dumps({"kind": self.kind, "preprocessing": self.preprocessing.as_dict()}, sort_keys=True).encode())
+        digest.update(
+            json.dumps({"kind": self.kind, "preprocessing": self.preprocessing.as_dict()}, sort_keys=True).encode()
+        )
         if self.images is not None:
             digest.update(np.ascontiguousarray(self.images).data)
         elif self.inputs is not None:
             for start in range(0, len(self.inputs), 64):
-                digest.update(np.ascontiguousarray(self.inputs[start:start + 64], dtype=np.float32).data)
+                digest.update(np.ascontiguousarray(self.inputs[start : start + 64], dtype=np.float32).data)
         else:
             digest.update(f"synthetic seed={self.seed} count={self.synthetic_count}".encode())
         return digest.hexdigest()

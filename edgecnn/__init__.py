@@ -1,4 +1,5 @@
 """edgecnn: classic CNNs from PyTorch to edge devices (zoo, export, INT8, TensorRT, profiling)."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 from edgecnn.registry import ModelSpec, get_model, get_spec, list_models, register_model, resolve_name

@@ -15,14 +15,16 @@ machine falls on all formats alike and the speed-ups (PyTorch eager p50 / format
     for row in report.rows:
         print(row.format, row.batch, row.status, row.p50_ms, row.speedup)
 """
+
 from __future__ import annotations
 
 import contextlib
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -326,16 +328,22 @@ def _resolve_target(model: str, data: str | None, weights, num_classes, input_si
         name = resolve_name(model)
         reference = REFERENCE_MODELS.get(name)
         if reference is not None and not reference.shipped:
-            raise UsageError(f"{name}'s digits reference weights are not shipped: train them with scripts/train_digits.py {name} and pass --weights")
+            raise UsageError(
+                f"{name}'s digits reference weights are not shipped: train them with scripts/train_digits.py {name} and pass --weights"
+            )
         if reference is not None:
             options = reference.export_options()
             weights, num_classes = reference_weights_path(name), options["num_classes"]
             input_size = input_size or options["input_size"]
             config = {**options["config"], **config}
-            notes.append(f"{name}: digits reference weights and config {options['config'] or '(default)'} (edgecnn.testing)")
+            notes.append(
+                f"{name}: digits reference weights and config {options['config'] or '(default)'} (edgecnn.testing)"
+            )
     source = resolve_source(model, weights=weights, num_classes=num_classes, input_size=input_size, config=config)
     if source.randomly_initialized and data is not None:
-        notes.append(f"{source.name} has randomly initialized weights (seed 0): accuracy is meaningless without --weights")
+        notes.append(
+            f"{source.name} has randomly initialized weights (seed 0): accuracy is meaningless without --weights"
+        )
     return _Target(model, source, Path(weights) if weights else None, num_classes, input_size, config, notes)
 
 
@@ -399,19 +407,32 @@ def benchmark(
     for key in keys:
         fmt = get_format(key)
         reason = _not_available_reason(fmt)
-        rows[key] = FormatResult(source.name, key, batch_sizes[0], NOT_AVAILABLE if reason else OK, reason, fmt.runtime, fmt.precision)
+        rows[key] = FormatResult(
+            source.name, key, batch_sizes[0], NOT_AVAILABLE if reason else OK, reason, fmt.runtime, fmt.precision
+        )
 
     runnable = [key for key in keys if rows[key].status == OK]
     steps.advance("exporting")
     artifacts = prepare_artifacts(
-        model, runnable, export_dir=export_dir, batches=batch_sizes, weights=target.weights, num_classes=target.num_classes,
-        input_size=target.input_size, config=target.config, data=data, calibration=calibration,
-        quantize_options=quantize_options, source=source,
+        model,
+        runnable,
+        export_dir=export_dir,
+        batches=batch_sizes,
+        weights=target.weights,
+        num_classes=target.num_classes,
+        input_size=target.input_size,
+        config=target.config,
+        data=data,
+        calibration=calibration,
+        quantize_options=quantize_options,
+        source=source,
     )
     target.notes += artifacts.notes
     files = dict(artifacts.files)
     if files:
-        files.update({k: path for k, path in _existing_files(artifacts.directory).items() if k in keys and k not in runnable})
+        files.update(
+            {k: path for k, path in _existing_files(artifacts.directory).items() if k in keys and k not in runnable}
+        )
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -511,7 +532,9 @@ def prepare_artifacts(
 
     keys = [k for k in keys if get_format(k).suffix.endswith((".onnx", ".ort"))]
     if source is None:
-        source = resolve_source(model, weights=weights, num_classes=num_classes, input_size=input_size, config=dict(config or {}))
+        source = resolve_source(
+            model, weights=weights, num_classes=num_classes, input_size=input_size, config=dict(config or {})
+        )
     directory = Path(export_dir) / source.name
     artifacts = Artifacts(directory)
     if not keys:
@@ -529,8 +552,13 @@ def prepare_artifacts(
     if not direct <= set(artifacts.files):
         try:
             result = export_model(
-                model, output_dir=export_dir, weights=weights, num_classes=num_classes, input_size=input_size,
-                config=dict(config or {}), dynamic_batch=True,
+                model,
+                output_dir=export_dir,
+                weights=weights,
+                num_classes=num_classes,
+                input_size=input_size,
+                config=dict(config or {}),
+                dynamic_batch=True,
                 fp16="onnx-fp16" in direct or "onnx-fp16" in artifacts.files,
                 ort="ort" in direct or "ort" in artifacts.files,
             )
@@ -552,7 +580,9 @@ def prepare_artifacts(
                 options = dict(quantize_options or {})
                 if calibration is None and data == "digits":
                     options.setdefault("samples", _split_size(source_images))
-                result = quantize_export(directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **options)
+                result = quantize_export(
+                    directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **options
+                )
             except Exception as error:  # as above: the INT8 row says why, the other formats go on
                 artifacts.files.pop(key, None)
                 artifacts.failures[key] = f"INT8 quantization failed: {_reason(error)}"
@@ -649,7 +679,9 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def _measure_latency(source, keys, rows, runners, batches, warmup, rounds, round_seconds, steps: _StepCounter) -> list[FormatResult]:
+def _measure_latency(
+    source, keys, rows, runners, batches, warmup, rounds, round_seconds, steps: _StepCounter
+) -> list[FormatResult]:
     """One row per format and batch; the formats that run are timed together, alternating."""
     from edgecnn.export.verify import check_inputs
 
@@ -663,7 +695,7 @@ def _measure_latency(source, keys, rows, runners, batches, warmup, rounds, round
                 continue
             if runner.fixed_batch not in (None, batch):
                 continue
-            candidates[key] = (lambda r: (lambda: r.predict(inputs)))(runner)
+            candidates[key] = (lambda r: lambda: r.predict(inputs))(runner)
         failed: dict[str, str] = {}
         for key in list(candidates):
             try:

@@ -10,13 +10,15 @@ into train (1,257), calibration (180) and test (360) images; the reference model
 train split, quantizers calibrate on the calibration split, and accuracy is measured on the test split
 only, so calibration never sees an image it is scored on.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +106,9 @@ class LabelledImages:
         if crops:
             yield Batch(preprocessing.normalize(np.stack(crops)), np.asarray(labels, np.int64))
         if len(self.skipped) == len(self.items):
-            raise UsageError(f"none of the {len(self.items)} images in {self.name} could be read: are they JPEG/PNG files?")
+            raise UsageError(
+                f"none of the {len(self.items)} images in {self.name} could be read: are they JPEG/PNG files?"
+            )
 
     def arrays(self, preprocessing: Mapping[str, Any] | Preprocessing) -> Batch:
         """Every image at once: for small sets such as digits (a large tree should be iterated with :meth:`batches`)."""
@@ -118,7 +122,9 @@ def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise EdgecnnError("the digits set ships with scikit-learn, which is not installed: pip install scikit-learn") from None
+        raise EdgecnnError(
+            "the digits set ships with scikit-learn, which is not installed: pip install scikit-learn"
+        ) from None
     bunch = sklearn_digits()
     images = np.rint(bunch.images * (255.0 / _DIGITS_LEVELS)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)
@@ -176,17 +182,23 @@ def load_image_folder(root: str | Path) -> LabelledImages:
     if not root.exists():
         raise UsageError(f"evaluation data {root} does not exist: give an image folder tree or 'digits'")
     if not root.is_dir():
-        raise UsageError(f"evaluation data {root} is not a directory: give an image folder tree (ROOT/<class>/<image>) or 'digits'")
+        raise UsageError(
+            f"evaluation data {root} is not a directory: give an image folder tree (ROOT/<class>/<image>) or 'digits'"
+        )
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise UsageError(f"{root} has no class folders: an evaluation tree needs one sub-folder of images per class (ROOT/<class>/<image>)")
+        raise UsageError(
+            f"{root} has no class folders: an evaluation tree needs one sub-folder of images per class (ROOT/<class>/<image>)"
+        )
     items, labels = [], []
     for index, name in enumerate(classes):
         files = find_images(root / name)
         items += files
         labels += [index] * len(files)
     if not items:
-        raise UsageError(f"{root} has class folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) but no images in them")
+        raise UsageError(
+            f"{root} has class folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) but no images in them"
+        )
     return LabelledImages(name=str(root), classes=tuple(classes), items=items, labels=np.asarray(labels, np.int64))
 
 
@@ -197,7 +209,9 @@ def load_labelled(source: str | Path, split: str = "test") -> LabelledImages:
     return load_image_folder(source)
 
 
-def write_digits_split(split: str, destination: str | Path, preprocessing: Mapping[str, Any] | Preprocessing | None = None) -> Path:
+def write_digits_split(
+    split: str, destination: str | Path, preprocessing: Mapping[str, Any] | Preprocessing | None = None
+) -> Path:
     """Write a digits split for tools that read files, such as the INT8 calibrator.
 
     ``destination`` ending in ``.npz``: the split preprocessed for a model (``preprocessing`` is an export
@@ -210,7 +224,9 @@ def write_digits_split(split: str, destination: str | Path, preprocessing: Mappi
     destination = Path(destination)
     if destination.suffix == ".npz":
         if preprocessing is None:
-            raise UsageError("writing a preprocessed .npz needs the model's preprocessing (the manifest's 'preprocessing' block)")
+            raise UsageError(
+                "writing a preprocessed .npz needs the model's preprocessing (the manifest's 'preprocessing' block)"
+            )
         arrays = data.arrays(preprocessing)
         destination.parent.mkdir(parents=True, exist_ok=True)
         np.savez(destination, images=arrays.images, labels=arrays.labels)

@@ -7,6 +7,7 @@ A Jetson may run more than one JetPack release, and the release decides the Tens
 what ``check`` and ``compile`` accept, and whether TensorRT can use the DLA). Each device lists its
 releases; :func:`resolve_jetpack` picks one for a command (``--jetpack``, default the newest).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,8 +23,15 @@ from typing import Any
 from edgecnn.errors import UnknownNameError, UsageError
 
 __all__ = [
-    "Device", "JetpackRelease", "list_devices", "get_device", "resolve_devices", "resolve_jetpack", "device_as_dict",
-    "measure_host", "fast_int8_note",
+    "Device",
+    "JetpackRelease",
+    "list_devices",
+    "get_device",
+    "resolve_devices",
+    "resolve_jetpack",
+    "device_as_dict",
+    "measure_host",
+    "fast_int8_note",
 ]
 
 
@@ -222,7 +230,8 @@ def resolve_jetpack(device: Device | str, jetpack: str | None = None) -> Jetpack
     wanted = _jetpack_parts(jetpack)
     if wanted is None:
         raise UsageError(
-            f"--jetpack {jetpack!r} is not a JetPack version such as 6.2 or 7.x: {device.id} runs {listed}")
+            f"--jetpack {jetpack!r} is not a JetPack version such as 6.2 or 7.x: {device.id} runs {listed}"
+        )
     matches = [r for r in releases if _same_line(_version_key(r.jetpack), wanted)]
     if not matches:
         raise UsageError(f"{device.id} does not run JetPack {jetpack}: it runs JetPack {listed}")
@@ -248,7 +257,9 @@ def fast_int8_note(device: Device) -> str | None:
     """
     if device.processor != "gpu" or device.compute_capability not in ("5.3", "6.2"):
         return None
-    return (f"{device.id}'s GPU (compute capability {device.compute_capability}) has no fast INT8: TensorRT's "
-            "platformHasFastInt8() is false there and its builder has no INT8 kernels to pick, so the Q/DQ layers run "
-            "in FP32/FP16 with conversions around them: expect no speed-up over FP16. Compile the FP16 model "
-            "(--precision fp16) [TensorRT 8.x support matrix, Hardware and Precision]")
+    return (
+        f"{device.id}'s GPU (compute capability {device.compute_capability}) has no fast INT8: TensorRT's "
+        "platformHasFastInt8() is false there and its builder has no INT8 kernels to pick, so the Q/DQ layers run "
+        "in FP32/FP16 with conversions around them: expect no speed-up over FP16. Compile the FP16 model "
+        "(--precision fp16) [TensorRT 8.x support matrix, Hardware and Precision]"
+    )

@@ -1,4 +1,5 @@
 """Errors a user can act on. The CLI prints them as one line and exits non-zero, without a traceback."""
+
 from __future__ import annotations
 
 

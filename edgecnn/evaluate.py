@@ -9,13 +9,15 @@ with it. A drop above ``max_drop`` fails the gate; ``edgecnn eval`` then exits n
 TensorRT-targeted INT8 models run here through ONNX Runtime's CPU kernels for the same Q/DQ graph:
 the same quantization scales, so the same accuracy up to rounding differences between kernels.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +131,9 @@ def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:
     model = manifest.get("model", {}).get("name") or path.name.split(".")[0]
     if entry is not None:
         key = entry["format"]
-        optimization = (entry.get("quantization") or {}).get("onnxruntime_cpu_optimization") or cpu_session_optimization(key)
+        optimization = (entry.get("quantization") or {}).get(
+            "onnxruntime_cpu_optimization"
+        ) or cpu_session_optimization(key)
         return Artifact(path, model, key, get_format(key).precision, manifest, optimization)
     precision = "fp32" if path.suffix == ".ort" else graph_precision(load_onnx(path, load_external_data=False))
     optimization = cpu_session_optimization(path) if precision == "int8" else "all"
@@ -154,7 +158,9 @@ def resolve_artifacts(paths: Sequence[str | Path], reference: str | Path | None 
     """
     reference = Path(reference) if reference is not None else None
     if not paths:
-        raise UsageError("name at least one artifact: an ONNX file or an export directory (for example exports/mobilenet_v2)")
+        raise UsageError(
+            "name at least one artifact: an ONNX file or an export directory (for example exports/mobilenet_v2)"
+        )
     artifacts: dict[Path, Artifact] = {}
     for given in map(Path, paths):
         if not given.exists():
@@ -171,14 +177,18 @@ def resolve_artifacts(paths: Sequence[str | Path], reference: str | Path | None 
                 artifacts.setdefault(path.resolve(), _artifact_from_file(path, manifest))
             continue
         if given.suffix == ".engine":
-            raise UsageError(f"{given} is a TensorRT engine, which needs a GPU: evaluate the ONNX model it was built from")
+            raise UsageError(
+                f"{given} is a TensorRT engine, which needs a GPU: evaluate the ONNX model it was built from"
+            )
         if given.suffix not in _RUNNABLE_SUFFIXES:
             raise UsageError(f"{given} is not an ONNX model: 'edgecnn eval' runs .onnx files and export directories")
         artifacts.setdefault(given.resolve(), _artifact_from_file(given, _manifest_beside(given, reference)))
     return list(artifacts.values())
 
 
-def _with_references(artifacts: list[Artifact], reference: Path | None) -> tuple[list[Artifact], dict[Path, Path | None]]:
+def _with_references(
+    artifacts: list[Artifact], reference: Path | None
+) -> tuple[list[Artifact], dict[Path, Path | None]]:
     """Add each artifact's FP32 reference when it was not given; map every artifact to its reference."""
     chosen = {a.path.resolve(): a for a in artifacts}
     references: dict[Path, Path | None] = {}
@@ -217,7 +227,7 @@ def _logits(session, images: np.ndarray) -> np.ndarray:
         return session.run(None, {name: images})[0]
     outputs = []
     for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
+        chunk = images[start : start + batch]
         if len(chunk) < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
         outputs.append(session.run(None, {name: chunk})[0][: min(batch, len(images) - start)])
@@ -233,10 +243,17 @@ class _Tally:
     predictions: list[np.ndarray] = field(default_factory=list)
 
 
-def _run_group(artifacts: Sequence[Artifact], data: LabelledImages, top_k: int, threads: int | None,
-               on_images: Callable[[int], None] | None) -> dict[Path, _Tally]:
+def _run_group(
+    artifacts: Sequence[Artifact],
+    data: LabelledImages,
+    top_k: int,
+    threads: int | None,
+    on_images: Callable[[int], None] | None,
+) -> dict[Path, _Tally]:
     """Decode each image once and run it through every artifact sharing this preprocessing."""
-    sessions = {a.path.resolve(): create_session(a.path, threads=threads, optimization=a.optimization) for a in artifacts}
+    sessions = {
+        a.path.resolve(): create_session(a.path, threads=threads, optimization=a.optimization) for a in artifacts
+    }
     tallies = {path: _Tally() for path in sessions}
     for batch in data.batches(artifacts[0].preprocessing):
         for path, session in sessions.items():
@@ -245,7 +262,9 @@ def _run_group(artifacts: Sequence[Artifact], data: LabelledImages, top_k: int, 
             tally = tallies[path]
             tally.seconds += time.perf_counter() - started
             if logits.ndim != 2:
-                raise UsageError(f"{path.name} outputs shape {list(logits.shape)}, not [N, classes]: is it a classifier?")
+                raise UsageError(
+                    f"{path.name} outputs shape {list(logits.shape)}, not [N, classes]: is it a classifier?"
+                )
             ranked = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
             tally.correct_top1 += int((ranked[:, 0] == batch.labels).sum())
             tally.correct_topk += int((ranked == batch.labels[:, None]).any(axis=1).sum())
@@ -273,7 +292,9 @@ def evaluate(
     """
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
-    resolved, references = _with_references(resolve_artifacts(artifacts, reference), Path(reference) if reference else None)
+    resolved, references = _with_references(
+        resolve_artifacts(artifacts, reference), Path(reference) if reference else None
+    )
     labelled = data if isinstance(data, LabelledImages) else load_labelled(data)
     _check_classes(resolved, labelled)
     k = min(top_k, labelled.num_classes)

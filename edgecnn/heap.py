@@ -5,6 +5,7 @@ most of the freed medium-sized blocks in the process rather than returning them,
 raises the resident peak further. ``malloc_trim`` returns them; with it the export pipeline's peak is its
 largest single stage instead of the sum (bench/results/export.md). Elsewhere than glibc it does nothing.
 """
+
 from __future__ import annotations
 
 import ctypes

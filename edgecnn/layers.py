@@ -2,9 +2,10 @@
 
 Attribute names follow torchvision where it has the same block, because checkpoints are keyed on them.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

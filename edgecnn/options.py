@@ -7,7 +7,7 @@ Memory sizes follow the device catalog: 1 MB = 2**20 bytes.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from edgecnn.errors import UsageError
 

@@ -7,7 +7,7 @@ One table for the cost model, the device catalog's peaks, the profiler, the plot
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 from edgecnn.errors import UnknownNameError, UsageError
 

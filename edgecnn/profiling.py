@@ -10,8 +10,8 @@ quantizer, on synthetic data, since latency does not depend on the calibration v
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import onnx
 
@@ -59,7 +59,9 @@ def _file_target(path: Path) -> ProfileTarget:
     return ProfileTarget(path.name.split(".")[0], "onnx", lambda: [onnx_file_source(path)], path)
 
 
-def resolve_targets(models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()) -> list[ProfileTarget]:
+def resolve_targets(
+    models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()
+) -> list[ProfileTarget]:
     """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags).
 
     Naming nothing profiles the whole zoo, as ``edgecnn profile --device jetson`` does.

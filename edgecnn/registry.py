@@ -3,15 +3,17 @@
 Modelled on torchvision's ``_api.py`` and timm's ``_registry.py``: builders register themselves with a
 decorator, ``list_models`` filters names with fnmatch, ``get_model`` builds by name or family alias.
 """
+
 from __future__ import annotations
 
 import csv
 import difflib
 import fnmatch
 import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -179,9 +181,7 @@ def register_model(
             paper=paper,
             min_input_size=min_input_size,
             torchvision_config=(
-                dict(torchvision if isinstance(torchvision, Mapping) else {})
-                if torchvision is not False
-                else None
+                dict(torchvision if isinstance(torchvision, Mapping) else {}) if torchvision is not False else None
             ),
         )
         return builder

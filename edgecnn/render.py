@@ -2,6 +2,7 @@
 
 Reports are data; how they look is decided here only, so every command offers the same formats.
 """
+
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,8 @@ import dataclasses
 import io
 import json
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -123,4 +125,3 @@ def _wide_enough(console: Console, table: Table) -> Console:
     if widest <= console.width:
         return console
     return Console(file=console.file, width=widest, no_color=console.no_color, highlight=False)
-

@@ -5,6 +5,7 @@ knob varied alone against ONNX Runtime's defaults on a few zoo models, candidate
 process (results and the machine in ``bench/results/ort_settings.md``). :func:`session_settings` returns
 what :func:`create_session` applies, for export manifests and benchmark reports.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,7 +69,9 @@ class SessionSettings:
 
     def __post_init__(self) -> None:
         if self.optimization not in OPTIMIZATION_LEVELS:
-            raise UsageError(f"unknown graph optimization level {self.optimization!r}: choose {', '.join(OPTIMIZATION_LEVELS)}")
+            raise UsageError(
+                f"unknown graph optimization level {self.optimization!r}: choose {', '.join(OPTIMIZATION_LEVELS)}"
+            )
         if self.execution_mode not in EXECUTION_MODES:
             raise UsageError(f"unknown execution mode {self.execution_mode!r}: choose {' or '.join(EXECUTION_MODES)}")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:

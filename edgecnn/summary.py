@@ -3,6 +3,7 @@
 MACs come from the one cost model on the model's ONNX graph (:mod:`edgecnn.profile.cost`), joined to the module
 rows by the module path the exporter writes into each node's name (``/features/features.0/Conv``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from edgecnn.profile.cost import CONVENTION, analyze
 from edgecnn.registry import get_model, get_spec
 
 __all__ = ["LayerRow", "ModelSummary", "count_parameters", "module_macs", "summarize"]
-
 
 
 @dataclass
@@ -73,12 +73,14 @@ def _module_path(node_name: str) -> str:
     with its parent's scope name where the parent is a container, so each part adds what follows that prefix."""
     parts, names, previous = node_name.strip("/").split("/")[:-1], [], ""
     for part in parts:
-        names.append(part[len(previous) + 1:] if previous and part.startswith(previous + ".") else part)
+        names.append(part[len(previous) + 1 :] if previous and part.startswith(previous + ".") else part)
         previous = part
     return ".".join(names)
 
 
-def summarize(name: str, input_size=None, num_classes: int | None = None, *, macs: bool = True, **config) -> ModelSummary:
+def summarize(
+    name: str, input_size=None, num_classes: int | None = None, *, macs: bool = True, **config
+) -> ModelSummary:
     """Trace one forward pass of a batch-1 input and record every leaf module that ran, in execution order.
 
     With ``macs`` (and no builder ``config``, which the cached graphs do not cover) each row also gets

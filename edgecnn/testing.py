@@ -19,13 +19,15 @@ The reference models are small versions of six classic networks trained on the d
 ``edgecnn/data/reference_weights`` as float16 state_dicts (cast back to float32 on load), ResNet-18's
 (11 M parameters, 22 MB even in float16) are trained where they are needed and cached.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgecnn.artifact import Preprocessing
 from edgecnn.evaluate import evaluate

@@ -4,6 +4,7 @@ onnxslim is the default (constant folding, identity/dead-node removal, Conv+BN f
 left any, shape inference); ONNX Runtime's basic offline optimization is the alternative. The choice and
 its measurement are in docs/exporters.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,9 +12,9 @@ import os
 import tempfile
 
 import onnx
-from edgecnn.export.to_onnx import load_inline, mark_external
 
 from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.export.to_onnx import load_inline, mark_external
 from edgecnn.heap import release_free_heap
 
 __all__ = ["OPTIMIZERS", "DEFAULT_OPTIMIZER", "clean_graph", "check_graph", "values_without_shape"]
@@ -30,7 +31,9 @@ def _ort_basic(model: onnx.ModelProto | str, scratch: str) -> str:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = target
     options.log_severity_level = 3
-    ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(
+        model if isinstance(model, str) else model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     return target
 
 
@@ -115,8 +118,7 @@ def clean_graph(
 def values_without_shape(model: onnx.ModelProto) -> list[str]:
     """Names of node outputs that shape inference left without a complete tensor shape."""
     typed = {
-        value.name: value
-        for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
+        value.name: value for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
     }
     missing = []
     for node in model.graph.node:
@@ -146,4 +148,6 @@ def check_graph(model: onnx.ModelProto, path: str | os.PathLike | None = None) -
         raise EdgecnnError(f"the ONNX model fails onnx's checker: {first_line(error, 300)}") from None
     missing = values_without_shape(model)
     if missing:
-        raise EdgecnnError(f"shape inference left {len(missing)} values without a shape, first: {', '.join(missing[:3])}")
+        raise EdgecnnError(
+            f"shape inference left {len(missing)} values without a shape, first: {', '.join(missing[:3])}"
+        )

@@ -4,6 +4,7 @@ Uses the float16 converter ONNX Runtime ships (onnxruntime.transformers.float16,
 onnxconverter-common's), so edgecnn does not re-implement the graph rewrite. The converter appends its
 input casts at the end of the node list; the clean-up pass puts the graph back in topological order.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -3,6 +3,7 @@
 Done the way onnxruntime.tools.convert_onnx_models_to_ort does it ("Fixed" style): a session with basic
 optimizations saves the model in ORT format.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

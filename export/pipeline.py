@@ -3,27 +3,18 @@
 Every artifact is verified against PyTorch before anything is written; a failed step leaves no
 directory behind (see :mod:`edgecnn.artifact.staging`). The CLI's ``edgecnn export`` calls :func:`export_model`.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import onnx
-from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
-from edgecnn.export.fp16 import to_fp16
-from edgecnn.export.ort_format import to_ort_format
-from edgecnn.export.source import ModelSource, resolve_source
-from edgecnn.export.to_onnx import (
-    DEFAULT_EXPORTER,
-    DEFAULT_OPSET,
-    remove_onnx_file,
-    torch_to_onnx_file,
-)
-from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
 
 from edgecnn.artifact import (
     MANIFEST_NAME,
@@ -37,6 +28,17 @@ from edgecnn.artifact import (
     staged_directory,
 )
 from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
+from edgecnn.export.fp16 import to_fp16
+from edgecnn.export.ort_format import to_ort_format
+from edgecnn.export.source import ModelSource, resolve_source
+from edgecnn.export.to_onnx import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    remove_onnx_file,
+    torch_to_onnx_file,
+)
+from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
 from edgecnn.heap import release_free_heap
 from edgecnn.runtime import create_session, run_session, usable_cores
 
@@ -97,8 +99,12 @@ def _run_batched(session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
         return run_session(session, inputs)
     chunks = []
     for start in range(0, len(inputs), batch):
-        chunk = inputs[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)]) if len(chunk) < batch else chunk
+        chunk = inputs[start : start + batch]
+        padded = (
+            np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+            if len(chunk) < batch
+            else chunk
+        )
         chunks.append(run_session(session, padded)[: len(chunk)])
     return np.concatenate(chunks)
 
@@ -107,7 +113,9 @@ def _references(source: ModelSource, options: ExportOptions) -> dict[tuple[int, 
     """PyTorch's outputs on every check input (the check batch, and batch 1 and 7 for a dynamic batch), keyed
     by (samples, seed): computed once, before export, and shared by every precision."""
     height, width = source.input_size
-    wanted = [(max(options.check_samples, 1), 0)] + ([(size, size) for size in DYNAMIC_CHECK_BATCHES] if options.dynamic_batch else [])
+    wanted = [(max(options.check_samples, 1), 0)] + (
+        [(size, size) for size in DYNAMIC_CHECK_BATCHES] if options.dynamic_batch else []
+    )
     references = {}
     for samples, seed in wanted:
         inputs = check_inputs((samples, source.in_chans, height, width), seed=seed)
@@ -129,7 +137,9 @@ def _verify(path: Path, references: dict, options: ExportOptions, precision: str
 def _raise_if_failed(verifications: list[Verification], name: str) -> None:
     failed = next((v for v in verifications if not v.passed), None)
     if failed is not None:
-        raise EdgecnnError(f"{name}: {failed.precision} ONNX does not match PyTorch at batch {failed.batch}: {failed.reason}")
+        raise EdgecnnError(
+            f"{name}: {failed.precision} ONNX does not match PyTorch at batch {failed.batch}: {failed.reason}"
+        )
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -154,7 +164,9 @@ def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> 
     }
 
 
-def _build_manifest(source: ModelSource, model: onnx.ModelProto, options: ExportOptions, artifacts: list[dict]) -> dict[str, Any]:
+def _build_manifest(
+    source: ModelSource, model: onnx.ModelProto, options: ExportOptions, artifacts: list[dict]
+) -> dict[str, Any]:
     graph_input, graph_output = model.graph.input[0], model.graph.output[0]
     return {
         "edgecnn_manifest": 1,
@@ -170,9 +182,18 @@ def _build_manifest(source: ModelSource, model: onnx.ModelProto, options: Export
             ),
             "randomly_initialized": source.randomly_initialized,
         },
-        "input": {"name": graph_input.name, "shape": _graph_shape(model, graph_input), "dtype": "float32", "layout": "NCHW"},
+        "input": {
+            "name": graph_input.name,
+            "shape": _graph_shape(model, graph_input),
+            "dtype": "float32",
+            "layout": "NCHW",
+        },
         "preprocessing": _preprocessing(source),
-        "output": {"name": graph_output.name, "shape": _graph_shape(model, graph_output), "num_classes": source.num_classes},
+        "output": {
+            "name": graph_output.name,
+            "shape": _graph_shape(model, graph_output),
+            "num_classes": source.num_classes,
+        },
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "exporter": options.exporter if source.origin != "onnx" else None,
         "optimizer": options.optimizer if source.origin != "onnx" else None,
@@ -182,7 +203,9 @@ def _build_manifest(source: ModelSource, model: onnx.ModelProto, options: Export
     }
 
 
-def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
+def _export_torch(
+    source: ModelSource, options: ExportOptions, staging: Path
+) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
     if options.batch < 1:
         raise UsageError(f"batch must be at least 1, got {options.batch}")
     height, width = source.input_size
@@ -220,17 +243,23 @@ def _export_torch(source: ModelSource, options: ExportOptions, staging: Path) ->
     return files, all_verifications, artifacts, fp32
 
 
-def _package_onnx(source: ModelSource, options: ExportOptions, staging: Path) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
+def _package_onnx(
+    source: ModelSource, options: ExportOptions, staging: Path
+) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
     """An existing ONNX file: checked, run once in ONNX Runtime, and packaged with a manifest."""
     try:
         model = onnx.load(str(source.onnx_path))
     except Exception as error:
-        raise UsageError(f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {first_line(error)}") from None
+        raise UsageError(
+            f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {first_line(error)}"
+        ) from None
     check_graph(onnx.shape_inference.infer_shapes(model))
     graph_input = model.graph.input[0]
     shape = _graph_shape(model, graph_input)
     if len(shape) != 4:
-        raise UsageError(f"{source.onnx_path}: expected one NCHW image input, found {graph_input.name} with shape {shape}")
+        raise UsageError(
+            f"{source.onnx_path}: expected one NCHW image input, found {graph_input.name} with shape {shape}"
+        )
     concrete = [
         dim if isinstance(dim, int) and dim > 0 else (options.batch if index == 0 else None)
         for index, dim in enumerate(shape)
@@ -238,7 +267,9 @@ def _package_onnx(source: ModelSource, options: ExportOptions, staging: Path) ->
     if source.input_size != (0, 0):
         concrete[2:] = list(source.input_size)
     if None in concrete:
-        raise UsageError(f"{source.onnx_path}: input {graph_input.name} has dynamic dimensions {shape}: give --input-size HxW")
+        raise UsageError(
+            f"{source.onnx_path}: input {graph_input.name} has dynamic dimensions {shape}: give --input-size HxW"
+        )
     session = create_session(str(source.onnx_path))
     out = run_session(session, check_inputs(tuple(concrete)))
     if not np.isfinite(out).all():
@@ -357,7 +388,9 @@ def _export_in_processes(names, options, on_done, jobs: int) -> list[tuple[str, 
     threads = max(1, usable_cores() // jobs)
     portable = ExportOptions(**{**options.__dict__, "steps": tuple(_portable(step) for step in options.steps)})
     outcomes: dict[str, tuple[str, ExportResult | None, str]] = {}
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(core_sets, threads)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(core_sets, threads)
+    ) as pool:
         futures = {pool.submit(_export_one, name, portable): name for name in names}
         for future in as_completed(futures):
             name = futures[future]

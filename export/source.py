@@ -3,6 +3,7 @@
 Each is resolved to a :class:`ModelSource`: the torch module (None for ONNX) and what the artifact must
 record about its input (size, channels, normalization) and output (class count).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from edgecnn.export.weights import load_weights
 from torch import nn
 
 from edgecnn.errors import UsageError, first_line
+from edgecnn.export.weights import load_weights
 from edgecnn.options import parse_input_size, parse_size
 from edgecnn.registry import IMAGENET_MEAN, IMAGENET_STD, get_model, get_spec
 
@@ -67,7 +68,9 @@ def _load_factory(reference: str, num_classes: int | None, config: dict[str, Any
     try:
         module = factory(**kwargs)
     except Exception as error:
-        raise UsageError(f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {type(error).__name__}: {error}") from None
+        raise UsageError(
+            f"{reference}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(module, nn.Module):
         raise UsageError(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
     return function_name, module.eval()
@@ -141,9 +144,7 @@ def _probe_classes(source: ModelSource) -> int:
         with torch.inference_mode():
             out = source.module(torch.zeros(1, source.in_chans, height, width))
     except RuntimeError as error:
-        raise UsageError(
-            f"{source.name} cannot run at input size {height}x{width}: {first_line(error)}"
-        ) from None
+        raise UsageError(f"{source.name} cannot run at input size {height}x{width}: {first_line(error)}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UsageError(f"{source.name} must return [N, num_classes] logits in eval mode, got {type(out).__name__}")
     return int(out.shape[1])

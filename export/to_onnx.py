@@ -1,4 +1,5 @@
 """PyTorch -> ONNX with either of torch's exporters; the default was chosen by measurement (docs/exporters.md)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,18 @@ from torch import nn
 from edgecnn.errors import EdgecnnError, first_line
 
 __all__ = [
-    "adaptive_avg_pool2d_as_matmul", "EXPORTERS", "DEFAULT_EXPORTER", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME",
-    "torch_to_onnx", "torch_to_onnx_file", "weights_file", "mark_external", "load_inline", "remove_onnx_file",
+    "adaptive_avg_pool2d_as_matmul",
+    "EXPORTERS",
+    "DEFAULT_EXPORTER",
+    "DEFAULT_OPSET",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "torch_to_onnx",
+    "torch_to_onnx_file",
+    "weights_file",
+    "mark_external",
+    "load_inline",
+    "remove_onnx_file",
 ]
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -144,7 +155,9 @@ def _attach_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
             if weight is None:
                 continue
             array = weight.detach().cpu().contiguous().numpy()
-            tensor = onnx.TensorProto(name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype))
+            tensor = onnx.TensorProto(
+                name=value.name, dims=array.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+            )
             data = memoryview(array).cast("B")
             stream.write(data)
             mark_external(tensor, location, offset, data.nbytes)
@@ -190,7 +203,12 @@ def torch_to_onnx_file(
     batch = max(2, input_shape[0]) if dynamic_batch else input_shape[0]
     example = torch.zeros(batch, *input_shape[1:])
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), _exportable_adaptive_pools(module):
+        with (
+            warnings.catch_warnings(),
+            torch.inference_mode(False),
+            torch.no_grad(),
+            _exportable_adaptive_pools(module),
+        ):
             warnings.simplefilter("ignore")
             if exporter == "torchscript":
                 weights: dict[str, torch.Tensor] = {}

@@ -5,6 +5,7 @@ FP16 passes when top-1 agrees on at least 99% of the check batch (a sample whose
 in FP32 than 1e-3 x the scale is a near-tie FP16 cannot order, and counts as agreeing) and the cosine
 similarity is at least 0.999.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -55,8 +56,18 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str) -> Ver
     reference = reference.astype(np.float64)
     candidate = candidate.astype(np.float64)
     if reference.shape != candidate.shape:
-        return Verification(precision, len(reference), float("inf"), 0.0, 0.0, 0.0, 0.0, 0.0, False,
-                            f"output shape {candidate.shape} differs from PyTorch's {reference.shape}")
+        return Verification(
+            precision,
+            len(reference),
+            float("inf"),
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            False,
+            f"output shape {candidate.shape} differs from PyTorch's {reference.shape}",
+        )
     scale = float(np.abs(reference).max()) or 1.0
     error = float(np.abs(reference - candidate).max())
     flat_ref, flat_cand = reference.ravel(), candidate.ravel()
@@ -67,17 +78,33 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str) -> Ver
     chosen = reference[np.arange(len(reference)), predicted]
     agreement = float((chosen >= reference.max(axis=1) - FP16_TIE_RELATIVE * scale).mean())
     if not np.isfinite(candidate).all():
-        return Verification(precision, len(reference), error, scale, 0.0, cosine, agreement, raw, False,
-                            "the ONNX output holds NaN or infinity")
+        return Verification(
+            precision,
+            len(reference),
+            error,
+            scale,
+            0.0,
+            cosine,
+            agreement,
+            raw,
+            False,
+            "the ONNX output holds NaN or infinity",
+        )
     if precision == "fp32":
         tolerance = FP32_RELATIVE_TOLERANCE * scale
         passed = error <= tolerance
-        reason = "" if passed else f"max abs error {error:.3g} exceeds {tolerance:.3g} (1e-4 x output scale {scale:.3g})"
+        reason = (
+            "" if passed else f"max abs error {error:.3g} exceeds {tolerance:.3g} (1e-4 x output scale {scale:.3g})"
+        )
     else:
         tolerance = FP16_TIE_RELATIVE * scale
         passed = agreement >= FP16_MIN_TOP1_AGREEMENT and cosine >= FP16_MIN_COSINE
-        reason = "" if passed else (
-            f"top-1 agreement {agreement:.1%} (needs >= 99%) and cosine {cosine:.5f} (needs >= {FP16_MIN_COSINE})"
+        reason = (
+            ""
+            if passed
+            else (
+                f"top-1 agreement {agreement:.1%} (needs >= 99%) and cosine {cosine:.5f} (needs >= {FP16_MIN_COSINE})"
+            )
         )
     return Verification(precision, len(reference), error, scale, tolerance, cosine, agreement, raw, passed, reason)
 

@@ -1,11 +1,12 @@
 """Load user weights into a torch module safely: ``torch.load(weights_only=True)`` only, never arbitrary unpickling."""
+
 from __future__ import annotations
 
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -22,7 +23,11 @@ _SHOWN = 4
 def _unwrap(checkpoint: object, path: Path) -> dict[str, torch.Tensor]:
     """Find the state_dict in a checkpoint: itself, or under ``state_dict``/``model``; strip ``module.`` prefixes."""
     for _ in range(3):
-        if isinstance(checkpoint, Mapping) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        if (
+            isinstance(checkpoint, Mapping)
+            and checkpoint
+            and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+        ):
             break
         if isinstance(checkpoint, Mapping):
             inner = next((checkpoint[k] for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
@@ -33,9 +38,7 @@ def _unwrap(checkpoint: object, path: Path) -> dict[str, torch.Tensor]:
             f"{path} holds no state_dict (looked at the top level and under {', '.join(_WRAPPER_KEYS)}): "
             "save one with torch.save(model.state_dict(), path)"
         )
-    return {
-        (key[len("module."):] if key.startswith("module.") else key): value for key, value in checkpoint.items()
-    }
+    return {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in checkpoint.items()}
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -57,7 +60,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         first = first_line(error)
-        raise UsageError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}") from None
+        raise UsageError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}"
+        ) from None
     return _unwrap(checkpoint, path)
 
 

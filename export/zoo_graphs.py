@@ -18,6 +18,7 @@ for the whole zoo's static profile in under a minute. They are used only while t
 exporter's sources and the torch version are the ones they were built from (:func:`source_fingerprint`);
 the tests fail when they are stale.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import onnx
 import torch
-from edgecnn.export import cleanup, to_onnx
 
 import edgecnn
 from edgecnn.artifact import package_versions, write_bytes_atomic
 from edgecnn.cache import cache_dir
+from edgecnn.export import cleanup, to_onnx
 from edgecnn.onnx_facts import strip_weights
 from edgecnn.registry import get_spec, list_models
 
@@ -58,7 +59,11 @@ def source_fingerprint() -> str:
     """Hash of the graph recipe, the zoo's and the exporter's sources and the torch version: what decides
     a zoo graph's layers and shapes, and so whether a shipped graph is still current."""
     package = Path(edgecnn.__file__).parent
-    files = sorted((package / "models").glob("*.py")) + [package / "layers.py", Path(to_onnx.__file__), Path(cleanup.__file__)]
+    files = sorted((package / "models").glob("*.py")) + [
+        package / "layers.py",
+        Path(to_onnx.__file__),
+        Path(cleanup.__file__),
+    ]
     digest = hashlib.sha256(f"graph-recipe-{GRAPH_RECIPE}".encode())
     for path in files:
         digest.update(path.name.encode())
@@ -85,7 +90,9 @@ def _shipped_index(directory: Path = SHIPPED_GRAPHS_DIR) -> dict:
         return {}
 
 
-def shipped_graph(name: str, input_size: tuple[int, int], num_classes: int, directory: Path = SHIPPED_GRAPHS_DIR) -> onnx.ModelProto | None:
+def shipped_graph(
+    name: str, input_size: tuple[int, int], num_classes: int, directory: Path = SHIPPED_GRAPHS_DIR
+) -> onnx.ModelProto | None:
     """The graph shipped with the package for this configuration, or None when there is none or it is stale."""
     index = _shipped_index(directory)
     entry = index.get("graphs", {}).get(name)
@@ -106,13 +113,14 @@ def _build_default_graph(name: str) -> tuple[str, bytes, list[int], int]:
     return spec.name, model.SerializeToString(), [height, width], spec.num_classes
 
 
-def write_shipped_graphs(directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] | None = None, jobs: int = 1, on_done=None) -> dict:
+def write_shipped_graphs(
+    directory: Path = SHIPPED_GRAPHS_DIR, names: list[str] | None = None, jobs: int = 1, on_done=None
+) -> dict:
     """Build the default graph of every zoo model (or ``names``) and write them with their index to
     ``directory``, replacing what was there; ``jobs`` processes build in parallel. Returns the index."""
     import contextlib
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
 
     names = names or list_models()
     directory.mkdir(parents=True, exist_ok=True)
@@ -191,5 +199,3 @@ def zoo_graph(name: str, input_size: tuple[int, int] | None = None, num_classes:
     except OSError:
         pass  # an unwritable cache costs time on the next run, nothing else
     return model
-
-

@@ -10,6 +10,7 @@ build at the model's default input size and class count.
 The fingerprint covers the whole zoo's sources, so every graph is rebuilt each time; unchanged models
 come out byte for byte the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = list_models()
     started = time.perf_counter()
-    index = write_shipped_graphs(SHIPPED_GRAPHS_DIR, names, jobs=args.jobs, on_done=lambda name: print(f"built {name}", flush=True))
+    index = write_shipped_graphs(
+        SHIPPED_GRAPHS_DIR, names, jobs=args.jobs, on_done=lambda name: print(f"built {name}", flush=True)
+    )
     size = sum(path.stat().st_size for path in SHIPPED_GRAPHS_DIR.glob("*.onnx"))
-    print(f"{len(index['graphs'])} graphs, {size / 2**20:.1f} MiB, in {time.perf_counter() - started:.0f} s -> {SHIPPED_GRAPHS_DIR}")
+    print(
+        f"{len(index['graphs'])} graphs, {size / 2**20:.1f} MiB, in {time.perf_counter() - started:.0f} s -> {SHIPPED_GRAPHS_DIR}"
+    )
     return 0
 
 

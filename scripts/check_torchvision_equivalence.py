@@ -14,6 +14,7 @@ root goes on ``sys.path``; the edgecnn venv itself is not needed)::
 
 It writes bench/results/torchvision_equivalence.json and .md and exits 1 if any model fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,6 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from edgecnn.registry import get_model, get_spec, list_models  # noqa: E402
-
 
 warnings.filterwarnings("ignore", message="The default weight initialization", category=FutureWarning)
 
@@ -136,8 +136,19 @@ def check(name: str, config: dict[str, Any], extra: dict[str, Any]) -> dict[str,
 
 def markdown(rows: list[dict[str, Any]], environment: dict[str, str]) -> str:
     """A plain markdown table; written here because this script runs without edgecnn's other dependencies (rich)."""
-    columns = ["model", "config", "params", "default_size", "default_max_abs_diff", "default_output_scale", "other_size",
-               "other_max_abs_diff", "other_layers_compared", "max_relative_diff", "passed"]
+    columns = [
+        "model",
+        "config",
+        "params",
+        "default_size",
+        "default_max_abs_diff",
+        "default_output_scale",
+        "other_size",
+        "other_max_abs_diff",
+        "other_layers_compared",
+        "max_relative_diff",
+        "passed",
+    ]
     lines = [
         "# torchvision equivalence",
         "",
@@ -161,7 +172,11 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, str]) -> str:
                 cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     failed = [row["model"] for row in rows if not row["passed"]]
-    lines += ["", f"{len(rows) - len(failed)} of {len(rows)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""), ""]
+    lines += [
+        "",
+        f"{len(rows) - len(failed)} of {len(rows)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -182,14 +197,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 row = check(name, config, extra)
             except Exception as error:  # a load or shape mismatch is a result to report, not a crash
-                row = {"model": name, "config": {**config, **extra}, "passed": False,
-                       "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"}
+                row = {
+                    "model": name,
+                    "config": {**config, **extra},
+                    "passed": False,
+                    "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}",
+                }
             row["seconds"] = round(time.perf_counter() - started, 2)
             rows.append(row)
             status = "ok" if row["passed"] else "FAILED " + row.get("error", "")
-            print(f"{name:22s} {json.dumps(row['config']):26s} default {row.get('default_max_abs_diff', float('nan')):.3g}  "
-                  f"other {row.get('other_max_abs_diff', float('nan')):.3g}  worst of {row.get('other_layers_compared', 0)} layers "
-                  f"{row.get('other_worst_layer_relative_diff', float('nan')):.3g}  {status}", flush=True)
+            print(
+                f"{name:22s} {json.dumps(row['config']):26s} default {row.get('default_max_abs_diff', float('nan')):.3g}  "
+                f"other {row.get('other_max_abs_diff', float('nan')):.3g}  worst of {row.get('other_layers_compared', 0)} layers "
+                f"{row.get('other_worst_layer_relative_diff', float('nan')):.3g}  {status}",
+                flush=True,
+            )
     environment = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "python": platform.python_version(),
@@ -199,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     document = markdown(rows, environment)
     if not args.no_write:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"{RESULT_STEM}.json").write_text(json.dumps({"environment": environment, "rows": rows}, indent=2) + "\n")
+        (RESULTS_DIR / f"{RESULT_STEM}.json").write_text(
+            json.dumps({"environment": environment, "rows": rows}, indent=2) + "\n"
+        )
         (RESULTS_DIR / f"{RESULT_STEM}.md").write_text(document)
     print(document.splitlines()[-1] if document.strip() else "")
     return 0 if all(row["passed"] for row in rows) else 1

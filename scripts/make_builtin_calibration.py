@@ -10,6 +10,7 @@ flips, small rotations, colour jitter, occasional greyscale and blur, stored as 
 stays a few MB. The npz holds the JPEG bytes end to end (``jpeg``), their offsets (``offsets``), the
 crop size and the attribution; :mod:`edgecnn.calibration.builtin` reads it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -111,7 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     arrays = make_builtin(args.count, args.size, args.quality, args.seed)
     np.savez(args.output, **arrays)
-    print(f"wrote {args.output}: {args.count} crops of {args.size}x{args.size}, {args.output.stat().st_size / 1e6:.2f} MB")
+    print(
+        f"wrote {args.output}: {args.count} crops of {args.size}x{args.size}, {args.output.stat().st_size / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

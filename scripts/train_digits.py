@@ -8,6 +8,7 @@ written (rounded to float16, loaded back into float32), measured on the test spl
     python scripts/train_digits.py                      # the shipped models -> edgecnn/data/reference_weights/
     python scripts/train_digits.py resnet18 -o /tmp/w   # one model, elsewhere
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgecnn.datasets import DIGITS_SPLIT_SEED, digits_split_sha256, load_digits
 from edgecnn.artifact.manifest import sha256_file
+from edgecnn.datasets import DIGITS_SPLIT_SEED, digits_split_sha256, load_digits
 from edgecnn.testing import REFERENCE_INPUT_SIZE, REFERENCE_MODELS, save_state_dict_fp16
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "edgecnn" / "data" / "reference_weights"
@@ -56,7 +57,7 @@ def _shifted(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     padded = nn.functional.pad(images, (MAX_SHIFT,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * MAX_SHIFT + 1, (len(images), 2), generator=generator)
     height, width = images.shape[-2:]
-    return torch.stack([p[:, y:y + height, x:x + width] for p, (y, x) in zip(padded, offsets.tolist())])
+    return torch.stack([p[:, y : y + height, x : x + width] for p, (y, x) in zip(padded, offsets.tolist())])
 
 
 def _start_classes_alive(model: nn.Module) -> None:
@@ -67,7 +68,11 @@ def _start_classes_alive(model: nn.Module) -> None:
     training (top-1 88.9% and 79.7%); a positive start keeps every class alive until its own images hold it up.
     """
     final_conv = getattr(model, "classifier", None)
-    if isinstance(final_conv, nn.Sequential) and isinstance(final_conv[-2], nn.ReLU) and isinstance(final_conv[1], nn.Conv2d):
+    if (
+        isinstance(final_conv, nn.Sequential)
+        and isinstance(final_conv[-2], nn.ReLU)
+        and isinstance(final_conv[1], nn.Conv2d)
+    ):
         nn.init.constant_(final_conv[1].bias, 1.0)
 
 
@@ -77,7 +82,9 @@ def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((predictions == labels).double().mean() * 100)
 
 
-def train(name: str, *, seed: int = 0, epochs: int | None = None, learning_rate: float | None = None, log=print) -> tuple[nn.Module, float, float]:
+def train(
+    name: str, *, seed: int = 0, epochs: int | None = None, learning_rate: float | None = None, log=print
+) -> tuple[nn.Module, float, float]:
     """Train reference model ``name``; returns (model in eval mode, test top-1 in percent, seconds)."""
     reference = REFERENCE_MODELS[name]
     epochs = reference.epochs if epochs is None else epochs
@@ -101,7 +108,7 @@ def train(name: str, *, seed: int = 0, epochs: int | None = None, learning_rate:
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for start in range(0, len(images), BATCH_SIZE):
-            batch = order[start:start + BATCH_SIZE]
+            batch = order[start : start + BATCH_SIZE]
             loss = loss_function(model(_shifted(images[batch], generator)), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -109,15 +116,18 @@ def train(name: str, *, seed: int = 0, epochs: int | None = None, learning_rate:
             schedule.step()
             total += loss.item() * len(batch)
         model.eval()
-        log(f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f}, test top-1 {top1(model, test_images, test_labels):.2f}%")
+        log(
+            f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f}, test top-1 {top1(model, test_images, test_labels):.2f}%"
+        )
     seconds = time.perf_counter() - started
     rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     model.load_state_dict(rounded)
     return model.eval(), top1(model, test_images, test_labels), seconds
 
 
-def train_and_save(name: str, output: Path, *, seed: int = 0, epochs: int | None = None, learning_rate: float | None = None,
-                   log=print) -> TrainingRecord:
+def train_and_save(
+    name: str, output: Path, *, seed: int = 0, epochs: int | None = None, learning_rate: float | None = None, log=print
+) -> TrainingRecord:
     model, accuracy, seconds = train(name, seed=seed, epochs=epochs, learning_rate=learning_rate, log=log)
     path = save_state_dict_fp16(model, output / f"{name}.pt")
     reference = REFERENCE_MODELS[name]
@@ -142,12 +152,21 @@ def train_and_save(name: str, output: Path, *, seed: int = 0, epochs: int | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help=f"reference models (default: the shipped ones); any of {', '.join(REFERENCE_MODELS)}")
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="where the .pt files and reference_models.json go")
+    parser.add_argument(
+        "models", nargs="*", help=f"reference models (default: the shipped ones); any of {', '.join(REFERENCE_MODELS)}"
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="where the .pt files and reference_models.json go"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override each model's epoch count")
     parser.add_argument("--learning-rate", type=float, help="override each model's peak learning rate")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for reproducibility; one is fastest for these small models)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (fixed for reproducibility; one is fastest for these small models)",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m not in REFERENCE_MODELS]
     if unknown:

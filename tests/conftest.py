@@ -5,6 +5,7 @@ about one of them on average: export and graph building are mostly single-thread
 to its own core, so PyTorch's and ONNX Runtime's thread pools (both sized from the affinity mask, see
 :func:`edgecnn.runtime.usable_cores`) do not oversubscribe the machine.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The reference models (edgecnn.testing.REFERENCE_MODELS) are trained on the digit
 calibrated on the calibration split and every accuracy is measured on the test split (360 images, so one
 image is 0.28 points).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,15 +20,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from edgecnn.artifact.manifest import read_manifest
 from edgecnn.calibration import quantize_export
 from edgecnn.cli import main
 from edgecnn.datasets import DIGITS_SPLITS, digits_split_indices, digits_split_sha256, load_digits, write_digits_split
 from edgecnn.evaluate import evaluate
 from edgecnn.export import export_model
-from edgecnn.artifact.manifest import read_manifest
 from edgecnn.runtime import create_session
 from edgecnn.testing import (
-    REFERENCE_MODELS, assert_accuracy_drop, reference_model, reference_records, reference_weights_path, save_state_dict_fp16,
+    REFERENCE_MODELS,
+    assert_accuracy_drop,
+    reference_model,
+    reference_records,
+    reference_weights_path,
+    save_state_dict_fp16,
 )
 
 pytest.importorskip("sklearn", reason="the digits set ships with scikit-learn, which is not installed")
@@ -61,8 +67,10 @@ def _train_script():
 def _trained_weights(folder: Path, name: str) -> Path:
     """Train an unshipped reference model (seeded, one thread) into ``folder``, keyed by everything that shapes it."""
     key = hashlib.sha256(
-        TRAIN_SCRIPT.read_bytes() + json.dumps(dataclasses.asdict(REFERENCE_MODELS[name]), sort_keys=True).encode()
-        + torch.__version__.encode() + digits_split_sha256().encode()
+        TRAIN_SCRIPT.read_bytes()
+        + json.dumps(dataclasses.asdict(REFERENCE_MODELS[name]), sort_keys=True).encode()
+        + torch.__version__.encode()
+        + digits_split_sha256().encode()
     ).hexdigest()[:16]
     path = folder / f"{name}-{key}.pt"
     if not path.is_file():
@@ -86,7 +94,9 @@ def weights(request, tmp_path_factory):
 
     def get(name: str) -> Path:
         if name not in found:
-            found[name] = reference_weights_path(name) if REFERENCE_MODELS[name].shipped else _trained_weights(folder, name)
+            found[name] = (
+                reference_weights_path(name) if REFERENCE_MODELS[name].shipped else _trained_weights(folder, name)
+            )
         return found[name]
 
     return get
@@ -107,9 +117,13 @@ def reference_exports(tmp_path_factory, weights, calibration_tree):
     def build(name: str):
         if name not in built:
             model = REFERENCE_MODELS[name]
-            directory = export_model(name, output_dir=root, weights=weights(name), fp16=True, check_samples=2, **model.export_options()).directory
+            directory = export_model(
+                name, output_dir=root, weights=weights(name), fp16=True, check_samples=2, **model.export_options()
+            ).directory
             results = {
-                target: quantize_export(directory, target=target, calibration=calibration_tree, samples=CALIBRATION_SAMPLES, cache="auto")
+                target: quantize_export(
+                    directory, target=target, calibration=calibration_tree, samples=CALIBRATION_SAMPLES, cache="auto"
+                )
                 for target in TARGETS
             }
             built[name] = directory, results
@@ -149,7 +163,9 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
         expected = np.bincount(labels, minlength=10) * len(indices) / len(labels)
         assert np.all(np.abs(counts - expected) <= 1), f"{name} split is not stratified: {counts}"
     recorded = {record["split_sha256"] for record in reference_records().values()}
-    assert recorded == {digits_split_sha256()}, "the shipped weights were trained on another split: retrain with scripts/train_digits.py"
+    assert recorded == {digits_split_sha256()}, (
+        "the shipped weights were trained on another split: retrain with scripts/train_digits.py"
+    )
 
 
 def test_shipped_weights_are_the_recorded_ones_and_small():
@@ -174,14 +190,20 @@ def test_fp32_onnx_agrees_with_pytorch_on_every_test_image(name, weights, refere
     with torch.inference_mode():
         torch_predictions = reference_model(name, weights(name))(torch.from_numpy(test.images)).argmax(1).numpy()
     session = create_session(directory / f"{name}.onnx", threads=1)
-    onnx_predictions = np.concatenate([session.run(None, {session.get_inputs()[0].name: image[None]})[0].argmax(1) for image in test.images])
-    assert np.array_equal(onnx_predictions, torch_predictions), f"{(onnx_predictions != torch_predictions).sum()} of {len(test.labels)} differ"
+    onnx_predictions = np.concatenate(
+        [session.run(None, {session.get_inputs()[0].name: image[None]})[0].argmax(1) for image in test.images]
+    )
+    assert np.array_equal(onnx_predictions, torch_predictions), (
+        f"{(onnx_predictions != torch_predictions).sum()} of {len(test.labels)} differ"
+    )
     fp32 = result_of(reports(name), "onnx-fp32")
     assert fp32.top1 == pytest.approx(100.0 * float((torch_predictions == test.labels).mean()))
     assert fp32.top1 >= 90.0, f"{name} is not a trained reference model (top-1 {fp32.top1:.2f}%)"
     record = reference_records().get(name)
     if REFERENCE_MODELS[name].shipped:
-        assert fp32.top1 == pytest.approx(record["test_top1"], abs=1e-3), "the shipped weights no longer give the recorded accuracy"
+        assert fp32.top1 == pytest.approx(record["test_top1"], abs=1e-3), (
+            "the shipped weights no longer give the recorded accuracy"
+        )
 
 
 @pytest.mark.parametrize("name", list(REFERENCE_MODELS))
@@ -202,8 +224,14 @@ def test_calibration_cache_is_reused(reference_exports, calibration_tree):
     directory, results = reference_exports("lenet5")
     assert not results["cpu"].cache_hit and results["tensorrt"].cache_hit, "the second target reuses the first's ranges"
     assert results["cpu"].cache_path.is_file()
-    again = quantize_export(directory, target="cpu", calibration=calibration_tree, samples=CALIBRATION_SAMPLES,
-                            cache=results["cpu"].cache_path, output=directory.parent / "lenet5-again.int8-cpu.onnx")
+    again = quantize_export(
+        directory,
+        target="cpu",
+        calibration=calibration_tree,
+        samples=CALIBRATION_SAMPLES,
+        cache=results["cpu"].cache_path,
+        output=directory.parent / "lenet5-again.int8-cpu.onnx",
+    )
     assert again.cache_hit and again.cache_path == results["cpu"].cache_path
     assert again.sha256 == results["cpu"].sha256, "the same ranges give the same INT8 model"
 
@@ -217,7 +245,12 @@ def test_eval_command_passes_within_budget_and_fails_an_impossible_one(reference
     assert within.exit_code == 0, within.output
     payload = json.loads(within.stdout)
     assert payload["passed"] and payload["images"] == 360 and payload["classes"] == 10
-    assert {r["format"] for r in payload["results"]} == {"onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt"}
+    assert {r["format"] for r in payload["results"]} == {
+        "onnx-fp32",
+        "onnx-fp16",
+        "onnx-int8-cpu",
+        "onnx-int8-tensorrt",
+    }
     impossible = invoke("eval", directory / "lenet5.int8-cpu.onnx", "--data", "digits", "--max-drop", "-100")
     assert impossible.exit_code == 1, impossible.output
     assert "FAIL" in impossible.output and "lenet5.int8-cpu.onnx" in impossible.output and "-100" in impossible.output
@@ -229,7 +262,9 @@ def test_assert_accuracy_drop(reference_exports):
     directory, _ = reference_exports("lenet5")
     report = assert_accuracy_drop(directory / "lenet5.int8-tensorrt.onnx", data="digits", max_drop=INT8_BUDGET)
     assert report.passed and len(report.results) == 2
-    with pytest.raises(AssertionError, match=r"lenet5.int8-tensorrt.onnx: top-1 .* below FP32 .* over the -100.0-point budget"):
+    with pytest.raises(
+        AssertionError, match=r"lenet5.int8-tensorrt.onnx: top-1 .* below FP32 .* over the -100.0-point budget"
+    ):
         assert_accuracy_drop(directory / "lenet5.int8-tensorrt.onnx", data="digits", max_drop=-100.0)
 
 
@@ -238,7 +273,11 @@ def test_an_image_folder_tree_gives_the_digits_numbers(reference_exports, tmp_pa
     tree = write_digits_split("test", tmp_path / "test")
     from_tree = evaluate([directory / "lenet5.onnx"], tree, max_drop=None).results[0]
     from_digits = evaluate([directory / "lenet5.onnx"], "digits", max_drop=None).results[0]
-    assert (from_tree.images, from_tree.top1, from_tree.topk) == (from_digits.images, from_digits.top1, from_digits.topk)
+    assert (from_tree.images, from_tree.top1, from_tree.topk) == (
+        from_digits.images,
+        from_digits.top1,
+        from_digits.topk,
+    )
 
 
 def test_auto_fallback_meets_the_budget_that_eval_then_confirms(reference_exports, calibration_tree, tmp_path):
@@ -248,11 +287,29 @@ def test_auto_fallback_meets_the_budget_that_eval_then_confirms(reference_export
     options = ["--calib", calibration_tree, "--calib-samples", CALIBRATION_SAMPLES, "--percentile", "99", "--no-cache"]
     clipped = tmp_path / "clipped" / "shufflenet_v2_x0_5.int8-cpu.onnx"
     assert invoke("quantize", fp32, *options, "--output", clipped).exit_code == 0
-    plain_drop = next(r.drop for r in evaluate([clipped], "digits", reference=fp32, max_drop=None, threads=1).results if r.precision == "int8")
-    assert plain_drop > 0.5, f"the 99th-percentile INT8 model was expected to lose accuracy, lost {plain_drop:.2f} points"
+    plain_drop = next(
+        r.drop
+        for r in evaluate([clipped], "digits", reference=fp32, max_drop=None, threads=1).results
+        if r.precision == "int8"
+    )
+    assert plain_drop > 0.5, (
+        f"the 99th-percentile INT8 model was expected to lose accuracy, lost {plain_drop:.2f} points"
+    )
     budget = round(plain_drop / 2, 2)
     output = tmp_path / "fallback" / "shufflenet_v2_x0_5.int8-cpu.onnx"
-    result = invoke("quantize", fp32, *options, "--auto-fallback", "--max-drop", budget, "--eval-data", "digits", "--output", output, "--json")
+    result = invoke(
+        "quantize",
+        fp32,
+        *options,
+        "--auto-fallback",
+        "--max-drop",
+        budget,
+        "--eval-data",
+        "digits",
+        "--output",
+        output,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["steps"][0]["float_layers"] == 0 and payload["steps"][0]["drop"] == pytest.approx(plain_drop)
@@ -288,10 +345,16 @@ def test_eval_bad_input_is_a_one_line_error(lenet_directory, tmp_path):
     (flat / "a.png").write_bytes(b"not an image")
     cases = {
         "no class folders": (["eval", lenet_directory, "--data", flat], "has no class folders"),
-        "class count": (["eval", lenet_directory, "--data", _png_tree(tmp_path / "three", 3)], "has 3 classes but lenet5.onnx outputs 10"),
+        "class count": (
+            ["eval", lenet_directory, "--data", _png_tree(tmp_path / "three", 3)],
+            "has 3 classes but lenet5.onnx outputs 10",
+        ),
         "missing artifact": (["eval", tmp_path / "missing.onnx", "--data", "digits"], "does not exist"),
         "missing data": (["eval", lenet_directory, "--data", tmp_path / "nowhere"], "does not exist"),
-        "no manifest": (["eval", _copy(lenet_directory / "lenet5.onnx", tmp_path / "bare"), "--data", "digits"], "no manifest.json beside it"),
+        "no manifest": (
+            ["eval", _copy(lenet_directory / "lenet5.onnx", tmp_path / "bare"), "--data", "digits"],
+            "no manifest.json beside it",
+        ),
         "not onnx": (["eval", lenet_directory / "manifest.json", "--data", "digits"], "is not an ONNX model"),
         "empty classes": (["eval", lenet_directory, "--data", _empty_classes(tmp_path / "empty")], "no images in them"),
     }

@@ -2,6 +2,7 @@
 
 Small and fast: SqueezeNet 1.1 at 64x64, one timing round, INT8 calibrated on a few builtin images.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecnn.benchmark import FAILED, NOT_AVAILABLE, OK, Latency, benchmark, measure_alternating, parse_batches, parse_formats
+from edgecnn.benchmark import (
+    FAILED,
+    NOT_AVAILABLE,
+    OK,
+    Latency,
+    benchmark,
+    measure_alternating,
+    parse_batches,
+    parse_formats,
+)
 from edgecnn.cli import main
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.export import export_model
@@ -37,8 +47,9 @@ def export_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(export_dir):
-    return benchmark(MODEL, FORMATS, batches=(1, 2), input_size=SIZE, export_dir=export_dir,
-                     quantize_options={"samples": 8}, **FAST)
+    return benchmark(
+        MODEL, FORMATS, batches=(1, 2), input_size=SIZE, export_dir=export_dir, quantize_options={"samples": 8}, **FAST
+    )
 
 
 @pytest.fixture
@@ -49,7 +60,9 @@ def image_folder(tmp_path):
     for label in ("cat", "dog"):
         (tmp_path / "data" / label).mkdir(parents=True)
         for index in range(3):
-            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "data" / label / f"{index}.png")
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / label / f"{index}.png"
+            )
     return tmp_path / "data"
 
 
@@ -87,7 +100,9 @@ def test_tensorrt_formats_show_as_not_available_with_the_reason(report):
 def test_a_second_run_reuses_the_export(report, export_dir):
     directory = export_dir / MODEL
     before = {path.name: path.stat().st_mtime_ns for path in directory.iterdir()}
-    again = benchmark(MODEL, ["onnx-fp32", "onnx-int8-cpu"], batches=(2,), input_size=SIZE, export_dir=export_dir, **FAST)
+    again = benchmark(
+        MODEL, ["onnx-fp32", "onnx-int8-cpu"], batches=(2,), input_size=SIZE, export_dir=export_dir, **FAST
+    )
     assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == before
     assert [row.status for row in again.rows] == [OK, OK]
     assert not any("re-exported" in note for note in again.notes)
@@ -102,8 +117,15 @@ def test_a_static_export_is_replaced_when_another_batch_is_asked(tmp_path):
 
 
 def test_accuracy_on_an_image_folder(image_folder, tmp_path):
-    result = benchmark(MODEL, ["torch", "onnx-fp32", "onnx-fp16"], data=image_folder, num_classes=2, input_size=SIZE,
-                       export_dir=tmp_path / "exports", **FAST)
+    result = benchmark(
+        MODEL,
+        ["torch", "onnx-fp32", "onnx-fp16"],
+        data=image_folder,
+        num_classes=2,
+        input_size=SIZE,
+        export_dir=tmp_path / "exports",
+        **FAST,
+    )
     assert result.data_images == 6
     torch_row, fp32, fp16 = (result.row(k) for k in ("torch", "onnx-fp32", "onnx-fp16"))
     assert fp32.top1 in {0.0, 100 / 6, 200 / 6, 50.0, 400 / 6, 500 / 6, 100.0}
@@ -122,7 +144,9 @@ def test_digits_with_the_reference_weights(tmp_path):
 
     if not reference_weights_path("mobilenet_v2").is_file():
         pytest.skip("the digits reference weights of mobilenet_v2 are not in this checkout")
-    result = benchmark("mobilenet_v2", ["torch", "onnx-fp32", "onnx-int8-cpu"], data="digits", export_dir=tmp_path, **FAST)
+    result = benchmark(
+        "mobilenet_v2", ["torch", "onnx-fp32", "onnx-int8-cpu"], data="digits", export_dir=tmp_path, **FAST
+    )
     assert result.num_classes == 10 and result.data_images == 360
     assert any("reference weights" in note for note in result.notes)
     assert result.row("onnx-fp32").top1 >= 90.0
@@ -137,7 +161,7 @@ def test_measure_alternating_runs_every_candidate_each_round_in_varying_order():
     candidates = {name: (lambda n=name: calls.append(n)) for name in "abcd"}
     latencies = measure_alternating(candidates, warmup=1, rounds=6, round_seconds=0.0, settle_seconds=0.0)
     assert calls[:4] == list("abcd")
-    rounds = [calls[4 + 4 * i: 8 + 4 * i] for i in range(6)]
+    rounds = [calls[4 + 4 * i : 8 + 4 * i] for i in range(6)]
     assert all(sorted(order) == list("abcd") for order in rounds)
     predecessors_of_a = {order[order.index("a") - 1] for order in rounds if order.index("a") > 0}
     assert len({tuple(order) for order in rounds}) > 1 and len(predecessors_of_a) > 1
@@ -173,13 +197,17 @@ def test_cli_bad_batch_is_refused():
 
 
 def test_cli_json_and_csv(tmp_path):
-    result = invoke("benchmark", MODEL, "--input-size", SIZE, "--formats", "torch,engine", "--rounds", "1", "-o", tmp_path, "--json")
+    result = invoke(
+        "benchmark", MODEL, "--input-size", SIZE, "--formats", "torch,engine", "--rounds", "1", "-o", tmp_path, "--json"
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["model"] == MODEL and [row["format"] for row in payload["rows"]] == ["torch", "engine"]
     assert payload["rows"][0]["status"] == OK and payload["rows"][1]["status"] in (NOT_AVAILABLE, FAILED, OK)
     assert payload["session_settings"]["onnxruntime"] and "intra_op_threads" in payload["session_settings"]
-    result = invoke("benchmark", MODEL, "--input-size", SIZE, "--formats", "torch", "--rounds", "1", "-o", tmp_path, "--csv")
+    result = invoke(
+        "benchmark", MODEL, "--input-size", SIZE, "--formats", "torch", "--rounds", "1", "-o", tmp_path, "--csv"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("format,batch,status,size_mb,top1")
 

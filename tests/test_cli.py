@@ -1,4 +1,5 @@
 """The command line through click's CliRunner: the happy paths and the errors a new user makes."""
+
 from __future__ import annotations
 
 import json

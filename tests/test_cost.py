@@ -1,4 +1,5 @@
 """The cost model and the liveness plan: zoo MACs against the reference table, rules, precisions, Q/DQ, memory."""
+
 from __future__ import annotations
 
 import functools
@@ -9,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecnn import get_spec, list_models
-from edgecnn.profile.cost import COST_RULES, analyze, analyze_precisions, cost_rule
 from edgecnn.errors import UsageError
 from edgecnn.export.zoo_graphs import zoo_graph
 from edgecnn.onnx_facts import fill_weights, graph_precision
+from edgecnn.profile.cost import COST_RULES, analyze, analyze_precisions, cost_rule
 from edgecnn.profile.memory import plan_memory
 
 MAC_TOLERANCE = 0.02
@@ -120,9 +121,16 @@ def test_a_duplicate_rule_raises():
 def test_an_op_without_a_rule_is_uncounted_not_zero():
     assert "CumSum" not in COST_RULES
     axis = numpy_helper.from_array(np.array(1, dtype=np.int64), "axis")
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("CumSum", ["r", "axis"], ["y"], name="cumsum")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 100])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [axis])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("CumSum", ["r", "axis"], ["y"], name="cumsum"),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 100])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [axis],
+    )
     cost = analyze(model)
     cumsum = cost.nodes[1]
     assert cost.uncounted == {"CumSum": 1}
@@ -133,25 +141,37 @@ def test_an_op_without_a_rule_is_uncounted_not_zero():
 
 def test_a_custom_op_with_declared_shapes_is_uncounted():
     nodes = [helper.make_node("MyOp", ["x"], ["y"], name="custom", domain="my.domain")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], domains=["my.domain"])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        domains=["my.domain"],
+    )
     assert analyze(model).uncounted == {"my.domain.MyOp": 1}
 
 
 def test_a_custom_op_without_shapes_is_a_one_line_error():
-    nodes = [helper.make_node("MyOp", ["x"], ["h"], name="custom", domain="my.domain"),
-             helper.make_node("Relu", ["h"], ["y"], name="relu")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], domains=["my.domain"])
+    nodes = [
+        helper.make_node("MyOp", ["x"], ["h"], name="custom", domain="my.domain"),
+        helper.make_node("Relu", ["h"], ["y"], name="relu"),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        domains=["my.domain"],
+    )
     with pytest.raises(UsageError, match=r"ops that ONNX does not define \(my.domain.MyOp\)") as error:
         analyze(model)
     assert "\n" not in str(error.value)
 
 
 def test_dynamic_dims_need_an_input_shape():
-    model = _model([helper.make_node("Relu", ["x"], ["y"])],
-                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     with pytest.raises(UsageError, match="--input-shape Nx3x\\?x\\?"):
         analyze(model)
     assert analyze(model, input_shapes={"x": [1, 3, 8, 8]}, batch=2).input_shapes == {"x": [2, 3, 8, 8]}
@@ -209,8 +229,15 @@ def _quantized_model(tmp_path):
         def get_next(self):
             return next(self.batches, None)
 
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(source),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return fp32, onnx.load(str(target))
 
 
@@ -243,8 +270,11 @@ def _chain(sizes_and_ops):
 
 def test_liveness_of_a_chain_is_two_tensors():
     nodes, last = _chain(["Relu", "Sigmoid", "Relu", "Tanh"])
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 250])],
-                   [helper.make_tensor_value_info(last, TensorProto.FLOAT, None)])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 250])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, None)],
+    )
     plan = plan_memory(analyze(model))
     assert plan.naive_bytes == 5 * 1000
     assert plan.peak_bytes == 2 * 1000
@@ -259,8 +289,12 @@ def test_liveness_with_a_skip_connection_and_a_view():
         helper.make_node("Reshape", ["b", "shape"], ["c"], name="reshape"),
         helper.make_node("Add", ["x", "c"], ["y"], name="add"),
     ]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 250])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 250])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [shape],
+    )
     plan = plan_memory(analyze(model))
     assert plan.naive_bytes == 5 * 1000
     assert plan.peak_bytes == 3 * 1000

@@ -1,4 +1,5 @@
 """The device catalog: every figure sourced, lookups and close matches, JetPack releases, the measured host."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,33 @@ from click.testing import CliRunner
 
 from edgecnn.cli import main
 from edgecnn.devices import (
-    Device, JetpackRelease, device_as_dict, get_device, list_devices, measure_host, resolve_devices, resolve_jetpack,
+    Device,
+    JetpackRelease,
+    device_as_dict,
+    get_device,
+    list_devices,
+    measure_host,
+    resolve_devices,
+    resolve_jetpack,
 )
 from edgecnn.errors import UnknownNameError, UsageError
 
 CATALOG = [d.id for d in list_devices(include_host=False)]
 REQUIRED = {
-    "jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-agx-xavier", "jetson-orin-nano-4gb",
-    "jetson-orin-nano-8gb", "jetson-orin-nano-8gb-super", "jetson-orin-nx-8gb", "jetson-orin-nx-16gb",
-    "jetson-agx-orin-32gb", "jetson-agx-orin-64gb", "jetson-agx-thor-t5000", "jetson-t4000", "raspberry-pi-4",
+    "jetson-nano",
+    "jetson-tx2",
+    "jetson-xavier-nx",
+    "jetson-agx-xavier",
+    "jetson-orin-nano-4gb",
+    "jetson-orin-nano-8gb",
+    "jetson-orin-nano-8gb-super",
+    "jetson-orin-nx-8gb",
+    "jetson-orin-nx-16gb",
+    "jetson-agx-orin-32gb",
+    "jetson-agx-orin-64gb",
+    "jetson-agx-thor-t5000",
+    "jetson-t4000",
+    "raspberry-pi-4",
     "raspberry-pi-5",
 }
 THOR = ("jetson-agx-thor-t5000", "jetson-t4000")
@@ -101,34 +120,45 @@ def test_fp8_only_where_native():
 
 def test_resolve_jetpack_defaults_to_the_newest():
     assert resolve_jetpack(get_device("jetson-agx-thor-t5000"), None) == JetpackRelease(
-        "7.2.2", "11.4.1", None, False, get_device("jetson-agx-thor-t5000").jetpack_releases[-1].source)
+        "7.2.2", "11.4.1", None, False, get_device("jetson-agx-thor-t5000").jetpack_releases[-1].source
+    )
     orin = resolve_jetpack("jetson-agx-orin-64gb")
     assert (orin.jetpack, orin.tensorrt, orin.dla) == ("7.2.2", "11.4.1", True)
     assert resolve_jetpack("jetson-orin-nano-8gb").tensorrt == "10.3"
     assert resolve_jetpack("jetson-nano").label == "JetPack 4.6.1 (TensorRT 8.2)"
 
 
-@pytest.mark.parametrize(("device_id", "asked", "jetpack", "tensorrt"), [
-    ("jetson-agx-orin-64gb", "6.2", "6.2", "10.3"),
-    ("jetson-agx-orin-64gb", "6.2.1", "6.2", "10.3"),
-    ("jetson-agx-orin-64gb", "7.x", "7.2.2", "11.4.1"),
-    ("jetson-agx-thor-t5000", "7.0", "7.0", "10.13"),
-    ("jetson-agx-thor-t5000", "JetPack 7.1", "7.1", "10.13"),
-    ("jetson-agx-thor-t5000", "7", "7.2.2", "11.4.1"),
-    ("jetson-t4000", "7.1", "7.1", "10.13"),
-])
+@pytest.mark.parametrize(
+    ("device_id", "asked", "jetpack", "tensorrt"),
+    [
+        ("jetson-agx-orin-64gb", "6.2", "6.2", "10.3"),
+        ("jetson-agx-orin-64gb", "6.2.1", "6.2", "10.3"),
+        ("jetson-agx-orin-64gb", "7.x", "7.2.2", "11.4.1"),
+        ("jetson-agx-thor-t5000", "7.0", "7.0", "10.13"),
+        ("jetson-agx-thor-t5000", "JetPack 7.1", "7.1", "10.13"),
+        ("jetson-agx-thor-t5000", "7", "7.2.2", "11.4.1"),
+        ("jetson-t4000", "7.1", "7.1", "10.13"),
+    ],
+)
 def test_resolve_jetpack_picks_the_asked_release(device_id, asked, jetpack, tensorrt):
     release = resolve_jetpack(get_device(device_id), asked)
     assert (release.jetpack, release.tensorrt) == (jetpack, tensorrt)
 
 
-@pytest.mark.parametrize(("device_id", "asked", "message"), [
-    ("jetson-orin-nano-8gb", "7.x", "jetson-orin-nano-8gb does not run JetPack 7.x: it runs JetPack 6.2"),
-    ("jetson-t4000", "7.0", "jetson-t4000 does not run JetPack 7.0: it runs JetPack 7.1, 7.2.2"),
-    ("jetson-agx-orin-64gb", "seven", "not a JetPack version such as 6.2 or 7.x: jetson-agx-orin-64gb runs 6.2, 7.2.2"),
-    ("raspberry-pi-5", "6.2", "raspberry-pi-5 runs no JetPack (cpu device)"),
-    ("raspberry-pi-5", None, "runs no JetPack"),
-])
+@pytest.mark.parametrize(
+    ("device_id", "asked", "message"),
+    [
+        ("jetson-orin-nano-8gb", "7.x", "jetson-orin-nano-8gb does not run JetPack 7.x: it runs JetPack 6.2"),
+        ("jetson-t4000", "7.0", "jetson-t4000 does not run JetPack 7.0: it runs JetPack 7.1, 7.2.2"),
+        (
+            "jetson-agx-orin-64gb",
+            "seven",
+            "not a JetPack version such as 6.2 or 7.x: jetson-agx-orin-64gb runs 6.2, 7.2.2",
+        ),
+        ("raspberry-pi-5", "6.2", "raspberry-pi-5 runs no JetPack (cpu device)"),
+        ("raspberry-pi-5", None, "runs no JetPack"),
+    ],
+)
 def test_resolve_jetpack_errors_are_one_line(device_id, asked, message):
     with pytest.raises(UsageError) as error:
         resolve_jetpack(get_device(device_id), asked)

@@ -1,10 +1,10 @@
 """Export: every zoo model to verified ONNX, the cases peers got wrong, artifacts, and bad input."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -50,8 +50,16 @@ def test_every_zoo_model_exports_and_verifies(name, tmp_path):
 
 @pytest.mark.parametrize(
     "name,size",
-    [("alexnet", 227), ("alexnet", 256), ("vgg11", 227), ("vgg16_bn", 256), ("alexnet_original", 256),
-     ("inception_v3", 299), ("inception_v4", 299), ("googlenet", 256)],
+    [
+        ("alexnet", 227),
+        ("alexnet", 256),
+        ("vgg11", 227),
+        ("vgg16_bn", 256),
+        ("alexnet_original", 256),
+        ("inception_v3", 299),
+        ("inception_v4", 299),
+        ("googlenet", 256),
+    ],
 )
 def test_adaptive_pooling_at_non_default_sizes(name, size, tmp_path):
     result = export_model(name, output_dir=tmp_path, input_size=str(size), check_samples=2)
@@ -59,7 +67,9 @@ def test_adaptive_pooling_at_non_default_sizes(name, size, tmp_path):
     assert manifest["input"]["shape"] == [1, 3, size, size]
 
 
-@pytest.mark.parametrize("size,output", [((7, 7), (6, 6)), ((8, 8), 7), ((13, 5), (6, 3)), ((9, 4), (None, 2)), ((6, 6), 6)])
+@pytest.mark.parametrize(
+    "size,output", [((7, 7), (6, 6)), ((8, 8), 7), ((13, 5), (6, 3)), ((9, 4), (None, 2)), ((6, 6), 6)]
+)
 def test_uneven_adaptive_pooling_matches_pytorch(size, output):
     x = torch.randn(2, 3, *size)
     expected = torch.nn.functional.adaptive_avg_pool2d(x, output)
@@ -169,7 +179,9 @@ def test_weights_round_trip_with_checkpoint_wrappers(tmp_path):
     assert result.manifest["model"]["weights"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
     expected = trained(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(run_session(create_session(result.files["onnx-fp32"]), x[:1]), expected[:1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        run_session(create_session(result.files["onnx-fp32"]), x[:1]), expected[:1], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_arbitrary_pickle_is_refused(tmp_path):
@@ -207,7 +219,9 @@ def test_checkpoint_for_another_class_count(tmp_path):
     torch.save(get_model("squeezenet1_1", num_classes=10).state_dict(), path)
     result = invoke("export", "squeezenet1_1", "--weights", path, "-o", tmp_path / "out")
     assert result.exit_code == 2
-    assert "wrong shapes" in result.output and "classifier.1.weight (10, 512, 1, 1) vs (1000, 512, 1, 1)" in result.output
+    assert (
+        "wrong shapes" in result.output and "classifier.1.weight (10, 512, 1, 1) vs (1000, 512, 1, 1)" in result.output
+    )
     assert "--num-classes" in result.output
 
 
@@ -233,19 +247,21 @@ def test_truncated_checkpoint(tmp_path):
 
 # --- other sources ---------------------------------------------------------------------------------------------
 
-FACTORY = '''
+FACTORY = """
 import torch
 from torch import nn
 
 def build(num_classes=4):
     return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
-'''
+"""
 
 
 def test_factory_in_user_code(tmp_path):
     factory = tmp_path / "mynet.py"
     factory.write_text(FACTORY)
-    result = invoke("export", f"{factory}:build", "--num-classes", "6", "--input-size", "28", "-o", tmp_path / "out", "--json")
+    result = invoke(
+        "export", f"{factory}:build", "--num-classes", "6", "--input-size", "28", "-o", tmp_path / "out", "--json"
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.output)["manifest"]
     assert manifest["model"]["origin"] == "factory"
@@ -328,8 +344,12 @@ def test_cli_single_export_says_weights_are_random(tmp_path):
 
 
 def test_many_models_in_two_processes_match_one_process(tmp_path):
-    serial = invoke("export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "serial", "--jobs", "1", "--json")
-    parallel = invoke("export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "parallel", "--jobs", "2", "--json")
+    serial = invoke(
+        "export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "serial", "--jobs", "1", "--json"
+    )
+    parallel = invoke(
+        "export", "squeezenet*", "lenet5", "--input-size", "64", "-o", tmp_path / "parallel", "--jobs", "2", "--json"
+    )
     assert serial.exit_code == 0 and parallel.exit_code == 0, parallel.output
     assert [row["model"] for row in json.loads(parallel.output)] == ["squeezenet1_0", "squeezenet1_1", "lenet5"]
     for name in ("squeezenet1_0", "squeezenet1_1", "lenet5"):
@@ -350,7 +370,13 @@ def test_weights_set_aside_give_torchs_own_serialization(name, tmp_path):
 
     from edgecnn import get_spec
     from edgecnn.export.to_onnx import (
-        DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, _exportable_adaptive_pools, load_inline, torch_to_onnx_file, weights_file,
+        DEFAULT_OPSET,
+        INPUT_NAME,
+        OUTPUT_NAME,
+        _exportable_adaptive_pools,
+        load_inline,
+        torch_to_onnx_file,
+        weights_file,
     )
 
     spec = get_spec(name)
@@ -362,7 +388,13 @@ def test_weights_set_aside_give_torchs_own_serialization(name, tmp_path):
     with warnings.catch_warnings(), torch.no_grad(), _exportable_adaptive_pools(module):
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (torch.zeros(shape),), str(tmp_path / "torch.onnx"), dynamo=False, opset_version=DEFAULT_OPSET,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
+            module,
+            (torch.zeros(shape),),
+            str(tmp_path / "torch.onnx"),
+            dynamo=False,
+            opset_version=DEFAULT_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            do_constant_folding=True,
         )
     assert load_inline(ours).SerializeToString() == (tmp_path / "torch.onnx").read_bytes()

@@ -1,4 +1,5 @@
 """`edgecnn profile`: budgets, devices side by side, the recommendation, measurement, plots and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,17 @@ def one_line_error(result, exit_code=2):
     return lines[0]
 
 
-@pytest.mark.parametrize("text,expected", [("512MB", 512 * MB), ("10MB", 10 * MB), ("1.5GB", int(1.5 * 2**30)),
-                                           ("256 KiB", 256 * 2**10), ("2g", 2 * 2**30), ("4096", 4096)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("512MB", 512 * MB),
+        ("10MB", 10 * MB),
+        ("1.5GB", int(1.5 * 2**30)),
+        ("256 KiB", 256 * 2**10),
+        ("2g", 2 * 2**30),
+        ("4096", 4096),
+    ],
+)
 def test_memory_sizes(text, expected):
     assert parse_memory_size(text) == expected
 
@@ -83,9 +93,11 @@ def test_corrupt_and_non_onnx_files_are_one_line_errors(tmp_path):
 def _dynamic_model(path):
     weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["img", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], "dynamic",
+        [helper.make_node("Conv", ["img", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        "dynamic",
         [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weight],
     )
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     return path
@@ -104,18 +116,32 @@ def test_dynamic_dims_need_input_shape(tmp_path):
 
 def test_unknown_op_without_shapes_is_a_one_line_error(tmp_path):
     graph = helper.make_graph(
-        [helper.make_node("Mystery", ["x"], ["h"], domain="vendor"), helper.make_node("Relu", ["h"], ["y"])], "g",
+        [helper.make_node("Mystery", ["x"], ["h"], domain="vendor"), helper.make_node("Relu", ["h"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     path = tmp_path / "custom.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("vendor", 1)]), path)
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("vendor", 1)]), path
+    )
     assert "vendor.Mystery" in one_line_error(invoke("profile", path))
 
 
 def test_ten_megabytes_shows_which_networks_fit_at_int8():
-    result = invoke("profile", "squeezenet1_1", "mobilenet_v2", "resnet50", "--precision", "int8",
-                    "--memory-budget", "10MB", "--device", "jetson-nano", "--json")
+    result = invoke(
+        "profile",
+        "squeezenet1_1",
+        "mobilenet_v2",
+        "resnet50",
+        "--precision",
+        "int8",
+        "--memory-budget",
+        "10MB",
+        "--device",
+        "jetson-nano",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     fits = {row["model"]: row["devices"][0] for row in report["rows"]}
@@ -124,7 +150,17 @@ def test_ten_megabytes_shows_which_networks_fit_at_int8():
     assert all(fit["budget_bytes"] == 10 * MB for fit in fits.values())
     picks = report["recommendations"][0]["picks"]
     assert [pick["model"] for pick in picks] == ["mobilenet_v2", "squeezenet1_1"]
-    table = invoke("profile", "squeezenet1_1", "resnet50", "--precision", "int8", "--memory-budget", "10MB", "--device", "jetson-nano")
+    table = invoke(
+        "profile",
+        "squeezenet1_1",
+        "resnet50",
+        "--precision",
+        "int8",
+        "--memory-budget",
+        "10MB",
+        "--device",
+        "jetson-nano",
+    )
     assert table.exit_code == 0, table.output
     assert "Best on jetson-nano" in table.output and "squeezenet1_1 int8" in table.output
 
@@ -151,7 +187,9 @@ def test_every_jetson_side_by_side_with_assumptions_in_json():
 
 
 def test_tags_batches_and_csv():
-    result = invoke("profile", "--tag", "efficient", "--device", "raspberry-pi-5", "--precision", "fp32", "--batch", "1,4", "--csv")
+    result = invoke(
+        "profile", "--tag", "efficient", "--device", "raspberry-pi-5", "--precision", "fp32", "--batch", "1,4", "--csv"
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("model,origin,precision,basis,batch")
@@ -195,8 +233,19 @@ def test_export_directory_is_profiled_at_its_precisions(tmp_path):
 
 def test_plot_files(tmp_path):
     png, svg = tmp_path / "profile.png", tmp_path / "profile.svg"
-    result = invoke("profile", "squeezenet1_1", "mobilenet_v2", "--device", "jetson-nano", "--memory-budget", "10MB",
-                    "--max-latency", "20", "--plot", png)
+    result = invoke(
+        "profile",
+        "squeezenet1_1",
+        "mobilenet_v2",
+        "--device",
+        "jetson-nano",
+        "--memory-budget",
+        "10MB",
+        "--max-latency",
+        "20",
+        "--plot",
+        png,
+    )
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert invoke("profile", "squeezenet1_1", "--plot", svg).exit_code == 0
@@ -205,8 +254,8 @@ def test_plot_files(tmp_path):
 
 
 def test_info_and_list_use_the_cost_model():
-    from edgecnn.profile.cost import analyze
     from edgecnn.export.zoo_graphs import zoo_graph
+    from edgecnn.profile.cost import analyze
 
     expected = analyze(zoo_graph("squeezenet1_1")).macs
     info = invoke("info", "squeezenet1_1", "--json")
@@ -227,7 +276,9 @@ def test_wide_tables_are_not_folded_outside_a_terminal():
 
     from edgecnn.render import render_rows
 
-    rows = [{"model": f"inception_resnet_v{i}", **{f"device_{d}_est_ms": 123.456 + d for d in range(16)}} for i in (1, 2)]
+    rows = [
+        {"model": f"inception_resnet_v{i}", **{f"device_{d}_est_ms": 123.456 + d for d in range(16)}} for i in (1, 2)
+    ]
     stream = io.StringIO()
     render_rows(rows, console=Console(file=stream, width=80, force_terminal=False))
     lines = stream.getvalue().splitlines()

@@ -1,4 +1,5 @@
 """INT8: calibration data, Q/DQ form per target, the range cache, sensitivity, fallback, bad input, export --int8."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,12 @@ from onnx import numpy_helper
 from PIL import Image
 
 from edgecnn.calibration import (
-    CalibrationWarning, Preprocessing, QuantizationWarning, load_calibration, quantize_onnx, target_for_device,
+    CalibrationWarning,
+    Preprocessing,
+    QuantizationWarning,
+    load_calibration,
+    quantize_onnx,
+    target_for_device,
 )
 from edgecnn.calibration import quantize as quantize_module
 from edgecnn.calibration.data import CalibrationSet
@@ -34,12 +40,16 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def mobilenet(tmp_path_factory) -> Path:
     """An export directory of mobilenet_v2 at 64x64 (depthwise convolutions, Clip, Add, Gemm)."""
-    return export_model("mobilenet_v2", output_dir=tmp_path_factory.mktemp("exports"), input_size=str(SIZE), check_samples=2).directory
+    return export_model(
+        "mobilenet_v2", output_dir=tmp_path_factory.mktemp("exports"), input_size=str(SIZE), check_samples=2
+    ).directory
 
 
 @pytest.fixture(scope="module")
 def squeezenet(tmp_path_factory) -> Path:
-    return export_model("squeezenet1_1", output_dir=tmp_path_factory.mktemp("exports"), input_size=str(SIZE), check_samples=2).directory
+    return export_model(
+        "squeezenet1_1", output_dir=tmp_path_factory.mktemp("exports"), input_size=str(SIZE), check_samples=2
+    ).directory
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +91,11 @@ def test_qdq_form_per_target(target, mobilenet, builtin8, tmp_path):
     nodes = model.graph.node
     quantize_zero_points = [values[n.input[2]] for n in nodes if n.op_type == "QuantizeLinear"]
     assert quantize_zero_points, "no QuantizeLinear nodes"
-    conv_weight_dq = [n for n in nodes if n.op_type == "DequantizeLinear" and n.output[0] in {c.input[1] for c in nodes if c.op_type == "Conv"}]
+    conv_weight_dq = [
+        n
+        for n in nodes
+        if n.op_type == "DequantizeLinear" and n.output[0] in {c.input[1] for c in nodes if c.op_type == "Conv"}
+    ]
     assert len(conv_weight_dq) == sum(n.op_type == "Conv" for n in nodes)
     for node in conv_weight_dq:
         weight, scale = values[node.input[0]], values[node.input[1]]
@@ -107,7 +121,9 @@ def test_qdq_form_per_target(target, mobilenet, builtin8, tmp_path):
 def test_int8_file_is_at_most_27_percent_of_fp32_for_a_conv_net(tmp_path):
     directory = export_model("resnet18", output_dir=tmp_path, input_size=str(SIZE), check_samples=1).directory
     with pytest.warns(CalibrationWarning, match="meaningless"):
-        result = quantize_onnx(directory / "resnet18.onnx", tmp_path / "resnet18.int8.onnx", calibration="synthetic", samples=2)
+        result = quantize_onnx(
+            directory / "resnet18.onnx", tmp_path / "resnet18.int8.onnx", calibration="synthetic", samples=2
+        )
     assert result.size_ratio <= 0.27, result.size_ratio
 
 
@@ -155,7 +171,9 @@ def test_chunked_calibration_gives_the_same_ranges(squeezenet, builtin8, monkeyp
     monkeypatch.setattr(ranges_module, "CHUNK_BYTES", 1)
     calls = []
     original = ranges_module.CalibrationReader.set_range
-    monkeypatch.setattr(ranges_module.CalibrationReader, "set_range", lambda self, a, b: (calls.append((a, b)), original(self, a, b)))
+    monkeypatch.setattr(
+        ranges_module.CalibrationReader, "set_range", lambda self, a, b: (calls.append((a, b)), original(self, a, b))
+    )
     compute_ranges(fp32, builtin8, method="percentile")
     assert len(calls) == len(builtin8), "one sample per chunk when a chunk's activations exceed the budget"
 
@@ -241,7 +259,10 @@ def test_arrays(tmp_path):
 @pytest.mark.parametrize(
     "arrays,message",
     [
-        ({"x": np.zeros((4, 1, SIZE, SIZE), np.float32)}, r"shape \(4, 1, 64, 64\).*expected float32 model inputs of shape \(N, 3, 64, 64\)"),
+        (
+            {"x": np.zeros((4, 1, SIZE, SIZE), np.float32)},
+            r"shape \(4, 1, 64, 64\).*expected float32 model inputs of shape \(N, 3, 64, 64\)",
+        ),
         ({"x": np.zeros((4, 3, 32, 32), np.float32)}, r"shape \(4, 3, 32, 32\)"),
         ({"x": np.zeros((4, 8, 8, 2), np.uint8)}, r"shape \(4, 8, 8, 2\)"),
         ({"x": np.zeros((4, 3, SIZE, SIZE), np.int64)}, "dtype int64"),
@@ -287,7 +308,9 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(squeezenet, tmp_path):
 
 
 def test_exclude_keeps_nodes_in_float(mobilenet, builtin8, tmp_path):
-    result = quantize_onnx(mobilenet / "mobilenet_v2.onnx", tmp_path / "m.onnx", calibration=builtin8, exclude=["*/classifier/*Gemm"])
+    result = quantize_onnx(
+        mobilenet / "mobilenet_v2.onnx", tmp_path / "m.onnx", calibration=builtin8, exclude=["*/classifier/*Gemm"]
+    )
     assert result.excluded_nodes == ["/classifier/classifier.1/Gemm"]
     model = onnx.load(str(tmp_path / "m.onnx"))
     gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
@@ -297,7 +320,9 @@ def test_exclude_keeps_nodes_in_float(mobilenet, builtin8, tmp_path):
 
 def test_per_tensor_on_a_depthwise_network_warns(mobilenet, builtin8, tmp_path):
     with pytest.warns(QuantizationWarning, match="depthwise"):
-        result = quantize_onnx(mobilenet / "mobilenet_v2.onnx", tmp_path / "m.onnx", calibration=builtin8.head(4), per_channel=False)
+        result = quantize_onnx(
+            mobilenet / "mobilenet_v2.onnx", tmp_path / "m.onnx", calibration=builtin8.head(4), per_channel=False
+        )
     assert not result.manifest_entry()["quantization"]["per_channel"]
 
 
@@ -348,8 +373,13 @@ def test_auto_fallback_keeps_the_fewest_worst_layers_in_float(squeezenet, builti
     assert outcome.result.excluded_nodes == ranked[:2]
     assert (tmp_path / "s.int8-cpu.onnx").is_file()
     with pytest.raises(EdgecnnError, match="auto-fallback"):
-        auto_fallback(fp32, tmp_path / "t.onnx", evaluate=lambda path: 90.0 if path == fp32 else 0.0, max_drop=1.0,
-                      calibration=builtin8)
+        auto_fallback(
+            fp32,
+            tmp_path / "t.onnx",
+            evaluate=lambda path: 90.0 if path == fp32 else 0.0,
+            max_drop=1.0,
+            calibration=builtin8,
+        )
     assert not (tmp_path / "t.onnx").exists()
 
 
@@ -373,7 +403,19 @@ def test_quantize_command_writes_the_artifact_and_the_manifest(squeezenet, tmp_p
 
 
 def test_export_int8_says_what_it_used(tmp_path):
-    result = invoke("export", "squeezenet", "--int8", "--input-size", SIZE, "--calib-samples", 6, "--device", "jetson-orin-nano-8gb", "-o", tmp_path)
+    result = invoke(
+        "export",
+        "squeezenet",
+        "--int8",
+        "--input-size",
+        SIZE,
+        "--calib-samples",
+        6,
+        "--device",
+        "jetson-orin-nano-8gb",
+        "-o",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert "built-in set" in result.output and "6 samples" in result.output
     assert "target tensorrt (from --device jetson-orin-nano-8gb" in result.output
@@ -384,7 +426,17 @@ def test_export_int8_says_what_it_used(tmp_path):
 
 
 def test_export_int8_failure_leaves_nothing(tmp_path):
-    result = invoke("export", "squeezenet1_1", "--int8", "--input-size", SIZE, "--calib", tmp_path / "missing", "-o", tmp_path / "out")
+    result = invoke(
+        "export",
+        "squeezenet1_1",
+        "--int8",
+        "--input-size",
+        SIZE,
+        "--calib",
+        tmp_path / "missing",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
     leftovers = list((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
     assert leftovers == [], "a failed INT8 step leaves no directory, staging or partial file"

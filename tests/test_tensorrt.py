@@ -1,6 +1,7 @@
 """TensorRT: readiness checks over the zoo and documented cases, Q/DQ compliance, build planning and its bad
 input, trtexec command lines and the real trtexec outputs in tests/data/trtexec (see SOURCES.md there), and
 the engine build and run where TensorRT and a GPU are present."""
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,32 @@ from edgecnn import list_models
 from edgecnn.cli import main
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export.tensorrt.engine import (
-    CompileOptions, GpuIdentity, calibration_cache_text, check_engine_compatibility, create_tensorrt_ep_session,
-    installed_tensorrt, load_engine, plan_build, prepare_ep_cache, qdq_to_ranges, read_sidecar, tensorrt_ep_options,
-)
 from edgecnn.export.tensorrt.check import DLA_RULES, ShapeProfile, check_model
+from edgecnn.export.tensorrt.engine import (
+    CompileOptions,
+    GpuIdentity,
+    calibration_cache_text,
+    check_engine_compatibility,
+    create_tensorrt_ep_session,
+    installed_tensorrt,
+    load_engine,
+    plan_build,
+    prepare_ep_cache,
+    qdq_to_ranges,
+    read_sidecar,
+    tensorrt_ep_options,
+)
 from edgecnn.export.tensorrt.support import operator_support, parser_table
 from edgecnn.export.tensorrt.trtexec import trtexec_commands, write_trtexec_script
-from edgecnn.profile.trtexec import (
-    import_trtexec, onnx_nodes_of_layer, read_layer_info, read_log, read_profile, read_times,
-)
 from edgecnn.export.zoo_graphs import zoo_graph
+from edgecnn.profile.trtexec import (
+    import_trtexec,
+    onnx_nodes_of_layer,
+    read_layer_info,
+    read_log,
+    read_profile,
+    read_times,
+)
 
 DATA = Path(__file__).parent / "data" / "trtexec"
 GPU_ONLY = "jetson-orin-nano-8gb"
@@ -57,8 +73,11 @@ def _tensor(name, shape, seed=0, dtype=np.float32):
 
 def _model(nodes, input_shape, output_shape, initializers=(), opset=17, output_type=TensorProto.FLOAT):
     graph = helper.make_graph(
-        nodes, "test", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info("output", output_type, output_shape)], list(initializers),
+        nodes,
+        "test",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output", output_type, output_shape)],
+        list(initializers),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
@@ -67,19 +86,35 @@ def _model(nodes, input_shape, output_shape, initializers=(), opset=17, output_t
 
 def conv_model(dilation=1, kernel=3, stride=1, channels=8, size=32, batch=1, pad=None):
     pad = dilation * (kernel // 2) if pad is None else pad
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", dilations=[dilation] * 2,
-                              kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[pad] * 4),
-             helper.make_node("Relu", ["c"], ["output"], name="relu")]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["input", "w", "b"],
+            ["c"],
+            name="conv",
+            dilations=[dilation] * 2,
+            kernel_shape=[kernel] * 2,
+            strides=[stride] * 2,
+            pads=[pad] * 4,
+        ),
+        helper.make_node("Relu", ["c"], ["output"], name="relu"),
+    ]
     out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-    return _model(nodes, [batch, 3, size, size], [batch, channels, out, out],
-                  [_tensor("w", (channels, 3, kernel, kernel)), _tensor("b", (channels,), 1)])
+    return _model(
+        nodes,
+        [batch, 3, size, size],
+        [batch, channels, out, out],
+        [_tensor("w", (channels, 3, kernel, kernel)), _tensor("b", (channels,), 1)],
+    )
 
 
 def classifier_model(features=512, batch=1):
     """GlobalAveragePool -> Flatten -> Gemm over ``features`` channels."""
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["g"], name="gap"),
-             helper.make_node("Flatten", ["g"], ["f"], name="flatten", axis=1),
-             helper.make_node("Gemm", ["f", "w", "b"], ["output"], name="fc", transB=1)]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "w", "b"], ["output"], name="fc", transB=1),
+    ]
     return _model(nodes, [batch, features, 7, 7], [batch, 10], [_tensor("w", (10, features)), _tensor("b", (10,), 1)])
 
 
@@ -142,11 +177,14 @@ def test_dla_convolution_dilation_limit(dilation, expected):
         assert "dilation [64, 64] outside [1, 32]" in conv.reason and "DLA guide: Convolution" in conv.reason
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"kernel": 33, "pad": 0, "size": 64}, "kernel 33x33 outside [1, 32]"),
-    ({"stride": 9, "pad": 1}, "stride [9, 9] outside [1, 8]"),
-    ({"kernel": 3, "pad": 3}, "not smaller than the kernel"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"kernel": 33, "pad": 0, "size": 64}, "kernel 33x33 outside [1, 32]"),
+        ({"stride": 9, "pad": 1}, "stride [9, 9] outside [1, 8]"),
+        ({"kernel": 3, "pad": 3}, "not smaller than the kernel"),
+    ],
+)
 def test_dla_convolution_limits(kwargs, fragment):
     conv = rows_by_name(check_model(conv_model(**kwargs), get_device(ORIN_DLA)))["conv"]
     assert conv.dla == "gpu" and fragment in conv.reason
@@ -171,7 +209,9 @@ def test_dla_classifier_head_gap_flatten_and_gemm_width():
 
 @pytest.mark.parametrize("window,expected", [(3, "dla"), (8, "dla"), (13, "gpu")])
 def test_dla_pooling_window(window, expected):
-    model = single_node_model("AveragePool", [1, 8, 13, 13], [1, 8, 13 - window + 1, 13 - window + 1], kernel_shape=[window, window])
+    model = single_node_model(
+        "AveragePool", [1, 8, 13, 13], [1, 8, 13 - window + 1, 13 - window + 1], kernel_shape=[window, window]
+    )
     row = rows_by_name(check_model(model, get_device(ORIN_DLA)))["averagepool"]
     assert row.dla == expected
     if expected == "gpu":
@@ -179,11 +219,21 @@ def test_dla_pooling_window(window, expected):
 
 
 def test_dla_activation_concat_softmax_and_elementwise_rules():
-    clip6 = single_node_model("Clip", [1, 8, 4, 4], [1, 8, 4, 4], [numpy_helper.from_array(np.float32(0), "lo"),
-                              numpy_helper.from_array(np.float32(6), "hi")], inputs=("input", "lo", "hi"))
+    clip6 = single_node_model(
+        "Clip",
+        [1, 8, 4, 4],
+        [1, 8, 4, 4],
+        [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")],
+        inputs=("input", "lo", "hi"),
+    )
     assert rows_by_name(check_model(clip6, get_device(ORIN_DLA)))["clip"].dla == "dla"
-    clip_signed = single_node_model("Clip", [1, 8, 4, 4], [1, 8, 4, 4], [numpy_helper.from_array(np.float32(-1), "lo"),
-                                    numpy_helper.from_array(np.float32(1), "hi")], inputs=("input", "lo", "hi"))
+    clip_signed = single_node_model(
+        "Clip",
+        [1, 8, 4, 4],
+        [1, 8, 4, 4],
+        [numpy_helper.from_array(np.float32(-1), "lo"), numpy_helper.from_array(np.float32(1), "hi")],
+        inputs=("input", "lo", "hi"),
+    )
     assert rows_by_name(check_model(clip_signed, get_device(ORIN_DLA)))["clip"].dla == "gpu"
     hardswish = single_node_model("HardSwish", [1, 8, 4, 4], [1, 8, 4, 4])
     assert rows_by_name(check_model(hardswish, get_device(ORIN_DLA)))["hardswish"].dla == "gpu"
@@ -203,18 +253,32 @@ def test_channel_shuffle_falls_back_and_every_rule_names_its_source():
     report = check_model(zoo_graph("shufflenet_v2_x1_0"), get_device(ORIN_DLA), profile=ShapeProfile.static(1))
     shuffles = [row for row in report.nodes if row.op_type in ("Reshape", "Transpose") and row.dla == "gpu"]
     assert shuffles and all("5-D" in row.reason for row in shuffles)
-    sources = ("TensorRT Developer Guide", "NVIDIA/Deep-Learning-Accelerator-SW", "TensorRT include/NvInfer.h", "onnx/onnx-tensorrt")
+    sources = (
+        "TensorRT Developer Guide",
+        "NVIDIA/Deep-Learning-Accelerator-SW",
+        "TensorRT include/NvInfer.h",
+        "onnx/onnx-tensorrt",
+    )
     assert all(rule.source.startswith(sources) for rule in DLA_RULES)
 
 
 # ----------------------------------------------------------------------------------------------- parser tables
 
 
-@pytest.mark.parametrize("version,device,dla", [
-    ("8.5", XAVIER, True), ("10.3", ORIN_DLA, True), ("10.7", ORIN_DLA, True), ("10.8", ORIN_DLA, False),
-    ("10.16", ORIN_DLA, False), ("11.3", ORIN_DLA, False), ("11.4", ORIN_DLA, False), ("11.4.1", ORIN_DLA, True),
-    ("11.4.1", "jetson-orin-nx-16gb", False),
-])
+@pytest.mark.parametrize(
+    "version,device,dla",
+    [
+        ("8.5", XAVIER, True),
+        ("10.3", ORIN_DLA, True),
+        ("10.7", ORIN_DLA, True),
+        ("10.8", ORIN_DLA, False),
+        ("10.16", ORIN_DLA, False),
+        ("11.3", ORIN_DLA, False),
+        ("11.4", ORIN_DLA, False),
+        ("11.4.1", ORIN_DLA, True),
+        ("11.4.1", "jetson-orin-nx-16gb", False),
+    ],
+)
 def test_dla_by_tensorrt_version(tiny_fp32, export_dir, version, device, dla):
     """Issue 13 (4): DLA was decided by major version; NVIDIA: 10.7 is the last 10.x with DLA, none in 10.8-11.3,
     11.4.1 brings it back on AGX Orin (JetPack 7.2.2+), strongly typed only."""
@@ -237,21 +301,42 @@ def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
     Resize and Abs run there, and a deconvolution's stride limit is [1, 32]."""
     orin = get_device(ORIN_DLA)
     for op in ("Div", "Pow"):
-        row = rows_by_name(check_model(single_node_model(op, [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input")), orin))[op.lower()]
+        row = rows_by_name(
+            check_model(single_node_model(op, [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input")), orin)
+        )[op.lower()]
         assert row.dla == "gpu" and "NvInfer.h: IElementWiseLayer" in row.reason
     gmp = single_node_model("GlobalMaxPool", [1, 8, 4, 4], [1, 8, 1, 1])
     assert rows_by_name(check_model(gmp, orin))["globalmaxpool"].dla == "dla"
     assert rows_by_name(check_model(gmp, get_device(XAVIER), tensorrt="8.5"))["globalmaxpool"].dla == "gpu"
     assert rows_by_name(check_model(single_node_model("Abs", [1, 8, 4, 4], [1, 8, 4, 4]), orin))["abs"].dla == "dla"
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
-    upsample = single_node_model("Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="nearest",
-                                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    upsample = single_node_model(
+        "Resize",
+        [1, 8, 4, 4],
+        [1, 8, 8, 8],
+        [scales],
+        inputs=("input", "", "scales"),
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
     assert rows_by_name(check_model(upsample, orin))["resize"].dla == "dla"
-    cubic = single_node_model("Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="cubic")
+    cubic = single_node_model(
+        "Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="cubic"
+    )
     assert "IResizeLayer" in rows_by_name(check_model(cubic, orin))["resize"].reason
-    deconv = single_node_model("ConvTranspose", [1, 8, 4, 4], [1, 8, 64, 64], [_tensor("w", (8, 8, 16, 16))], inputs=("input", "w"),
-                               strides=[16, 16], kernel_shape=[16, 16])
-    assert rows_by_name(check_model(deconv, orin))["convtranspose"].dla == "dla", "stride 16 is within the deconvolution's [1, 32]"
+    deconv = single_node_model(
+        "ConvTranspose",
+        [1, 8, 4, 4],
+        [1, 8, 64, 64],
+        [_tensor("w", (8, 8, 16, 16))],
+        inputs=("input", "w"),
+        strides=[16, 16],
+        kernel_shape=[16, 16],
+    )
+    assert rows_by_name(check_model(deconv, orin))["convtranspose"].dla == "dla", (
+        "stride 16 is within the deconvolution's [1, 32]"
+    )
     alexnet = check_model(zoo_graph("alexnet_original"), orin, profile=ShapeProfile.static(1))
     assert all(row.dla == "gpu" for row in alexnet.nodes if row.op_type in ("Div", "Pow"))
     assert all(rule.source for rule in DLA_RULES) and any("NvInfer.h" in rule.source for rule in DLA_RULES)
@@ -259,11 +344,15 @@ def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
 
 def test_quantize_without_zero_point_is_int8_for_tensorrt():
     """Issue 13 (8): onnx-tensorrt imports a QuantizeLinear without a zero point as INT8, so it does not block."""
-    nodes = [helper.make_node("QuantizeLinear", ["input", "s"], ["q"], name="q"),
-             helper.make_node("DequantizeLinear", ["q", "s"], ["output"], name="dq")]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "s"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s"], ["output"], name="dq"),
+    ]
     model = _model(nodes, [1, 8, 4, 4], [1, 8, 4, 4], [numpy_helper.from_array(np.float32(0.1), "s")])
     report = check_model(model, get_device(GPU_ONLY))
-    assert report.verdict == "gpu" and rows_by_name(report)["q"].qdq.startswith("ok (no zero point: TensorRT quantizes to INT8")
+    assert report.verdict == "gpu" and rows_by_name(report)["q"].qdq.startswith(
+        "ok (no zero point: TensorRT quantizes to INT8"
+    )
 
 
 @pytest.mark.parametrize("device", ["jetson-nano", "jetson-tx2"])
@@ -274,7 +363,11 @@ def test_int8_on_gpus_without_fast_int8_recommends_fp16(tiny_fp32, tmp_path, dev
     model.opset_import[0].version = 13
     report = check_model(model, get_device(device))
     warning = next(issue for issue in report.issues if issue.code == "no-fast-int8")
-    assert warning.severity == "warning" and "platformHasFastInt8() is false" in warning.message and "--precision fp16" in warning.message
+    assert (
+        warning.severity == "warning"
+        and "platformHasFastInt8() is false" in warning.message
+        and "--precision fp16" in warning.message
+    )
     assert not any(issue.code == "no-fast-int8" for issue in check_model(model, get_device(GPU_ONLY)).issues)
     result = invoke("profile", "resnet18", "--device", device, "--precision", "fp16,int8", "--json")
     assert result.exit_code == 0, result.output
@@ -284,16 +377,25 @@ def test_int8_on_gpus_without_fast_int8_recommends_fp16(tiny_fp32, tmp_path, dev
 
 def test_dla_int8_ranges_are_equal_where_dla_needs_it():
     """Issue 13 (5): DLA INT8 needs equal ranges on both ElementWise inputs and on a pool's input and output (NvInfer.h)."""
+
     def qdq(name, scale):
-        return ([helper.make_node("QuantizeLinear", [name, f"{name}_s", "zp"], [f"{name}_q"]),
-                 helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", "zp"], [f"{name}_dq"])],
-                [numpy_helper.from_array(np.float32(scale), f"{name}_s")])
+        return (
+            [
+                helper.make_node("QuantizeLinear", [name, f"{name}_s", "zp"], [f"{name}_q"]),
+                helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", "zp"], [f"{name}_dq"]),
+            ],
+            [numpy_helper.from_array(np.float32(scale), f"{name}_s")],
+        )
+
     nodes, inits = [helper.make_node("Relu", ["input"], ["a"]), helper.make_node("Sigmoid", ["input"], ["b"])], []
     for name, scale in (("a", 0.1), ("b", 0.01)):
         more_nodes, more_inits = qdq(name, scale)
         nodes += more_nodes
         inits += more_inits
-    nodes += [helper.make_node("Add", ["a_dq", "b_dq"], ["sum"]), helper.make_node("MaxPool", ["sum"], ["p"], kernel_shape=[2, 2])]
+    nodes += [
+        helper.make_node("Add", ["a_dq", "b_dq"], ["sum"]),
+        helper.make_node("MaxPool", ["sum"], ["p"], kernel_shape=[2, 2]),
+    ]
     more_nodes, more_inits = qdq("sum", 0.3)
     nodes = nodes[:-1] + more_nodes + [helper.make_node("MaxPool", ["sum_dq"], ["p"], kernel_shape=[2, 2])]
     inits += more_inits
@@ -313,8 +415,13 @@ def test_parser_tables_by_version():
     assert operator_support("HardSwish", "8.5").supported and operator_support("HardSwish", "11").supported
     assert operator_support("QLinearConv", "10.3").status == "unsupported"
     for window_op in ("HannWindow", "STFT"):
-        assert operator_support(window_op, "10.3").status == "unsupported" and operator_support(window_op, "10.15").supported
-    assert operator_support("DeformConv", "10.0").status == "unlisted" and operator_support("DeformConv", "10.3").supported
+        assert (
+            operator_support(window_op, "10.3").status == "unsupported"
+            and operator_support(window_op, "10.15").supported
+        )
+    assert (
+        operator_support("DeformConv", "10.0").status == "unlisted" and operator_support("DeformConv", "10.3").supported
+    )
     assert "10.1-GA" in parser_table("10.3").source and "10.0-GA" in parser_table("10.0").source
     assert "zero" in operator_support("DequantizeLinear", "10.3").restriction
     assert "11.x" in parser_table("11.0").tensorrt and "10.15" in parser_table("11").source
@@ -330,8 +437,12 @@ def test_unparseable_nodes_are_named():
     assert report.verdict == "blocked"
     assert "unique (Unique: unsupported" in report.errors[0].message
     custom = helper.make_node("FancyOp", ["input"], ["output"], name="fancy", domain="com.example")
-    graph = helper.make_graph([custom], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])
+    graph = helper.make_graph(
+        [custom],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     fancy = rows_by_name(check_model(model, get_device(GPU_ONLY)))["fancy"]
     assert fancy.parser.startswith("unsupported") and "plugin" in fancy.parser
@@ -344,7 +455,12 @@ class _Batches:
     """ONNX Runtime's CalibrationDataReader protocol over a few seeded batches."""
 
     def __init__(self, count=4):
-        self.batches = iter([{"input": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)} for i in range(count)])
+        self.batches = iter(
+            [
+                {"input": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                for i in range(count)
+            ]
+        )
 
     def get_next(self):
         return next(self.batches, None)
@@ -352,12 +468,19 @@ class _Batches:
 
 @pytest.fixture(scope="module")
 def tiny_fp32(tmp_path_factory) -> Path:
-    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c2"], ["output"], name="relu2")]
-    model = _model(nodes, [1, 3, 16, 16], [1, 8, 16, 16], [_tensor("w1", (8, 3, 3, 3)), _tensor("b1", (8,), 1),
-                                                            _tensor("w2", (8, 8, 3, 3), 2), _tensor("b2", (8,), 3)], opset=17)
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["output"], name="relu2"),
+    ]
+    model = _model(
+        nodes,
+        [1, 3, 16, 16],
+        [1, 8, 16, 16],
+        [_tensor("w1", (8, 3, 3, 3)), _tensor("b1", (8,), 1), _tensor("w2", (8, 8, 3, 3), 2), _tensor("b2", (8,), 3)],
+        opset=17,
+    )
     path = tmp_path_factory.mktemp("qdq") / "tiny.onnx"
     onnx.save(model, str(path))
     return path
@@ -367,8 +490,13 @@ def _quantize(source: Path, target: Path, symmetric: bool, quantize_bias: bool =
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     quantize_static(
-        str(source), str(target), _Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+        str(source),
+        str(target),
+        _Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": quantize_bias},
     )
     return onnx.load(str(target))
@@ -422,7 +550,9 @@ def test_symmetric_int8_qdq_is_compliant_and_converts_to_ranges(tiny_fp32, tmp_p
 
 def test_per_channel_scale_on_the_wrong_axis(tiny_fp32, tmp_path):
     model = _quantize(tiny_fp32, tmp_path / "axis.onnx", symmetric=True)
-    weight_dq = next(node for node in model.graph.node if node.op_type == "DequantizeLinear" and node.input[0].startswith("w1"))
+    weight_dq = next(
+        node for node in model.graph.node if node.op_type == "DequantizeLinear" and node.input[0].startswith("w1")
+    )
     for attribute in weight_dq.attribute:
         if attribute.name == "axis":
             attribute.i = 1
@@ -449,10 +579,16 @@ def export_dir(tmp_path_factory, tiny_fp32) -> Path:
     static = directory.parent / "static.onnx"
     shutil.copy(tiny_fp32, static)
     _quantize(directory / "tiny.onnx", directory / "tiny.int8-tensorrt.onnx", symmetric=True)
-    manifest = {"edgecnn_manifest": 1, "model": {"name": "tiny"}, "artifacts": [
-        {"format": "onnx-fp32", "file": "tiny.onnx"}, {"format": "onnx-fp16", "file": "tiny.fp16.onnx"},
-        {"format": "onnx-int8-tensorrt", "file": "tiny.int8-tensorrt.onnx"}],
-        "preprocessing": {"input_size": [16, 16], "mean": [0.5] * 3, "std": [0.5] * 3}}
+    manifest = {
+        "edgecnn_manifest": 1,
+        "model": {"name": "tiny"},
+        "artifacts": [
+            {"format": "onnx-fp32", "file": "tiny.onnx"},
+            {"format": "onnx-fp16", "file": "tiny.fp16.onnx"},
+            {"format": "onnx-int8-tensorrt", "file": "tiny.int8-tensorrt.onnx"},
+        ],
+        "preprocessing": {"input_size": [16, 16], "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return directory
 
@@ -486,7 +622,11 @@ def test_plans_per_tensorrt_version(export_dir, opset13_fp16, tmp_path):
     int8 = _plan(export_dir)
     assert int8.precision == "int8" and int8.int8_source == "qdq" and int8.onnx.name == "tiny.int8-tensorrt.onnx"
     dla = _plan(export_dir, device=ORIN_DLA, dla_core=1, gpu_fallback=True)
-    assert (dla.network, dla.builder_flags, dla.int8_source) == ("weakly-typed", ["INT8", "FP16", "GPU_FALLBACK"], "qdq-ranges")
+    assert (dla.network, dla.builder_flags, dla.int8_source) == (
+        "weakly-typed",
+        ["INT8", "FP16", "GPU_FALLBACK"],
+        "qdq-ranges",
+    )
     dla_fp32 = _plan(export_dir, device=ORIN_DLA, precision="fp32", dla_core=0)
     assert dla_fp32.precision == "fp16" and dla_fp32.builder_flags == ["FP16"] and dla_fp32.notes
     with pytest.raises(EdgecnnError, match="opset 17 is newer than TensorRT 8.2's ONNX parser supports"):
@@ -502,12 +642,18 @@ def test_plans_per_tensorrt_version(export_dir, opset13_fp16, tmp_path):
 def test_trtexec_command_lines_for_tensorrt_10_and_11(export_dir, opset13_fp16, tmp_path):
     ten = trtexec_commands(_plan(export_dir, precision="fp16", output_dir=tmp_path))
     build, profile = ten[0].argv, ten[1].argv
-    assert build[:3] == ["trtexec", "--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16.engine"], "names beside the script, not workstation paths"
+    assert build[:3] == ["trtexec", "--onnx=tiny.fp16.onnx", "--saveEngine=tiny.fp16.engine"], (
+        "names beside the script, not workstation paths"
+    )
     assert "--stronglyTyped" in build and "--fp16" not in build and "--skipInference" in build
     assert f"--memPoolSize=workspace:{get_device(GPU_ONLY).budget_bytes // 2 // 2**20}M" in build
     assert "--profilingVerbosity=detailed" in build and "--exportLayerInfo=tiny.fp16.layers.json" in build
     assert "--minShapes=input:1x3x16x16" in build and "--maxShapes=input:1x3x16x16" in build
-    assert {"--exportProfile=tiny.fp16.profile.json", "--exportTimes=tiny.fp16.times.json", "--separateProfileRun"} <= set(profile)
+    assert {
+        "--exportProfile=tiny.fp16.profile.json",
+        "--exportTimes=tiny.fp16.times.json",
+        "--separateProfileRun",
+    } <= set(profile)
     assert "--shapes=input:1x3x16x16" in profile
     eleven = trtexec_commands(_plan(export_dir, precision="fp16", output_dir=tmp_path, tensorrt="11.4"))[0].argv
     removed = {"--fp16", "--int8", "--best", "--stronglyTyped"}
@@ -520,7 +666,11 @@ def test_emitted_dla_int8_script_carries_the_qdq_scales(export_dir, tmp_path):
     plan = _plan(export_dir, device="jetson-orin-nx-16gb", dla_core=0, gpu_fallback=True, output_dir=tmp_path)
     script = write_trtexec_script(plan, tmp_path)
     text = script.read_text()
-    assert "--fp16 --int8" in text and "--useDLACore=0 --allowGPUFallback" in text and "--calib=tiny.int8.dla0.calib" in text
+    assert (
+        "--fp16 --int8" in text
+        and "--useDLACore=0 --allowGPUFallback" in text
+        and "--calib=tiny.int8.dla0.calib" in text
+    )
     assert "--onnx=tiny.int8.dla0.float.onnx" in text and "tee tiny.int8.dla0.trtexec.log" in text
     calib = (tmp_path / "tiny.int8.dla0.calib").read_text()
     assert calib.startswith("TRT-100300-EntropyCalibration2\n") and "\ninput: " in calib
@@ -542,8 +692,10 @@ def test_emitted_script_is_self_contained_and_stops_on_a_failed_build(export_dir
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "trtexec"
-    fake.write_text('#!/usr/bin/env bash\nfor a in "$@"; do case $a in --onnx=*) test -f "${a#--onnx=}" || exit 3;; esac; done\n'
-                    'echo "$@" >> calls.txt\nexit "${FAKE_TRTEXEC_RC:-0}"\n')
+    fake.write_text(
+        '#!/usr/bin/env bash\nfor a in "$@"; do case $a in --onnx=*) test -f "${a#--onnx=}" || exit 3;; esac; done\n'
+        'echo "$@" >> calls.txt\nexit "${FAKE_TRTEXEC_RC:-0}"\n'
+    )
     fake.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     moved = tmp_path / "jetson" / "trt"
@@ -551,9 +703,16 @@ def test_emitted_script_is_self_contained_and_stops_on_a_failed_build(export_dir
     ran = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert len((moved / "calls.txt").read_text().splitlines()) == 2, "build and profile ran from the script's folder"
-    failed = subprocess.run(["bash", str(moved / script.name)], cwd=tmp_path, env={**env, "FAKE_TRTEXEC_RC": "1"},
-                            capture_output=True, text=True)
-    assert failed.returncode == 1 and len((moved / "calls.txt").read_text().splitlines()) == 3, "stops after the failed build"
+    failed = subprocess.run(
+        ["bash", str(moved / script.name)],
+        cwd=tmp_path,
+        env={**env, "FAKE_TRTEXEC_RC": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1 and len((moved / "calls.txt").read_text().splitlines()) == 3, (
+        "stops after the failed build"
+    )
     clash = tmp_path / "clash"
     clash.mkdir()
     (clash / "tiny.fp16.onnx").write_bytes(b"another model")
@@ -564,13 +723,23 @@ def test_emitted_script_is_self_contained_and_stops_on_a_failed_build(export_dir
 @pytest.mark.filterwarnings("ignore:calibrating on synthetic")
 def test_emitted_calib_script_writes_the_cache_it_names(export_dir, tmp_path):
     """Issue 13 (2): ``--emit-trtexec --calib`` named a cache it never wrote, so trtexec calibrated on random data."""
-    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=8, output_dir=tmp_path / "trt")
+    plan = _plan(
+        export_dir,
+        device=ORIN_DLA,
+        dla_core=0,
+        calibration="synthetic",
+        calibration_samples=8,
+        output_dir=tmp_path / "trt",
+    )
     script = write_trtexec_script(plan, tmp_path / "trt")
     text = script.read_text()
     assert "--int8 --calib=tiny.entropy-calibration.cache" in text and "--onnx=tiny.onnx " in text
     cache = (tmp_path / "trt" / "tiny.entropy-calibration.cache").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2"
-    scales = {name: float(np.frombuffer(bytes.fromhex(value), dtype=">f4")[0]) for name, value in (line.split(": ") for line in cache[1:])}
+    scales = {
+        name: float(np.frombuffer(bytes.fromhex(value), dtype=">f4")[0])
+        for name, value in (line.split(": ") for line in cache[1:])
+    }
     assert {"input", "r1"} <= set(scales) and all(0 < value < 1 for value in scales.values())
     assert (tmp_path / "trt" / "tiny.onnx").is_file()
     device_cache = tmp_path / "device"
@@ -578,7 +747,9 @@ def test_emitted_calib_script_writes_the_cache_it_names(export_dir, tmp_path):
     plan.calibration_cache = device_cache / "tiny.entropy-calibration.cache"
     plan.calibration_cache.write_text("TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
     write_trtexec_script(plan, tmp_path / "again")
-    assert (tmp_path / "again" / "tiny.entropy-calibration.cache").read_text().endswith("input: 3c010a14\n"), "TensorRT's own cache wins"
+    assert (tmp_path / "again" / "tiny.entropy-calibration.cache").read_text().endswith("input: 3c010a14\n"), (
+        "TensorRT's own cache wins"
+    )
 
 
 @pytest.mark.filterwarnings("ignore:calibrating on synthetic")
@@ -591,9 +762,13 @@ def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_p
 
     from edgecnn.export.tensorrt.engine import _calibration_batches, _entropy_calibrator
 
-    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=10, output_dir=tmp_path)
+    plan = _plan(
+        export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=10, output_dir=tmp_path
+    )
     batches = list(_calibration_batches(plan, 4))
-    assert [batch.shape for batch in batches] == [(4, 3, 16, 16)] * 2 and all(batch.dtype == np.float32 for batch in batches)
+    assert [batch.shape for batch in batches] == [(4, 3, 16, 16)] * 2 and all(
+        batch.dtype == np.float32 for batch in batches
+    )
     with pytest.raises(UsageError, match="fewer than one batch"):
         list(_calibration_batches(plan, 16))
 
@@ -602,8 +777,9 @@ def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_p
             pass
 
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self: self)
-    calibrator = _entropy_calibrator(types.SimpleNamespace(IInt8EntropyCalibrator2=EntropyCalibrator2), iter(batches), 4,
-                                     plan.calibration_cache)
+    calibrator = _entropy_calibrator(
+        types.SimpleNamespace(IInt8EntropyCalibrator2=EntropyCalibrator2), iter(batches), 4, plan.calibration_cache
+    )
     assert calibrator.get_batch_size() == 4
     assert calibrator.get_batch(["input"]) == [calibrator.device_input.data_ptr()]
     np.testing.assert_array_equal(calibrator.device_input.numpy(), batches[0])
@@ -614,24 +790,40 @@ def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_p
 
 
 def test_compile_emit_trtexec_cli(export_dir, tmp_path):
-    result = invoke("compile", export_dir, "--device", ORIN_DLA, "--batch", "1", "--dla-core", "0", "--gpu-fallback",
-                    "--emit-trtexec", "-o", tmp_path, "--json")
+    result = invoke(
+        "compile",
+        export_dir,
+        "--device",
+        ORIN_DLA,
+        "--batch",
+        "1",
+        "--dla-core",
+        "0",
+        "--gpu-fallback",
+        "--emit-trtexec",
+        "-o",
+        tmp_path,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert Path(payload["script"]).is_file() and payload["tensorrt"] == "10.3"
     assert [command["step"] for command in payload["commands"]] == ["build", "profile"]
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--device", GPU_ONLY, "--dla-core", "0"], ["has no DLA cores"]),
-    (["--device", "jetson-orin-nx-8gb", "--dla-core", "1"], ["1 DLA core(s)", "--dla-core 1 does not exist"]),
-    (["--device", GPU_ONLY, "--workspace", "9000"], ["larger than", "8192 MB of memory"]),
-    (["--device", GPU_ONLY, "--gpu-fallback"], ["--gpu-fallback only applies with --dla-core"]),
-    (["--device", ORIN_DLA, "--dla-core", "0", "--tensorrt", "11"], ["no DLA support"]),
-    (["--device", GPU_ONLY, "--calib", "builtin", "--tensorrt", "11"], ["removed INT8 calibrators"]),
-    (["--device", "raspberry-pi-5"], ["runs no TensorRT"]),
-    (["--device", "jetson-orin-nano-9gb"], ["unknown device", "did you mean"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--device", GPU_ONLY, "--dla-core", "0"], ["has no DLA cores"]),
+        (["--device", "jetson-orin-nx-8gb", "--dla-core", "1"], ["1 DLA core(s)", "--dla-core 1 does not exist"]),
+        (["--device", GPU_ONLY, "--workspace", "9000"], ["larger than", "8192 MB of memory"]),
+        (["--device", GPU_ONLY, "--gpu-fallback"], ["--gpu-fallback only applies with --dla-core"]),
+        (["--device", ORIN_DLA, "--dla-core", "0", "--tensorrt", "11"], ["no DLA support"]),
+        (["--device", GPU_ONLY, "--calib", "builtin", "--tensorrt", "11"], ["removed INT8 calibrators"]),
+        (["--device", "raspberry-pi-5"], ["runs no TensorRT"]),
+        (["--device", "jetson-orin-nano-9gb"], ["unknown device", "did you mean"]),
+    ],
+)
 def test_compile_bad_input_is_one_line(tiny_fp32, args, fragments):
     assert_one_line_error(invoke("compile", tiny_fp32, *args), *fragments)
 
@@ -639,8 +831,13 @@ def test_compile_bad_input_is_one_line(tiny_fp32, args, fragments):
 def test_compile_shape_errors_are_one_line(export_dir, tiny_fp32):
     assert_one_line_error(invoke("compile", export_dir, "--device", GPU_ONLY), "dynamic batch", "--batch N or --shapes")
     assert_one_line_error(invoke("compile", tiny_fp32, "--device", GPU_ONLY, "--shapes", "1,8,32"), "static shape")
-    assert_one_line_error(invoke("compile", export_dir, "--device", ORIN_DLA, "--dla-core", "0", "--shapes", "1,8,32"), "DLA needs static shapes")
-    assert_one_line_error(invoke("compile", export_dir, "--device", GPU_ONLY, "--shapes", "8,1,32"), "min <= opt <= max")
+    assert_one_line_error(
+        invoke("compile", export_dir, "--device", ORIN_DLA, "--dla-core", "0", "--shapes", "1,8,32"),
+        "DLA needs static shapes",
+    )
+    assert_one_line_error(
+        invoke("compile", export_dir, "--device", GPU_ONLY, "--shapes", "8,1,32"), "min <= opt <= max"
+    )
 
 
 def test_compile_unparseable_onnx_names_the_nodes(tmp_path):
@@ -654,7 +851,9 @@ def test_compile_unparseable_onnx_names_the_nodes(tmp_path):
 
 @pytest.mark.skipif(installed_tensorrt() is not None, reason="TensorRT is installed here")
 def test_compile_without_tensorrt_points_at_emit_trtexec(tiny_fp32):
-    assert_one_line_error(invoke("compile", tiny_fp32, "--device", GPU_ONLY), "TensorRT is not installed", "--emit-trtexec")
+    assert_one_line_error(
+        invoke("compile", tiny_fp32, "--device", GPU_ONLY), "TensorRT is not installed", "--emit-trtexec"
+    )
 
 
 def test_check_cli(tiny_fp32, tmp_path):
@@ -689,14 +888,20 @@ def test_files_that_are_not_engines(tiny_fp32, tmp_path):
 
 
 def test_sidecar_refuses_other_tensorrt_versions_and_gpus(tmp_path):
-    sidecar = {"edgecnn_engine": 1, "engine": {"file": "m.int8.engine"}, "tensorrt": "10.3.0",
-               "gpu": {"name": "Orin", "compute_capability": "8.7"}}
+    sidecar = {
+        "edgecnn_engine": 1,
+        "engine": {"file": "m.int8.engine"},
+        "tensorrt": "10.3.0",
+        "gpu": {"name": "Orin", "compute_capability": "8.7"},
+    }
     assert check_engine_compatibility(sidecar, "10.3.0", GpuIdentity("Orin", "8.7")) == []
     with pytest.raises(EdgecnnError, match=r"built by TensorRT 10.3.0; this is TensorRT 10.7.0: rebuild"):
         check_engine_compatibility(sidecar, "10.7.0", GpuIdentity("Orin", "8.7"))
     with pytest.raises(EdgecnnError, match=r"compute capability 8.7.*NVIDIA H100 \(9.0\)"):
         check_engine_compatibility(sidecar, "10.3.0", GpuIdentity("NVIDIA H100", "9.0"))
-    assert "same compute capability" in check_engine_compatibility(sidecar, "10.3.0", GpuIdentity("Other Orin", "8.7"))[0]
+    assert (
+        "same compute capability" in check_engine_compatibility(sidecar, "10.3.0", GpuIdentity("Other Orin", "8.7"))[0]
+    )
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\x01" * 2048)
     assert read_sidecar(engine) is None
@@ -739,7 +944,9 @@ def test_every_trtexec_fixture_parses(path, tmp_path):
         assert info.layers and info.bindings
     elif "times" in path.name:
         times = read_times(path)
-        assert times.inferences > 100 and times.latency_ms["min"] <= times.latency_ms["median"] <= times.latency_ms["max"]
+        assert (
+            times.inferences > 100 and times.latency_ms["min"] <= times.latency_ms["median"] <= times.latency_ms["max"]
+        )
     else:
         log = read_log(path)
         assert log.tensorrt and log.gpu
@@ -771,22 +978,31 @@ def test_times_and_logs():
     verbose = read_log(DATA / "trt8.6_mnist-cnn_rtx3090_loadEngine_verbose.log")
     assert (verbose.tensorrt, verbose.gpu, verbose.compute_capability) == ("8.6.0", "NVIDIA GeForce RTX 3090", "8.6")
     assert verbose.throughput_qps == 21009.2
-    assert verbose.latency_ms["median"] == pytest.approx(0.0517578) and verbose.latency_ms["p99"] == pytest.approx(0.0630798)
+    assert verbose.latency_ms["median"] == pytest.approx(0.0517578) and verbose.latency_ms["p99"] == pytest.approx(
+        0.0630798
+    )
     assert verbose.gpu_compute_ms["mean"] == pytest.approx(0.0451127) and verbose.profile is None
     dump = read_log(DATA / "trt10.16_mnist-cnn_h100_dumpProfile.log")
     assert dump.tensorrt == "10.16.1" and not dump.has_summary
     assert dump.profile.iterations == 18362 and len(dump.profile.rows) == 15
-    assert dump.profile.rows[1].name == "node_conv2d_myl0_1" and dump.profile.rows[1].average_ms == pytest.approx(0.0105)
+    assert dump.profile.rows[1].name == "node_conv2d_myl0_1" and dump.profile.rows[1].average_ms == pytest.approx(
+        0.0105
+    )
 
 
 def test_truncated_json_and_logs_are_one_line_errors(tmp_path):
     source = (DATA / "trt10.4_resnet18_rtx3060laptop_fp16.profile.json").read_text()
     truncated = tmp_path / "cut.profile.json"
     truncated.write_text(source[: len(source) // 2])
-    with pytest.raises(UsageError, match=r"cut.profile.json is not complete trtexec --exportProfile JSON \(truncated: it stops at line 15\): re-run trtexec"):
+    with pytest.raises(
+        UsageError,
+        match=r"cut.profile.json is not complete trtexec --exportProfile JSON \(truncated: it stops at line 15\): re-run trtexec",
+    ):
         read_profile(truncated)
     log = tmp_path / "cut.log"
-    log.write_text("".join((DATA / "trt8.6_mnist-cnn_rtx3090_loadEngine_verbose.log").read_text().splitlines(True)[:200]))
+    log.write_text(
+        "".join((DATA / "trt8.6_mnist-cnn_rtx3090_loadEngine_verbose.log").read_text().splitlines(True)[:200])
+    )
     with pytest.raises(UsageError, match="truncated or not a trtexec log"):
         read_log(log)
     directory = tmp_path / "run"
@@ -797,18 +1013,29 @@ def test_truncated_json_and_logs_are_one_line_errors(tmp_path):
 
 
 def test_fused_layer_names_map_back_to_onnx_nodes():
-    assert onnx_nodes_of_layer("features.0.0.weight + QuantizeLinear_8 + Conv_12 + PWN(Clip_16)") == ["QuantizeLinear_8", "Conv_12", "Clip_16"]
+    assert onnx_nodes_of_layer("features.0.0.weight + QuantizeLinear_8 + Conv_12 + PWN(Clip_16)") == [
+        "QuantizeLinear_8",
+        "Conv_12",
+        "Clip_16",
+    ]
     assert onnx_nodes_of_layer("PWN(PWN(Sigmoid_1), Mul_2) + Add_3") == ["Sigmoid_1", "Mul_2", "Add_3"]
     assert onnx_nodes_of_layer("Reformatting CopyNode for Input Tensor 0 to Conv-1 + ReLU-2") == []
     known = ["Transpose-7", "Reshape-7", "MatMul-9", "Relu-10", "MatMul-12"]
-    assert onnx_nodes_of_layer("Transpose-7 + Reshape-7 + reshape_before_MatMul-9", (), known) == ["Transpose-7", "Reshape-7", "MatMul-9"]
+    assert onnx_nodes_of_layer("Transpose-7 + Reshape-7 + reshape_before_MatMul-9", (), known) == [
+        "Transpose-7",
+        "Reshape-7",
+        "MatMul-9",
+    ]
     assert onnx_nodes_of_layer("{ForeignNode[Reshape-7...MatMul-12]}", (), known) == known[1:]
     assert onnx_nodes_of_layer("node_linear_myl5_2", (), ["node_linear"]) == ["node_linear"]
 
 
 def test_import_trtexec_keys_real_resnet18_times_to_zoo_onnx_nodes(tmp_path):
     """TensorRT 10.4's ResNet-18 profile (torchvision export) lands on the zoo resnet18's ONNX node names."""
-    for name in ("trt10.4_resnet18_rtx3060laptop_fp16.profile.json", "trt10.4_resnet18_rtx3060laptop_fp16.layerinfo.json"):
+    for name in (
+        "trt10.4_resnet18_rtx3060laptop_fp16.profile.json",
+        "trt10.4_resnet18_rtx3060laptop_fp16.layerinfo.json",
+    ):
         shutil.copy(DATA / name, tmp_path / name)
     graph = zoo_graph("resnet18")
     imported = import_trtexec(tmp_path, graph)
@@ -865,7 +1092,9 @@ def tensorrt_gpu():
 def test_build_load_and_time_an_engine(tensorrt_gpu, export_dir, tmp_path, precision):
     from edgecnn.export.tensorrt.engine import build_engine, gpu_identity, measure_engine
 
-    plan = _plan(export_dir, device=ORIN_DLA, precision=precision, output_dir=tmp_path, tensorrt=tensorrt_gpu.__version__)
+    plan = _plan(
+        export_dir, device=ORIN_DLA, precision=precision, output_dir=tmp_path, tensorrt=tensorrt_gpu.__version__
+    )
     result = build_engine(plan)
     sidecar = json.loads(result.sidecar.read_text())
     assert sidecar["tensorrt"] == tensorrt_gpu.__version__ and sidecar["precision"] == precision
@@ -895,10 +1124,23 @@ def test_engine_from_another_tensorrt_is_refused(tensorrt_gpu, export_dir, tmp_p
 
 
 def test_profile_import_trtexec_merges_device_layer_times(tmp_path):
-    for name in ("trt10.4_resnet18_rtx3060laptop_fp16.profile.json", "trt10.4_resnet18_rtx3060laptop_fp16.layerinfo.json"):
+    for name in (
+        "trt10.4_resnet18_rtx3060laptop_fp16.profile.json",
+        "trt10.4_resnet18_rtx3060laptop_fp16.layerinfo.json",
+    ):
         shutil.copy(DATA / name, tmp_path / name)
-    result = invoke("profile", "resnet18", "--device", GPU_ONLY, "--precision", "fp16", "--layers",
-                    "--import-trtexec", tmp_path, "--json")
+    result = invoke(
+        "profile",
+        "resnet18",
+        "--device",
+        GPU_ONLY,
+        "--precision",
+        "fp16",
+        "--layers",
+        "--import-trtexec",
+        tmp_path,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["trtexec"]["iterations"] == 21071 and len(report["trtexec"]["layers"]) == 26

@@ -2,6 +2,7 @@
 10.x and the newest 11.x, without TensorRT's libraries or a GPU (tests/trt_api). These check that every
 TensorRT call the code makes exists in that version with that signature; they do not build engines: the
 ``tensorrt``-marked tests in test_tensorrt.py do, where TensorRT and a GPU are present."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,21 @@ from tests.trt_api.double import called, make_module
 
 GPU = GpuIdentity("Orin", "8.7")
 # ONNX Runtime's TensorRT execution provider options (onnxruntime docs, TensorRT-ExecutionProvider, "Configurations").
-ORT_TRT_OPTIONS = {"device_id", "trt_max_workspace_size", "trt_fp16_enable", "trt_int8_enable", "trt_engine_cache_enable",
-                   "trt_engine_cache_path", "trt_timing_cache_enable", "trt_timing_cache_path", "trt_dla_enable",
-                   "trt_dla_core", "trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"}
+ORT_TRT_OPTIONS = {
+    "device_id",
+    "trt_max_workspace_size",
+    "trt_fp16_enable",
+    "trt_int8_enable",
+    "trt_engine_cache_enable",
+    "trt_engine_cache_path",
+    "trt_timing_cache_enable",
+    "trt_timing_cache_path",
+    "trt_dla_enable",
+    "trt_dla_core",
+    "trt_profile_min_shapes",
+    "trt_profile_opt_shapes",
+    "trt_profile_max_shapes",
+}
 
 
 @pytest.fixture(scope="session", params=VERSIONS)
@@ -46,14 +59,19 @@ def _network(trt):
     for index, layer in enumerate(layers):
         object.__setattr__(layer, "_values", {"name": f"conv{index + 1}", "num_outputs": 1})
     outputs = {id(layers[0]): "r1", id(layers[1]): "output"}
-    trt.behaviour.update({
-        "OnnxParser.parse": True, "OnnxParser.parse_from_file": True, "OnnxParser.num_errors": 0,
-        "INetworkDefinition.num_inputs": 1, "INetworkDefinition.num_layers": 2,
-        "INetworkDefinition.get_input": lambda self, index: tensor("input"),
-        "INetworkDefinition.get_layer": lambda self, index: layers[index],
-        "ILayer.get_output": lambda self, index: tensor(outputs[id(self)]),
-        "IHostMemory.__bytes__": b"\x7f" * 4096,
-    })
+    trt.behaviour.update(
+        {
+            "OnnxParser.parse": True,
+            "OnnxParser.parse_from_file": True,
+            "OnnxParser.num_errors": 0,
+            "INetworkDefinition.num_inputs": 1,
+            "INetworkDefinition.num_layers": 2,
+            "INetworkDefinition.get_input": lambda self, index: tensor("input"),
+            "INetworkDefinition.get_layer": lambda self, index: layers[index],
+            "ILayer.get_output": lambda self, index: tensor(outputs[id(self)]),
+            "IHostMemory.__bytes__": b"\x7f" * 4096,
+        }
+    )
 
 
 @pytest.fixture
@@ -71,6 +89,7 @@ def trt(trt_surface, monkeypatch, tmp_path):
 
 def _run_builder(trt):
     """TensorRT's side of a build: log through the logger, drive the INT8 calibrator as the builder does."""
+
     def build(self, network, config):
         calibrator = config.__dict__.get("_values", {}).get("int8_calibrator")
         if calibrator is not None:
@@ -119,7 +138,9 @@ def test_build_engine_api_conformance_dla_with_gpu_fallback(trt, trt_surface, ex
     plan = _plan(export_dir, device=ORIN_DLA, dla_core=1, gpu_fallback=True, output_dir=tmp_path, tensorrt=version)
     _run_builder(trt)
     result = build_engine(plan)
-    assert [c[2][0] for c in called(trt, "IBuilderConfig.set_flag")] == [getattr(trt.BuilderFlag, f) for f in plan.builder_flags]
+    assert [c[2][0] for c in called(trt, "IBuilderConfig.set_flag")] == [
+        getattr(trt.BuilderFlag, f) for f in plan.builder_flags
+    ]
     assert called(trt, "IBuilderConfig.DLA_core")[0][2] == (1,)
     assert called(trt, "IBuilderConfig.default_device_type")[0][2] == (trt.DeviceType.DLA,)
     assert len(called(trt, "IBuilderConfig.can_run_on_DLA")) == 2
@@ -139,19 +160,33 @@ def test_build_engine_api_conformance_calibrator(trt, trt_surface, export_dir, t
         with pytest.raises(UsageError, match="removed INT8 calibrators"):
             _plan(export_dir, device=ORIN_DLA, calibration="synthetic", tensorrt=trt.__version__)
         return
-    plan = _plan(export_dir, device=ORIN_DLA, batch=4, calibration="synthetic", calibration_samples=8, output_dir=tmp_path,
-                 tensorrt=trt.__version__)
+    plan = _plan(
+        export_dir,
+        device=ORIN_DLA,
+        batch=4,
+        calibration="synthetic",
+        calibration_samples=8,
+        output_dir=tmp_path,
+        tensorrt=trt.__version__,
+    )
     _run_builder(trt)
     build_engine(plan)
-    assert called(trt, "IBuilderConfig.int8_calibrator") and plan.calibration_cache.read_bytes().startswith(b"TRT-100300-")
+    assert called(trt, "IBuilderConfig.int8_calibrator") and plan.calibration_cache.read_bytes().startswith(
+        b"TRT-100300-"
+    )
     assert called(trt, "IBuilderConfig.set_flag")[0][2] == (trt.BuilderFlag.INT8,)
 
 
 def _engine_file(tmp_path, trt, dla_core=None):
     engine = tmp_path / "m.engine"
     engine.write_bytes(np.random.default_rng(0).bytes(4096))
-    sidecar = {"edgecnn_engine": 1, "engine": {"file": "m.engine"}, "tensorrt": trt.__version__,
-               "gpu": {"name": GPU.name, "compute_capability": GPU.compute_capability}, "dla_core": dla_core}
+    sidecar = {
+        "edgecnn_engine": 1,
+        "engine": {"file": "m.engine"},
+        "tensorrt": trt.__version__,
+        "gpu": {"name": GPU.name, "compute_capability": GPU.compute_capability},
+        "dla_core": dla_core,
+    }
     (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
     return engine
 
@@ -162,7 +197,9 @@ def test_load_engine_api_conformance(trt, tmp_path):
     loaded, sidecar, _ = load_engine(engine)
     assert isinstance(loaded, trt.ICudaEngine) and sidecar["dla_core"] == 1
     assert called(trt, "Runtime.DLA_core")[0][2] == (1,)
-    assert trt.calls.index(called(trt, "Runtime.DLA_core")[0]) < trt.calls.index(called(trt, "Runtime.deserialize_cuda_engine")[0])
+    assert trt.calls.index(called(trt, "Runtime.DLA_core")[0]) < trt.calls.index(
+        called(trt, "Runtime.deserialize_cuda_engine")[0]
+    )
     load_engine(engine, dla_core=0)
     assert called(trt, "Runtime.DLA_core")[-1][2] == (0,)
     sidecar["tensorrt"] = "9.9.9"
@@ -206,16 +243,20 @@ def test_measure_engine_api_conformance(trt, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "zeros", lambda shape, dtype=None, device=None: real_zeros(shape, dtype=dtype))
     names = ["input", "output"]
     shapes = {"input": [-1, 3, 16, 16], "output": [-1, 8, 16, 16]}
-    trt.behaviour.update({
-        "ICudaEngine.num_io_tensors": 2,
-        "ICudaEngine.get_tensor_name": lambda self, index: names[index],
-        "ICudaEngine.get_tensor_mode": lambda self, name: trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT,
-        "ICudaEngine.get_tensor_shape": lambda self, name: shapes[name],
-        "ICudaEngine.get_tensor_dtype": trt.DataType.FLOAT,
-        "ICudaEngine.create_execution_context": lambda self: trt.IExecutionContext.__new__(trt.IExecutionContext),
-        "IExecutionContext.get_tensor_shape": lambda self, name: [2] + shapes[name][1:],
-        "tensorrt.nptype": lambda self, dtype: np.float32,
-    })
+    trt.behaviour.update(
+        {
+            "ICudaEngine.num_io_tensors": 2,
+            "ICudaEngine.get_tensor_name": lambda self, index: names[index],
+            "ICudaEngine.get_tensor_mode": lambda self, name: (
+                trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT
+            ),
+            "ICudaEngine.get_tensor_shape": lambda self, name: shapes[name],
+            "ICudaEngine.get_tensor_dtype": trt.DataType.FLOAT,
+            "ICudaEngine.create_execution_context": lambda self: trt.IExecutionContext.__new__(trt.IExecutionContext),
+            "IExecutionContext.get_tensor_shape": lambda self, name: [2] + shapes[name][1:],
+            "tensorrt.nptype": lambda self, dtype: np.float32,
+        }
+    )
     timing = measure_engine(_engine_file(tmp_path, trt), batch=2, warmup=2, iterations=3)
     assert timing.p50_ms == 0.5 and timing.throughput == pytest.approx(4000)
     assert called(trt, "IExecutionContext.set_input_shape")[0][2] == ("input", [2, 3, 16, 16])

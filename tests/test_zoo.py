@@ -1,4 +1,5 @@
 """Every registered model, parametrized over the registry: registering a model is enough to test it."""
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,55 @@ def alternative_size(spec) -> tuple[int, int]:
 
 def test_zoo_covers_the_classic_networks():
     expected = {
-        "lenet5", "alexnet", "alexnet_original", "zfnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
-        "vgg16_bn", "vgg19", "vgg19_bn", "nin", "googlenet", "inception_v2", "inception_v3", "inception_v4",
-        "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet34", "resnet50", "resnet101",
-        "resnet152", "wide_resnet50_2", "wide_resnet101_2", "wrn_28_10", "resnext50_32x4d",
-        "resnext101_32x8d", "resnext101_64x4d", "densenet121", "densenet161", "densenet169", "densenet201",
-        "xception", "squeezenet1_0", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
-        "mobilenet_v3_small", "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g3", "shufflenet_v1_g4",
-        "shufflenet_v1_g8", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
+        "lenet5",
+        "alexnet",
+        "alexnet_original",
+        "zfnet",
+        "vgg11",
+        "vgg11_bn",
+        "vgg13",
+        "vgg13_bn",
+        "vgg16",
+        "vgg16_bn",
+        "vgg19",
+        "vgg19_bn",
+        "nin",
+        "googlenet",
+        "inception_v2",
+        "inception_v3",
+        "inception_v4",
+        "inception_resnet_v1",
+        "inception_resnet_v2",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+        "wrn_28_10",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "resnext101_64x4d",
+        "densenet121",
+        "densenet161",
+        "densenet169",
+        "densenet201",
+        "xception",
+        "squeezenet1_0",
+        "squeezenet1_1",
+        "mobilenet_v1",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "shufflenet_v1_g1",
+        "shufflenet_v1_g2",
+        "shufflenet_v1_g3",
+        "shufflenet_v1_g4",
+        "shufflenet_v1_g8",
+        "shufflenet_v2_x0_5",
+        "shufflenet_v2_x1_0",
+        "shufflenet_v2_x1_5",
         "shufflenet_v2_x2_0",
     }
     assert expected <= set(ALL_MODELS), sorted(expected - set(ALL_MODELS))
@@ -70,7 +112,9 @@ def test_parameter_count_matches_reference(name):
     reference = spec.reference
     if reference is None or reference.params is None or reference.params_tolerance is None:
         doc = spec.builder.__doc__ or ""
-        assert len(doc.strip()) > 80, f"{name} has no canonical count, so its docstring must name its configuration and source"
+        assert len(doc.strip()) > 80, (
+            f"{name} has no canonical count, so its docstring must name its configuration and source"
+        )
         return
     params = count_parameters(get_model(name))
     if reference.params_tolerance == 0:
@@ -86,7 +130,9 @@ def test_state_dict_matches_torchvision(name):
     spec = get_spec(name)
     reference = json.loads((TORCHVISION_REFERENCE / f"{name}.json").read_text())
     model = get_model(name, **spec.torchvision_config)
-    ours = [(key, list(value.shape), str(value.dtype).removeprefix("torch.")) for key, value in model.state_dict().items()]
+    ours = [
+        (key, list(value.shape), str(value.dtype).removeprefix("torch.")) for key, value in model.state_dict().items()
+    ]
     theirs = [(key, shape, dtype) for key, shape, dtype in reference["state_dict"]]
     assert [k for k, *_ in ours] == [k for k, *_ in theirs], "state_dict keys or their order differ from torchvision"
     assert ours == theirs
@@ -111,7 +157,9 @@ def test_initialization_is_seeded_and_deterministic(name):
     for (key, a), b, c in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b), f"{name}.{key} differs between two builds with the same seed"
     assert any(
-        not torch.equal(a, c) for a, c in zip(first.state_dict().values(), other.state_dict().values()) if a.is_floating_point()
+        not torch.equal(a, c)
+        for a, c in zip(first.state_dict().values(), other.state_dict().values())
+        if a.is_floating_point()
     )
 
 
@@ -122,9 +170,18 @@ def test_aliases_resolve_to_registered_models():
 
 def test_efficient_and_heavy_tags():
     efficient = set(list_models(tags=["efficient"]))
-    assert {"squeezenet1_1", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "shufflenet_v1_g3"} <= efficient
+    assert {
+        "squeezenet1_1",
+        "mobilenet_v1",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "shufflenet_v2_x1_0",
+        "shufflenet_v1_g3",
+    } <= efficient
     assert {"vgg16", "resnet152", "alexnet"} <= set(list_models(tags=["heavy"]))
-    assert all(name.split("_")[0].rstrip("0123456789.") in {"squeezenet", "mobilenet", "shufflenet"} for name in efficient)
+    assert all(
+        name.split("_")[0].rstrip("0123456789.") in {"squeezenet", "mobilenet", "shufflenet"} for name in efficient
+    )
 
 
 def test_list_models_filters_with_fnmatch():
@@ -134,6 +191,7 @@ def test_list_models_filters_with_fnmatch():
 
 def test_duplicate_registration_raises():
     with pytest.raises(ValueError, match="already registered"):
+
         @register_model(family="resnet", paper="x")
         def resnet18(**kwargs):  # noqa: F811
             """Duplicate."""

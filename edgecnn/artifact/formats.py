@@ -3,6 +3,7 @@
 One table drives file naming, manifest entries, ``--formats`` validation ("did you mean") and the
 benchmark loop, in the manner of ultralytics' ``export_formats()``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -29,9 +30,34 @@ class Format:
 FORMATS: tuple[Format, ...] = (
     Format("torch", "fp32", "", "torch", True, True, "PyTorch eager module (the reference)"),
     Format("onnx-fp32", "fp32", ".onnx", "onnxruntime", True, True, "ONNX, float32"),
-    Format("onnx-fp16", "fp16", ".fp16.onnx", "onnxruntime", True, True, "ONNX, float16 weights and compute, float32 inputs and outputs"),
-    Format("onnx-int8-cpu", "int8", ".int8-cpu.onnx", "onnxruntime", True, False, "Q/DQ INT8 for CPUs: U8 activations, S8 per-channel weights"),
-    Format("onnx-int8-tensorrt", "int8", ".int8-tensorrt.onnx", "tensorrt", False, True, "Q/DQ INT8 for TensorRT: symmetric S8, per-channel weights", "basic"),
+    Format(
+        "onnx-fp16",
+        "fp16",
+        ".fp16.onnx",
+        "onnxruntime",
+        True,
+        True,
+        "ONNX, float16 weights and compute, float32 inputs and outputs",
+    ),
+    Format(
+        "onnx-int8-cpu",
+        "int8",
+        ".int8-cpu.onnx",
+        "onnxruntime",
+        True,
+        False,
+        "Q/DQ INT8 for CPUs: U8 activations, S8 per-channel weights",
+    ),
+    Format(
+        "onnx-int8-tensorrt",
+        "int8",
+        ".int8-tensorrt.onnx",
+        "tensorrt",
+        False,
+        True,
+        "Q/DQ INT8 for TensorRT: symmetric S8, per-channel weights",
+        "basic",
+    ),
     Format("ort", "fp32", ".ort", "onnxruntime", True, False, "ORT format for minimal ONNX Runtime builds"),
     Format("engine", "any", ".engine", "tensorrt", False, True, "serialized TensorRT engine"),
 )

@@ -1,4 +1,5 @@
 """The self-describing part of an artifact: hashes, versions and ``manifest.json``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -71,7 +72,10 @@ def package_versions(packages) -> dict[str, str]:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries an artifact depends on, for its manifest."""
-    return {"python": platform.python_version(), **package_versions(("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim"))}
+    return {
+        "python": platform.python_version(),
+        **package_versions(("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim")),
+    }
 
 
 def manifest_json(manifest: dict[str, Any]) -> str:
@@ -81,7 +85,9 @@ def manifest_json(manifest: dict[str, Any]) -> str:
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
-        raise UsageError(f"{directory} is not an edgecnn export directory (no {MANIFEST_NAME}): run 'edgecnn export' first")
+        raise UsageError(
+            f"{directory} is not an edgecnn export directory (no {MANIFEST_NAME}): run 'edgecnn export' first"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:

@@ -3,11 +3,13 @@
 Export writes it; calibration, evaluation and prediction read it, so every step sees exactly the tensors
 the exported model expects.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +57,7 @@ class Preprocessing:
         in_chans: int = 3,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-    ) -> "Preprocessing":
+    ) -> Preprocessing:
         """ImageNet-style evaluation preprocessing: shorter side to size x 256/224, centre crop."""
         height, width = input_size
         if mean is None:
@@ -72,7 +74,7 @@ class Preprocessing:
         )
 
     @classmethod
-    def from_manifest(cls, block: Mapping[str, Any], origin: str = "manifest.json") -> "Preprocessing":
+    def from_manifest(cls, block: Mapping[str, Any], origin: str = "manifest.json") -> Preprocessing:
         try:
             height, width = (int(v) for v in block["input_size"])
             preprocessing = cls(
@@ -87,7 +89,9 @@ class Preprocessing:
                 layout=str(block.get("layout", "NCHW")),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise UsageError(f"{origin}: the preprocessing block is incomplete or malformed ({type(error).__name__}: {error}): re-run the export") from None
+            raise UsageError(
+                f"{origin}: the preprocessing block is incomplete or malformed ({type(error).__name__}: {error}): re-run the export"
+            ) from None
         preprocessing.check(origin)
         return preprocessing
 
@@ -95,7 +99,9 @@ class Preprocessing:
         if self.crop != "center":
             raise UsageError(f"{origin}: crop {self.crop!r} is not supported (only 'center')")
         if self.interpolation not in _INTERPOLATIONS:
-            raise UsageError(f"{origin}: interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
+            raise UsageError(
+                f"{origin}: interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}"
+            )
         if self.scale not in ("1/255", "1"):
             raise UsageError(f"{origin}: scale {self.scale!r} is not supported ('1/255' or '1')")
         if self.layout != "NCHW":
@@ -164,18 +170,21 @@ def _center_crop(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if height < crop_height or width < crop_width:
         pad_top, pad_left = max(crop_height - height, 0) // 2, max(crop_width - width, 0) // 2
         padded = np.zeros((max(height, crop_height), max(width, crop_width), pixels.shape[2]), np.uint8)
-        padded[pad_top:pad_top + height, pad_left:pad_left + width] = pixels
+        padded[pad_top : pad_top + height, pad_left : pad_left + width] = pixels
         pixels, (height, width) = padded, padded.shape[:2]
     top = int(round((height - crop_height) / 2.0))
     left = int(round((width - crop_width) / 2.0))
-    return pixels[top:top + crop_height, left:left + crop_width]
+    return pixels[top : top + crop_height, left : left + crop_width]
 
 
 def find_images(directory: Path) -> list[Path]:
     """Image files under ``directory`` (recursively, so ImageFolder trees and flat folders both work), sorted."""
     return sorted(
-        path for path in directory.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+        path
+        for path in directory.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     )
 
 

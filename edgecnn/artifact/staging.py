@@ -1,12 +1,13 @@
 """Atomic artifact directories: everything is written under a temporary name and renamed when complete."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from edgecnn.errors import UsageError
 
@@ -21,7 +22,9 @@ def staged_directory(final: Path) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     except OSError as error:
-        raise UsageError(f"cannot write to {final.parent}: {error.strerror or error}; choose another directory with -o") from None
+        raise UsageError(
+            f"cannot write to {final.parent}: {error.strerror or error}; choose another directory with -o"
+        ) from None
     try:
         yield staging
     except BaseException:

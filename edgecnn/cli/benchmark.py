@@ -1,4 +1,5 @@
 """``edgecnn benchmark``: every format of a model side by side (size, top-1, latency, speed-up)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,19 @@ from edgecnn.errors import UsageError
 from edgecnn.options import parse_batches
 from edgecnn.render import render_rows, to_json
 
-COLUMNS = ["format", "batch", "status", "size_mb", "top1", "top1_drop", "p50_ms", "p90_ms", "throughput", "speedup", "reason"]
+COLUMNS = [
+    "format",
+    "batch",
+    "status",
+    "size_mb",
+    "top1",
+    "top1_drop",
+    "p50_ms",
+    "p90_ms",
+    "throughput",
+    "speedup",
+    "reason",
+]
 HEADERS = {
     "size_mb": "MB",
     "top1": "top-1 %",
@@ -45,18 +58,42 @@ def _footer(report: BenchmarkReport) -> list[str]:
 
 @click.command("benchmark")
 @click.argument("models", nargs=-1, required=True)
-@click.option("--formats", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, help="Comma-separated format keys.")
+@click.option(
+    "--formats", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, help="Comma-separated format keys."
+)
 @click.option("--data", help="Labelled images for top-1: an ImageFolder tree (ROOT/<class>/<image>) or 'digits'.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,8).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for PyTorch and ONNX Runtime (default: usable cores).")
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict or checkpoint for the model (one model only).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Threads for PyTorch and ONNX Runtime (default: usable cores)."
+)
+@click.option(
+    "--weights", type=click.Path(path_type=Path), help="state_dict or checkpoint for the model (one model only)."
+)
 @click.option("--num-classes", type=click.IntRange(min=1), help="Number of output classes (default: the model's).")
 @click.option("--input-size", help="H or HxW (default: the model's).")
-@click.option("--calibration", help="INT8 calibration images: a folder, .npy/.npz, 'builtin' (default; digits: its calibration split).")
-@click.option("-o", "--export-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True, help="Where artifacts are found or exported (EXPORT_DIR/<model>/).")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Alternating timing rounds per batch size.")
+@click.option(
+    "--calibration",
+    help="INT8 calibration images: a folder, .npy/.npz, 'builtin' (default; digits: its calibration split).",
+)
+@click.option(
+    "-o",
+    "--export-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("exports"),
+    show_default=True,
+    help="Where artifacts are found or exported (EXPORT_DIR/<model>/).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Alternating timing rounds per batch size.",
+)
 @output_format_option
-def benchmark_command(models, formats, data, batches, threads, weights, num_classes, input_size, calibration, export_dir, rounds, fmt):
+def benchmark_command(
+    models, formats, data, batches, threads, weights, num_classes, input_size, calibration, export_dir, rounds, fmt
+):
     """Benchmark MODELS in every format: status, size, top-1 (with --data), p50/p90 latency, throughput, speed-up.
 
     Missing artifacts are exported first. A format that cannot run here (TensorRT without an NVIDIA GPU)
@@ -72,20 +109,46 @@ def benchmark_command(models, formats, data, batches, threads, weights, num_clas
         raise UsageError("--weights applies to one model: benchmark several models without it, or one model with it")
     reports = []
     for model in models:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"{model}: starting", total=None)
 
             def update(description: str, done: int, total: int, task=task, model=model) -> None:
                 progress.update(task, description=f"{model}: {description}", completed=done, total=total)
 
             report = benchmark(
-                model, keys, data, batch_sizes, threads, weights=weights, num_classes=num_classes, input_size=input_size,
-                export_dir=export_dir, calibration=calibration, rounds=rounds, progress=update,
+                model,
+                keys,
+                data,
+                batch_sizes,
+                threads,
+                weights=weights,
+                num_classes=num_classes,
+                input_size=input_size,
+                export_dir=export_dir,
+                calibration=calibration,
+                rounds=rounds,
+                progress=update,
             )
         reports.append(report)
         if fmt != "json":
-            emit(render_rows(report.rows, fmt, columns=COLUMNS, headers=HEADERS, title=f"benchmark {report.model}",
-                             footer=_footer(report), console=console))
+            emit(
+                render_rows(
+                    report.rows,
+                    fmt,
+                    columns=COLUMNS,
+                    headers=HEADERS,
+                    title=f"benchmark {report.model}",
+                    footer=_footer(report),
+                    console=console,
+                )
+            )
     if fmt == "json":
         emit(to_json(reports[0] if len(reports) == 1 else reports))

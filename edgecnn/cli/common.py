@@ -1,4 +1,5 @@
 """What every command shares: the consoles, the output-format options and printing."""
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,9 @@ def output_format_option(function):
     """``--json/--csv/--markdown`` shorthand for ``--format``: the same choice on every report command."""
     function = click.option("--markdown", "fmt", flag_value="markdown", help="Print a markdown table.")(function)
     function = click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")(function)
-    function = click.option("--json", "fmt", flag_value="json", help="Print JSON (the contract for scripts and CI).")(function)
+    function = click.option("--json", "fmt", flag_value="json", help="Print JSON (the contract for scripts and CI).")(
+        function
+    )
     function = click.option(
         "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
     )(function)

@@ -1,4 +1,5 @@
 """``edgecnn devices``: the device catalog, with the JetPack release (and so the TensorRT) each Jetson assumes."""
+
 from __future__ import annotations
 
 import click
@@ -42,8 +43,11 @@ def _tflops(device: Device, precision: str) -> float | None:
 @click.command("devices")
 @click.argument("selector", required=False)
 @click.option("--no-host", is_flag=True, help="Leave out 'host' (skips the on-the-spot GEMM and copy measurement).")
-@click.option("--jetpack", metavar="VERSION",
-              help="Show each Jetson under this JetPack release (6.2, 7.x, 7.1...); default: the newest it runs.")
+@click.option(
+    "--jetpack",
+    metavar="VERSION",
+    help="Show each Jetson under this JetPack release (6.2, 7.x, 7.1...); default: the newest it runs.",
+)
 @output_format_option
 def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fmt: str) -> None:
     """List the device catalog (or SELECTOR: a device id or a kind such as 'jetson'); --json gives every source.
@@ -56,7 +60,8 @@ def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fm
     releases = {d.id: _release_for(d, jetpack, single) for d in devices}
     if jetpack is not None and not any(releases.values()):
         raise UsageError(
-            f"no listed device runs JetPack {jetpack}: 'edgecnn devices jetson' shows each Jetson's releases")
+            f"no listed device runs JetPack {jetpack}: 'edgecnn devices jetson' shows each Jetson's releases"
+        )
     if fmt == "json":
         emit(to_json([device_as_dict(d) | {"selected_jetpack": _release_dict(releases[d.id])} for d in devices]))
         return
@@ -77,8 +82,18 @@ def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fm
         }
         for d in devices
     ]
-    headers = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "fp8": "FP8", "fp4": "FP4", "memory_gb": "RAM GB",
-               "budget_gb": "budget GB", "bandwidth_gbps": "GB/s", "dla": "DLA", "jetpack": "JetPack / TensorRT"}
+    headers = {
+        "fp32": "FP32",
+        "fp16": "FP16",
+        "int8": "INT8",
+        "fp8": "FP8",
+        "fp4": "FP4",
+        "memory_gb": "RAM GB",
+        "budget_gb": "budget GB",
+        "bandwidth_gbps": "GB/s",
+        "dla": "DLA",
+        "jetpack": "JetPack / TensorRT",
+    }
     which = f"JetPack {jetpack} where the device runs it" if jetpack else "the newest JetPack each runs"
     footer = [
         "Dense peaks in TFLOP/s (INT8: TOP/s; no sparsity); '-' = no native path. "

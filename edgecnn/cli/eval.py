@@ -1,4 +1,5 @@
 """``edgecnn eval``: top-1/top-k of exported artifacts on labelled images, and the accuracy-drop gate for CI."""
+
 from __future__ import annotations
 
 import sys
@@ -29,10 +30,25 @@ _HEADERS = {
 
 @click.command("eval")
 @click.argument("artifacts", nargs=-1, required=True)
-@click.option("--data", required=True, metavar="DIR|digits", help="ImageFolder tree (ROOT/<class>/<image>, classes in sorted folder order) or 'digits' (the bundled handwritten digits, test split).")
+@click.option(
+    "--data",
+    required=True,
+    metavar="DIR|digits",
+    help="ImageFolder tree (ROOT/<class>/<image>, classes in sorted folder order) or 'digits' (the bundled handwritten digits, test split).",
+)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Also report top-k accuracy.")
-@click.option("--max-drop", type=float, default=DEFAULT_MAX_DROP, show_default=True, help="Fail (exit 1) when an artifact's top-1 is more than this many points below its FP32 reference (a negative budget demands a gain).")
-@click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), help="FP32 ONNX model to compare with (default: each export directory's <model>.onnx).")
+@click.option(
+    "--max-drop",
+    type=float,
+    default=DEFAULT_MAX_DROP,
+    show_default=True,
+    help="Fail (exit 1) when an artifact's top-1 is more than this many points below its FP32 reference (a negative budget demands a gain).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="FP32 ONNX model to compare with (default: each export directory's <model>.onnx).",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime threads (default: all cores).")
 @output_format_option
 def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
@@ -45,8 +61,15 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
     edgecnn eval exports/mobilenet_v2 --data data/val --max-drop 1.0
     """
     labelled = load_labelled(data)
-    progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, transient=True, disable=fmt == "json")
+    progress = Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=fmt == "json",
+    )
     tasks = []
 
     def advance(count: int) -> None:
@@ -56,7 +79,9 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
         progress.update(tasks[0], advance=count)
 
     try:
-        report = evaluate(artifacts, labelled, top_k=top_k, max_drop=max_drop, reference=reference, threads=threads, on_images=advance)
+        report = evaluate(
+            artifacts, labelled, top_k=top_k, max_drop=max_drop, reference=reference, threads=threads, on_images=advance
+        )
     finally:
         if tasks:
             progress.stop()
@@ -77,7 +102,9 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
             }
             for r in report.results
         ]
-        footer = [f"{report.data}: {report.images} images, {report.classes} classes; drop = FP32 top-1 minus this top-1 (budget {max_drop} points)"]
+        footer = [
+            f"{report.data}: {report.images} images, {report.classes} classes; drop = FP32 top-1 minus this top-1 (budget {max_drop} points)"
+        ]
         if report.skipped_images:
             footer.append(f"skipped {report.skipped_images} unreadable images")
         headers = {**_HEADERS, f"top{report.top_k}": f"top-{report.top_k} %"}

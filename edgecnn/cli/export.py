@@ -34,7 +34,17 @@ from edgecnn.render import render_rows, to_json
 __all__ = ["export_command"]
 
 
-INT8_PARAMETERS = ("calib", "calib_samples", "calib_method", "percentile", "per_channel", "target", "device", "exclude", "calib_seed")
+INT8_PARAMETERS = (
+    "calib",
+    "calib_samples",
+    "calib_method",
+    "percentile",
+    "per_channel",
+    "target",
+    "device",
+    "exclude",
+    "calib_seed",
+)
 
 
 def _given(name: str) -> bool:
@@ -51,13 +61,23 @@ def _export_rows(result) -> list[dict]:
     for key, path in result.files.items():
         if result.quantization is not None and key == result.quantization.format_key:
             check = result.quantization.check
-            rows.append({
-                "format": key, "file": path.name, "size_mb": path.stat().st_size / 1e6, "max_abs_error": None, "cosine": None,
-                "top1_agreement": check["top1_agreement"],
-                "verified": f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB",
-            })
+            rows.append(
+                {
+                    "format": key,
+                    "file": path.name,
+                    "size_mb": path.stat().st_size / 1e6,
+                    "max_abs_error": None,
+                    "cosine": None,
+                    "top1_agreement": check["top1_agreement"],
+                    "verified": f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB",
+                }
+            )
             continue
-        checks = [v for v in result.verifications if v.precision == ("fp16" if "fp16" in key else "fp32")] if key.startswith("onnx") else []
+        checks = (
+            [v for v in result.verifications if v.precision == ("fp16" if "fp16" in key else "fp32")]
+            if key.startswith("onnx")
+            else []
+        )
         worst = max(checks, key=lambda v: v.max_abs_error, default=None)
         rows.append(
             {
@@ -76,23 +96,82 @@ def _export_rows(result) -> list[dict]:
 @click.command("export")
 @click.argument("models", nargs=-1)
 @click.option("--all", "export_all", is_flag=True, help="Export every model in the zoo.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True, help="Artifacts go to OUTPUT_DIR/<model>/.")
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict or checkpoint (loaded with torch.load(weights_only=True)).")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("exports"),
+    show_default=True,
+    help="Artifacts go to OUTPUT_DIR/<model>/.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="state_dict or checkpoint (loaded with torch.load(weights_only=True)).",
+)
 @click.option("--num-classes", type=click.IntRange(min=1), help="Number of output classes (default: the model's).")
 @click.option("--input-size", help="H or HxW (default: the model's).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic (verified at batch 1 and 7).")
-@click.option("--opset", type=click.IntRange(min=13, max=23), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+@click.option(
+    "--opset", type=click.IntRange(min=13, max=23), default=DEFAULT_OPSET, show_default=True, help="ONNX opset."
+)
 @click.option("--fp16", is_flag=True, help="Also write a float16 model (float32 inputs and outputs kept).")
 @click.option("--ort", is_flag=True, help="Also write the ORT-format model for minimal ONNX Runtime builds.")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default=DEFAULT_EXPORTER, show_default=True, help="torch's ONNX exporter (see docs/exporters.md).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULT_OPTIMIZER, show_default=True, help="Graph clean-up after export.")
-@click.option("--int8", is_flag=True, help="Also write a Q/DQ INT8 model, calibrated on real images (built-in set unless --calib).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Export several models in this many processes (default: one per core, at most 4).")
+@click.option(
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    default=DEFAULT_EXPORTER,
+    show_default=True,
+    help="torch's ONNX exporter (see docs/exporters.md).",
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default=DEFAULT_OPTIMIZER,
+    show_default=True,
+    help="Graph clean-up after export.",
+)
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also write a Q/DQ INT8 model, calibrated on real images (built-in set unless --calib).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Export several models in this many processes (default: one per core, at most 4).",
+)
 @int8_options
 @output_format_option
-def export_command(models, export_all, output_dir, weights, num_classes, input_size, batch, dynamic_batch, opset, fp16, ort, exporter, optimizer,
-                   int8, jobs, calib, calib_samples, calib_method, percentile, per_channel, target, device, exclude, calib_seed, fmt):
+def export_command(
+    models,
+    export_all,
+    output_dir,
+    weights,
+    num_classes,
+    input_size,
+    batch,
+    dynamic_batch,
+    opset,
+    fp16,
+    ort,
+    exporter,
+    optimizer,
+    int8,
+    jobs,
+    calib,
+    calib_samples,
+    calib_method,
+    percentile,
+    per_channel,
+    target,
+    device,
+    exclude,
+    calib_seed,
+    fmt,
+):
     """Export MODELS to verified ONNX: zoo names or aliases, glob patterns ('resnet*'), path/to/file.py:build_fn, or file.onnx.
 
     Every ONNX model is run in ONNX Runtime and compared with PyTorch before it is written; a model that
@@ -120,13 +199,33 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
     if len(names) > 1 and weights is not None:
         raise UsageError("--weights applies to one model: export several models without it, or one model with it")
     options = ExportOptions(
-        output_dir=output_dir, weights=weights, num_classes=num_classes, input_size=input_size, batch=batch,
-        dynamic_batch=dynamic_batch, opset=opset, fp16=fp16, ort=ort, exporter=exporter, optimizer=optimizer,
+        output_dir=output_dir,
+        weights=weights,
+        num_classes=num_classes,
+        input_size=input_size,
+        batch=batch,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        fp16=fp16,
+        ort=ort,
+        exporter=exporter,
+        optimizer=optimizer,
     )
-    int8_step = Int8Step(
-        target=target, device=device, calibration=calib, samples=calib_samples, method=calib_method,
-        percentile=percentile, per_channel=per_channel, exclude=tuple(exclude), seed=calib_seed,
-    ) if int8 else None
+    int8_step = (
+        Int8Step(
+            target=target,
+            device=device,
+            calibration=calib,
+            samples=calib_samples,
+            method=calib_method,
+            percentile=percentile,
+            per_channel=per_channel,
+            exclude=tuple(exclude),
+            seed=calib_seed,
+        )
+        if int8
+        else None
+    )
     if int8_step is not None:
         options.steps = (int8_step,)
     if len(names) == 1:
@@ -140,8 +239,12 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
             emit(to_json({"directory": str(result.directory), "seconds": result.seconds, "manifest": result.manifest}))
             return
         if result.randomly_initialized:
-            err_console.print(f"[yellow]note:[/] {result.name} has randomly initialized weights (seed 0): pass --weights CKPT to export trained weights")
-        footer = [f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s (manifest.json describes the input, preprocessing and checks)"]
+            err_console.print(
+                f"[yellow]note:[/] {result.name} has randomly initialized weights (seed 0): pass --weights CKPT to export trained weights"
+            )
+        footer = [
+            f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s (manifest.json describes the input, preprocessing and checks)"
+        ]
         if result.quantization is not None:
             footer += [
                 *(note for added in result.added for note in added.notes),
@@ -150,13 +253,33 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
             ]
             if result.quantization.weight_range_sqnr_db:
                 footer.append(weight_range_note(result.quantization))
-        emit(render_rows(_export_rows(result), fmt, title=f"exported {result.name}", footer=footer, console=console,
-                         headers={"size_mb": "MB", "max_abs_error": "max |err|", "top1_agreement": "top-1 agree"}))
+        emit(
+            render_rows(
+                _export_rows(result),
+                fmt,
+                title=f"exported {result.name}",
+                footer=footer,
+                console=console,
+                headers={"size_mb": "MB", "max_abs_error": "max |err|", "top1_agreement": "top-1 agree"},
+            )
+        )
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("exporting", total=len(names))
-        outcomes = export_many(names, options, jobs=jobs,
-                               on_done=lambda name, result, reason: progress.update(task, advance=1, description=f"exported {name}"))
+        outcomes = export_many(
+            names,
+            options,
+            jobs=jobs,
+            on_done=lambda name, result, reason: progress.update(task, advance=1, description=f"exported {name}"),
+        )
     rows = [
         {
             "model": name,
@@ -169,7 +292,18 @@ def export_command(models, export_all, output_dir, weights, num_classes, input_s
         for name, result, reason in outcomes
     ]
     failed = sum(row["status"] != "ok" for row in rows)
-    footer = [f"{len(rows) - failed} of {len(rows)} exported to {output_dir}/" + (f"; {failed} failed" if failed else "")]
-    emit(render_rows(rows, fmt, title="export summary", footer=footer, console=console, headers={"size_mb": "MB", "max_abs_error": "max |err|"}))
+    footer = [
+        f"{len(rows) - failed} of {len(rows)} exported to {output_dir}/" + (f"; {failed} failed" if failed else "")
+    ]
+    emit(
+        render_rows(
+            rows,
+            fmt,
+            title="export summary",
+            footer=footer,
+            console=console,
+            headers={"size_mb": "MB", "max_abs_error": "max |err|"},
+        )
+    )
     if failed:
         sys.exit(1)

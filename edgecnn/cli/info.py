@@ -29,7 +29,11 @@ def info_command(name: str, input_size: str | None, num_classes: int | None, fmt
         f"{summary.name}: {summary.params:,} parameters, input {'x'.join(map(str, summary.input_shape))}, "
         f"{summary.num_classes} classes",
         f"weight memory: {memory}",
-        *([f"MACs: {summary.macs / 1e9:,.3f} G from the ONNX cost model ({summary.convention})"] if summary.macs is not None else []),
+        *(
+            [f"MACs: {summary.macs / 1e9:,.3f} G from the ONNX cost model ({summary.convention})"]
+            if summary.macs is not None
+            else []
+        ),
         f"paper: {spec.paper}",
     ]
     emit(

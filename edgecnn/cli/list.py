@@ -15,8 +15,15 @@ __all__ = ["list_command"]
 
 @click.command("list")
 @click.argument("pattern", required=False)
-@click.option("--tag", "tags", multiple=True, type=click.Choice(["efficient", "heavy"]), help="Only models with this tag.")
-@click.option("--macs", "with_macs", is_flag=True, help="Also count MACs with the ONNX cost model (first use builds and caches each graph).")
+@click.option(
+    "--tag", "tags", multiple=True, type=click.Choice(["efficient", "heavy"]), help="Only models with this tag."
+)
+@click.option(
+    "--macs",
+    "with_macs",
+    is_flag=True,
+    help="Also count MACs with the ONNX cost model (first use builds and caches each graph).",
+)
 @output_format_option
 def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fmt: str) -> None:
     """List the zoo (optionally names matching a glob PATTERN such as 'resnet*').
@@ -26,7 +33,9 @@ def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fm
     """
     names = list_models(pattern or "*", tags=tags)
     if not names:
-        raise EdgecnnError(f"no model matches {pattern!r}{' with tag ' + ','.join(tags) if tags else ''}: run 'edgecnn list'")
+        raise EdgecnnError(
+            f"no model matches {pattern!r}{' with tag ' + ','.join(tags) if tags else ''}: run 'edgecnn list'"
+        )
     rows = []
     for name in names:
         spec = get_spec(name)
@@ -46,6 +55,21 @@ def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fm
         if with_macs:
             rows[-1]["gmacs"] = module_macs(name, spec.input_size, spec.num_classes)[0] / 1e9
     headers = {"ref_gmacs": "GMACs (ref)", "ref_top1": "top-1 % (ref)", "input_size": "input", "gmacs": "GMACs"}
-    columns = ["name", "family", "params", "input_size", "tags", *(["gmacs"] if with_macs else []), "ref_gmacs", "ref_top1"]
-    footer = [f"{len(rows)} models. (ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate."]
-    emit(render_rows(rows, fmt, columns=None if fmt == "json" else columns, headers=headers, footer=footer, console=console))
+    columns = [
+        "name",
+        "family",
+        "params",
+        "input_size",
+        "tags",
+        *(["gmacs"] if with_macs else []),
+        "ref_gmacs",
+        "ref_top1",
+    ]
+    footer = [
+        f"{len(rows)} models. (ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate."
+    ]
+    emit(
+        render_rows(
+            rows, fmt, columns=None if fmt == "json" else columns, headers=headers, footer=footer, console=console
+        )
+    )

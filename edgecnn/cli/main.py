@@ -22,12 +22,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("edgecnn.cli.list:list_command", "List the zoo (optionally names matching a glob PATTERN)."),
     "info": ("edgecnn.cli.info:info_command", "Per-layer structure of model NAME, totals and weight memory."),
     "export": ("edgecnn.cli.export:export_command", "Export MODELS to verified ONNX (FP32, FP16, INT8, ORT)."),
-    "quantize": ("edgecnn.cli.quantize:quantize_command", "Quantize an FP32 ONNX model or export directory to Q/DQ INT8."),
-    "profile": ("edgecnn.cli.profile:profile_command", "Cost, memory, fit and latency on edge devices; best within a budget."),
+    "quantize": (
+        "edgecnn.cli.quantize:quantize_command",
+        "Quantize an FP32 ONNX model or export directory to Q/DQ INT8.",
+    ),
+    "profile": (
+        "edgecnn.cli.profile:profile_command",
+        "Cost, memory, fit and latency on edge devices; best within a budget.",
+    ),
     "check": ("edgecnn.cli.compile:check_command", "Will TensorRT (and DLA) on DEVICE run this model? Node by node."),
-    "compile": ("edgecnn.cli.compile:compile_command", "Build a TensorRT engine, or write the trtexec commands to build it."),
+    "compile": (
+        "edgecnn.cli.compile:compile_command",
+        "Build a TensorRT engine, or write the trtexec commands to build it.",
+    ),
     "eval": ("edgecnn.cli.eval:eval_command", "Top-1 of each artifact on labelled images and its drop against FP32."),
-    "benchmark": ("edgecnn.cli.benchmark:benchmark_command", "Every format of a model: size, top-1, latency, speed-up."),
+    "benchmark": (
+        "edgecnn.cli.benchmark:benchmark_command",
+        "Every format of a model: size, top-1, latency, speed-up.",
+    ),
     "devices": ("edgecnn.cli.devices:devices_command", "The device catalog: Jetsons, Raspberry Pis and this host."),
 }
 """Command name -> (``module:attribute`` of its click command, the one-line help ``edgecnn --help`` shows)."""

@@ -1,4 +1,5 @@
 """``edgecnn profile``: does a network fit a device, how fast will it be, and which fits best."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,13 +46,15 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
         }
         if single:
             fit = row.devices[0]
-            entry.update({
-                "model_mb": fit.model_bytes / MB,
-                "total_mb": fit.total_bytes / MB,
-                "fits": "yes" if fit.fits else "no",
-                "headroom_mb": fit.headroom_bytes / MB,
-                "est_ms": fit.estimated_ms,
-            })
+            entry.update(
+                {
+                    "model_mb": fit.model_bytes / MB,
+                    "total_mb": fit.total_bytes / MB,
+                    "fits": "yes" if fit.fits else "no",
+                    "headroom_mb": fit.headroom_bytes / MB,
+                    "est_ms": fit.estimated_ms,
+                }
+            )
         else:
             entry["model_mb"] = (row.weight_bytes + row.peak_activation_bytes) / MB
             for fit in row.devices:
@@ -64,9 +67,18 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
             entry["uncounted"] = ",".join(f"{op}x{n}" for op, n in row.uncounted.items())
         rows.append(entry)
     headers = {
-        "params_m": "params M", "gmacs": "GMACs", "weight_mb": "weights MB", "peak_act_mb": "peak act. MB",
-        "total_mb": "total MB", "headroom_mb": "headroom MB", "est_ms": "est. ms", "model_mb": "model MB",
-        "host_p50_ms": "host p50 ms", "host_per_s": "host img/s", "ref_top1": "top-1 (ref)", "precision": "prec.",
+        "params_m": "params M",
+        "gmacs": "GMACs",
+        "weight_mb": "weights MB",
+        "peak_act_mb": "peak act. MB",
+        "total_mb": "total MB",
+        "headroom_mb": "headroom MB",
+        "est_ms": "est. ms",
+        "model_mb": "model MB",
+        "host_p50_ms": "host p50 ms",
+        "host_per_s": "host img/s",
+        "ref_top1": "top-1 (ref)",
+        "precision": "prec.",
     }
     headers.update({device: f"{_short(device)} est. ms" for device in report.devices})
     return rows, headers
@@ -77,19 +89,34 @@ def long_rows(report: ProfileReport) -> list[dict[str, Any]]:
     rows = []
     for row in report.rows:
         for fit in row.devices:
-            rows.append({
-                "model": row.model, "origin": row.origin, "precision": row.precision, "basis": row.basis,
-                "batch": row.batch, "params": row.params, "macs": row.macs, "flops": row.flops,
-                "weight_bytes": row.weight_bytes, "peak_activation_bytes": row.peak_activation_bytes,
-                "naive_activation_bytes": row.naive_activation_bytes, "device": fit.device,
-                "budget_bytes": fit.budget_bytes, "model_bytes": fit.model_bytes, "total_bytes": fit.total_bytes,
-                "fits": fit.fits, "headroom_bytes": fit.headroom_bytes, "estimated_ms": fit.estimated_ms,
-                "measured_p50_ms": row.measured.p50_ms if row.measured else None,
-                "measured_p90_ms": row.measured.p90_ms if row.measured else None,
-                "measured_p99_ms": row.measured.p99_ms if row.measured else None,
-                "measured_throughput_per_s": row.measured.throughput_per_s if row.measured else None,
-                "ref_top1": row.ref_top1, "uncounted": ";".join(f"{k}:{v}" for k, v in row.uncounted.items()),
-            })
+            rows.append(
+                {
+                    "model": row.model,
+                    "origin": row.origin,
+                    "precision": row.precision,
+                    "basis": row.basis,
+                    "batch": row.batch,
+                    "params": row.params,
+                    "macs": row.macs,
+                    "flops": row.flops,
+                    "weight_bytes": row.weight_bytes,
+                    "peak_activation_bytes": row.peak_activation_bytes,
+                    "naive_activation_bytes": row.naive_activation_bytes,
+                    "device": fit.device,
+                    "budget_bytes": fit.budget_bytes,
+                    "model_bytes": fit.model_bytes,
+                    "total_bytes": fit.total_bytes,
+                    "fits": fit.fits,
+                    "headroom_bytes": fit.headroom_bytes,
+                    "estimated_ms": fit.estimated_ms,
+                    "measured_p50_ms": row.measured.p50_ms if row.measured else None,
+                    "measured_p90_ms": row.measured.p90_ms if row.measured else None,
+                    "measured_p99_ms": row.measured.p99_ms if row.measured else None,
+                    "measured_throughput_per_s": row.measured.throughput_per_s if row.measured else None,
+                    "ref_top1": row.ref_top1,
+                    "uncounted": ";".join(f"{k}:{v}" for k, v in row.uncounted.items()),
+                }
+            )
     return rows
 
 
@@ -101,7 +128,9 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
         "total MB adds the device's runtime overhead.",
     ]
     if any(row.basis.startswith("derived") for row in report.rows):
-        lines.append("Zoo fp16/int8 rows are costed from the FP32 graph with that precision's byte sizes (see docs/profile.md).")
+        lines.append(
+            "Zoo fp16/int8 rows are costed from the FP32 graph with that precision's byte sizes (see docs/profile.md)."
+        )
     if len(report.devices) > 1:
         lines.append("Device columns: estimated ms per batch; ✓ fits the memory budget, ✗ does not.")
     if measured:
@@ -112,11 +141,16 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
     if uncounted:
         lines.append(f"uncounted (no cost rule; MACs and latency exclude them): {', '.join(uncounted)}")
     for recommendation in report.recommendations:
-        picks = ", ".join(
-            f"{p['model']} {p['precision']} ({p['ref_top1']:.1f}%, {p['estimated_ms']:,.2f} ms, {p['model_mb']:,.1f} MB)"
-            for p in recommendation.picks
-        ) or "none"
-        lines.append(f"Best on {recommendation.device} at batch {recommendation.batch} with {recommendation.constraint}: {picks}")
+        picks = (
+            ", ".join(
+                f"{p['model']} {p['precision']} ({p['ref_top1']:.1f}%, {p['estimated_ms']:,.2f} ms, {p['model_mb']:,.1f} MB)"
+                for p in recommendation.picks
+            )
+            or "none"
+        )
+        lines.append(
+            f"Best on {recommendation.device} at batch {recommendation.batch} with {recommendation.constraint}: {picks}"
+        )
     lines += _trtexec_lines(report)
     lines.append(f"{len(report.rows)} rows in {report.seconds:.1f} s.")
     return lines
@@ -126,38 +160,79 @@ def _trtexec_lines(report: ProfileReport) -> list[str]:
     imported = report.trtexec
     if imported is None:
         return []
-    where = " on ".join(part for part in (f"TensorRT {imported.tensorrt}" if imported.tensorrt else None, imported.gpu) if part)
+    where = " on ".join(
+        part for part in (f"TensorRT {imported.tensorrt}" if imported.tensorrt else None, imported.gpu) if part
+    )
     summary = imported.times.latency_ms if imported.times else (imported.log.latency_ms if imported.log else {})
-    lines = [f"trtexec import from {imported.directory} ({', '.join(sorted(imported.files))}{'; ' + where if where else ''}): measured on the device."]
+    lines = [
+        f"trtexec import from {imported.directory} ({', '.join(sorted(imported.files))}{'; ' + where if where else ''}): measured on the device."
+    ]
     if summary.get("median") is not None:
-        lines.append(f"  end-to-end latency median {summary['median']:,.3f} ms"
-                     + (f", p99 {summary['percentile(99%)']:,.3f} ms" if "percentile(99%)" in summary else ""))
+        lines.append(
+            f"  end-to-end latency median {summary['median']:,.3f} ms"
+            + (f", p99 {summary['percentile(99%)']:,.3f} ms" if "percentile(99%)" in summary else "")
+        )
     if imported.layers and imported.iterations:
         mapped = len(imported.node_times) + len(imported.fused_into)
-        lines.append(f"  {len(imported.layers)} TensorRT layers, {imported.total_layer_ms:,.3f} ms per run over {imported.iterations:,} runs; "
-                     f"{mapped} ONNX nodes mapped, {sum(imported.unmapped_ms.values()):,.3f} ms in layers with no ONNX node (reformats, copies)."
-                     + (" Per-node times: --layers." if not any(row.layers for row in report.rows) else ""))
+        lines.append(
+            f"  {len(imported.layers)} TensorRT layers, {imported.total_layer_ms:,.3f} ms per run over {imported.iterations:,} runs; "
+            f"{mapped} ONNX nodes mapped, {sum(imported.unmapped_ms.values()):,.3f} ms in layers with no ONNX node (reformats, copies)."
+            + (" Per-node times: --layers." if not any(row.layers for row in report.rows) else "")
+        )
     return lines
 
 
 def _trtexec_table(report: ProfileReport, fmt: str) -> None:
     if report.trtexec is None or not report.trtexec.layers:
         return
-    rows = [{"layer": layer.layer, "type": layer.layer_type, "precision": layer.precision, "average_ms": layer.average_ms,
-             "percentage": layer.percentage, "onnx_node": layer.primary, "fused": len(layer.onnx_nodes)}
-            for layer in report.trtexec.layers]
+    rows = [
+        {
+            "layer": layer.layer,
+            "type": layer.layer_type,
+            "precision": layer.precision,
+            "average_ms": layer.average_ms,
+            "percentage": layer.percentage,
+            "onnx_node": layer.primary,
+            "fused": len(layer.onnx_nodes),
+        }
+        for layer in report.trtexec.layers
+    ]
     headers = {"average_ms": "avg ms", "percentage": "time %", "onnx_node": "ONNX node", "fused": "ONNX nodes"}
     emit(render_rows(rows, fmt, headers=headers, title="TensorRT layers measured by trtexec", console=console))
 
 
 def _layer_tables(report: ProfileReport, fmt: str) -> None:
-    columns = ["name", "op_type", "kind", "output_shape", "params", "macs", "mac_share", "weight_bytes",
-               "input_bytes", "output_bytes", "intensity", "estimated_ms", "measured_ms", "time_share"]
+    columns = [
+        "name",
+        "op_type",
+        "kind",
+        "output_shape",
+        "params",
+        "macs",
+        "mac_share",
+        "weight_bytes",
+        "input_bytes",
+        "output_bytes",
+        "intensity",
+        "estimated_ms",
+        "measured_ms",
+        "time_share",
+    ]
     if report.trtexec is not None:
         columns += ["trtexec_ms", "fused_into"]
-    headers = {"trtexec_ms": "device ms", "fused_into": "fused into", "mac_share": "MAC %", "time_share": "time %", "estimated_ms": "est. ms", "measured_ms": "host ms",
-               "output_shape": "output", "intensity": "FLOP/B", "weight_bytes": "weight B", "input_bytes": "in B",
-               "output_bytes": "out B"}
+    headers = {
+        "trtexec_ms": "device ms",
+        "fused_into": "fused into",
+        "mac_share": "MAC %",
+        "time_share": "time %",
+        "estimated_ms": "est. ms",
+        "measured_ms": "host ms",
+        "output_shape": "output",
+        "intensity": "FLOP/B",
+        "weight_bytes": "weight B",
+        "input_bytes": "in B",
+        "output_bytes": "out B",
+    }
     for row in report.rows:
         if not row.layers:
             continue
@@ -168,24 +243,61 @@ def _layer_tables(report: ProfileReport, fmt: str) -> None:
 @click.command("profile")
 @click.argument("models", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Profile every model in the zoo.")
-@click.option("--tag", "tags", multiple=True, help="Zoo models with any of these tags: efficient, heavy (comma-separated).")
-@click.option("-d", "--device", "device", default="host", show_default=True,
-              help="A catalog id, a kind ('jetson', 'raspberry-pi') for all of it, or 'host'; comma-separated.")
-@click.option("--precision", help="fp32,fp16,int8 (default: all three for zoo models, a file's own precision for files).")
-@click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, comma-separated (for example 1,8).")
-@click.option("--memory-budget", help="Memory a model may use, e.g. 512MB, 10MB, 1.5GB (default: the device's RAM less its overhead).")
+@click.option(
+    "--tag", "tags", multiple=True, help="Zoo models with any of these tags: efficient, heavy (comma-separated)."
+)
+@click.option(
+    "-d",
+    "--device",
+    "device",
+    default="host",
+    show_default=True,
+    help="A catalog id, a kind ('jetson', 'raspberry-pi') for all of it, or 'host'; comma-separated.",
+)
+@click.option(
+    "--precision", help="fp32,fp16,int8 (default: all three for zoo models, a file's own precision for files)."
+)
+@click.option(
+    "--batch", "batch", default="1", show_default=True, help="Batch sizes, comma-separated (for example 1,8)."
+)
+@click.option(
+    "--memory-budget",
+    help="Memory a model may use, e.g. 512MB, 10MB, 1.5GB (default: the device's RAM less its overhead).",
+)
 @click.option("--max-latency", type=float, help="Latency limit in ms per batch (estimated) for the recommendation.")
 @click.option("--input-shape", help="Shape for dynamic dims of an ONNX input: 1x3x224x224 or name=Nx3x224x224.")
 @click.option("--measure", is_flag=True, help="Also measure latency on this host with ONNX Runtime (p50/p90/p99).")
 @click.option("--layers", is_flag=True, help="Per-layer tables (estimated ms; host ms and time share with --measure).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write accuracy-vs-MACs and latency-vs-memory charts to FILE.png or FILE.svg.")
-@click.option("--import-trtexec", "trtexec_dir", type=click.Path(path_type=Path),
-              help="A directory with one trtexec run's --exportProfile/--exportLayerInfo/--exportTimes JSON or log: "
-                   "merge the device's measured layer times (one model).")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write accuracy-vs-MACs and latency-vs-memory charts to FILE.png or FILE.svg.",
+)
+@click.option(
+    "--import-trtexec",
+    "trtexec_dir",
+    type=click.Path(path_type=Path),
+    help="A directory with one trtexec run's --exportProfile/--exportLayerInfo/--exportTimes JSON or log: "
+    "merge the device's measured layer times (one model).",
+)
 @output_format_option
-def profile_command(models, all_models, tags, device, precision, batch, memory_budget, max_latency, input_shape,
-                    measure, layers, plot_path, trtexec_dir, fmt):
+def profile_command(
+    models,
+    all_models,
+    tags,
+    device,
+    precision,
+    batch,
+    memory_budget,
+    max_latency,
+    input_shape,
+    measure,
+    layers,
+    plot_path,
+    trtexec_dir,
+    fmt,
+):
     """Per-model cost, memory, fit and latency on edge devices, and the best network within a budget.
 
     MODELS are zoo names, aliases or globs ('mobilenet*'), ONNX files, or 'edgecnn export' directories;
@@ -216,11 +328,19 @@ def profile_command(models, all_models, tags, device, precision, batch, memory_b
     targets = resolve_targets(models, all_models, tags)
     check_targets(targets, options)
     if len(targets) > 1:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("profiling", total=len(targets))
             report = profile_targets(
-                targets, options,
+                targets,
+                options,
                 on_start=lambda name: progress.update(task, description=f"profiling {name}"),
                 on_done=lambda name: progress.update(task, advance=1),
             )

@@ -1,12 +1,13 @@
 """``edgecnn quantize``: an FP32 ONNX model or export directory -> Q/DQ INT8 ONNX, with sensitivity analysis and fallback."""
+
 from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import click
 from rich.progress import (
@@ -46,7 +47,15 @@ from edgecnn.onnx_facts import load_onnx
 from edgecnn.options import parse_size
 from edgecnn.render import render_rows, to_json
 
-__all__ = ["quantize_command", "int8_options", "calibration_progress", "collected_warnings", "print_warnings", "int8_rows", "weight_range_note"]
+__all__ = [
+    "quantize_command",
+    "int8_options",
+    "calibration_progress",
+    "collected_warnings",
+    "print_warnings",
+    "int8_rows",
+    "weight_range_note",
+]
 
 CACHE_HELP = "Calibration cache JSON: reused when model, calibration set and method match, refused when not (default: one named by its key, beside the INT8 file)."
 
@@ -54,16 +63,58 @@ CACHE_HELP = "Calibration cache JSON: reused when model, calibration set and met
 def int8_options(function):
     """The calibration and quantization options ``edgecnn quantize`` and ``edgecnn export --int8`` share."""
     options = [
-        click.option("--calib", "calib", default="builtin", show_default=True, metavar="DIR|FILE.npz|builtin|synthetic",
-                     help="Calibration data: a folder of images (ImageFolder or flat), a .npy/.npz array, the built-in real photos, or random data."),
-        click.option("--calib-samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True, help="Number of calibration samples (a seeded sample)."),
-        click.option("--calib-method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="How activation ranges are chosen."),
-        click.option("--percentile", type=click.FloatRange(min=0, max=100, min_open=True), default=DEFAULT_PERCENTILE, show_default=True, help="Percentile for --calib-method percentile."),
-        click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scales per output channel (per-tensor ruins depthwise networks)."),
-        click.option("--target", type=click.Choice(TARGETS), help="INT8 form: tensorrt (symmetric S8, zero point 0) or cpu (U8 activations, S8 weights). Default: from --device, else cpu."),
-        click.option("--device", help="Catalog device id (edgecnn devices): picks the INT8 target when --target is not given."),
-        click.option("--exclude", multiple=True, metavar="NODE_PATTERN", help="Keep matching nodes in float (node name or glob, repeatable)."),
-        click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the calibration sample."),
+        click.option(
+            "--calib",
+            "calib",
+            default="builtin",
+            show_default=True,
+            metavar="DIR|FILE.npz|builtin|synthetic",
+            help="Calibration data: a folder of images (ImageFolder or flat), a .npy/.npz array, the built-in real photos, or random data.",
+        ),
+        click.option(
+            "--calib-samples",
+            type=click.IntRange(min=1),
+            default=DEFAULT_SAMPLES,
+            show_default=True,
+            help="Number of calibration samples (a seeded sample).",
+        ),
+        click.option(
+            "--calib-method",
+            type=click.Choice(METHODS),
+            default=DEFAULT_METHOD,
+            show_default=True,
+            help="How activation ranges are chosen.",
+        ),
+        click.option(
+            "--percentile",
+            type=click.FloatRange(min=0, max=100, min_open=True),
+            default=DEFAULT_PERCENTILE,
+            show_default=True,
+            help="Percentile for --calib-method percentile.",
+        ),
+        click.option(
+            "--per-channel/--per-tensor",
+            default=True,
+            show_default=True,
+            help="Weight scales per output channel (per-tensor ruins depthwise networks).",
+        ),
+        click.option(
+            "--target",
+            type=click.Choice(TARGETS),
+            help="INT8 form: tensorrt (symmetric S8, zero point 0) or cpu (U8 activations, S8 weights). Default: from --device, else cpu.",
+        ),
+        click.option(
+            "--device", help="Catalog device id (edgecnn devices): picks the INT8 target when --target is not given."
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="NODE_PATTERN",
+            help="Keep matching nodes in float (node name or glob, repeatable).",
+        ),
+        click.option(
+            "--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the calibration sample."
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -79,7 +130,14 @@ def calibration_progress(enabled: bool = True) -> Iterator:
     if not enabled:
         yield None
         return
-    bar = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True)
+    bar = Progress(
+        TextColumn("calibrating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
     task = None
 
     def progress(done: int, total: int) -> None:
@@ -111,18 +169,20 @@ def print_warnings(messages) -> None:
 
 
 def int8_rows(result: QuantizationResult) -> list[dict]:
-    return [{
-        "format": result.format_key,
-        "file": result.path.name,
-        "size_mb": result.int8_bytes / 1e6,
-        "vs_fp32": result.size_ratio,
-        "method": f"{result.method} {result.percentile:g}" if result.percentile else result.method,
-        "samples": result.calibration["samples"],
-        "float_nodes": len(result.excluded_nodes),
-        "top1_agreement": result.check["top1_agreement"],
-        "sqnr_db": result.check["output_sqnr_db"],
-        "ranges": "cache" if result.cache_hit else "calibrated",
-    }]
+    return [
+        {
+            "format": result.format_key,
+            "file": result.path.name,
+            "size_mb": result.int8_bytes / 1e6,
+            "vs_fp32": result.size_ratio,
+            "method": f"{result.method} {result.percentile:g}" if result.percentile else result.method,
+            "samples": result.calibration["samples"],
+            "float_nodes": len(result.excluded_nodes),
+            "top1_agreement": result.check["top1_agreement"],
+            "sqnr_db": result.check["output_sqnr_db"],
+            "ranges": "cache" if result.cache_hit else "calibrated",
+        }
+    ]
 
 
 def weight_range_note(result: QuantizationResult) -> str:
@@ -130,7 +190,13 @@ def weight_range_note(result: QuantizationResult) -> str:
     return f"weights in a {result.weight_bits}-bit range: output SQNR against FP32 in ONNX Runtime's CPU kernels here: {measured}"
 
 
-INT8_HEADERS = {"size_mb": "MB", "vs_fp32": "size vs FP32", "float_nodes": "float nodes", "top1_agreement": "top-1 agree", "sqnr_db": "SQNR dB"}
+INT8_HEADERS = {
+    "size_mb": "MB",
+    "vs_fp32": "size vs FP32",
+    "float_nodes": "float nodes",
+    "top1_agreement": "top-1 agree",
+    "sqnr_db": "SQNR dB",
+}
 
 
 def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
@@ -150,19 +216,76 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
 @click.command("quantize")
 @click.argument("model", type=click.Path(path_type=Path))
 @int8_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="INT8 file (default: <model>.int8-<target>.onnx beside the FP32 model, added to its manifest).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="INT8 file (default: <model>.int8-<target>.onnx beside the FP32 model, added to its manifest).",
+)
 @click.option("--input-size", help="H or HxW, for a bare .onnx with dynamic input dimensions.")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help=CACHE_HELP)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write a calibration cache.")
-@click.option("--analyze", is_flag=True, help="List per-layer quantization error (SQNR), worst first, instead of writing the INT8 model.")
-@click.option("--analyze-samples", type=click.IntRange(min=1), default=8, show_default=True, help="Calibration samples the analysis runs.")
-@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Rows of the --analyze table (--json lists all).")
-@click.option("--auto-fallback", is_flag=True, help="Keep the most sensitive layers in float until the top-1 drop meets --max-drop.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Top-1 points INT8 may lose against FP32 (with --auto-fallback).")
-@click.option("--eval-data", default=None, metavar="DIR|digits", help="Labelled data for --auto-fallback: an ImageFolder tree or 'digits'.")
+@click.option(
+    "--analyze",
+    is_flag=True,
+    help="List per-layer quantization error (SQNR), worst first, instead of writing the INT8 model.",
+)
+@click.option(
+    "--analyze-samples",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Calibration samples the analysis runs.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Rows of the --analyze table (--json lists all).",
+)
+@click.option(
+    "--auto-fallback",
+    is_flag=True,
+    help="Keep the most sensitive layers in float until the top-1 drop meets --max-drop.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Top-1 points INT8 may lose against FP32 (with --auto-fallback).",
+)
+@click.option(
+    "--eval-data",
+    default=None,
+    metavar="DIR|digits",
+    help="Labelled data for --auto-fallback: an ImageFolder tree or 'digits'.",
+)
 @output_format_option
-def quantize_command(model, calib, calib_samples, calib_method, percentile, per_channel, target, device, exclude, calib_seed,
-                     output, input_size, cache, no_cache, analyze, analyze_samples, top, auto_fallback, max_drop, eval_data, fmt):
+def quantize_command(
+    model,
+    calib,
+    calib_samples,
+    calib_method,
+    percentile,
+    per_channel,
+    target,
+    device,
+    exclude,
+    calib_seed,
+    output,
+    input_size,
+    cache,
+    no_cache,
+    analyze,
+    analyze_samples,
+    top,
+    auto_fallback,
+    max_drop,
+    eval_data,
+    fmt,
+):
     """Quantize MODEL (an FP32 .onnx file or an edgecnn export directory) to Q/DQ INT8 ONNX.
 
     \b
@@ -174,7 +297,9 @@ def quantize_command(model, calib, calib_samples, calib_method, percentile, per_
     if auto_fallback and analyze:
         raise UsageError("--analyze and --auto-fallback exclude each other: give one")
     if auto_fallback and eval_data is None:
-        raise UsageError("--auto-fallback needs labelled data to measure the drop: give --eval-data DIR (an ImageFolder tree) or --eval-data digits")
+        raise UsageError(
+            "--auto-fallback needs labelled data to measure the drop: give --eval-data DIR (an ImageFolder tree) or --eval-data digits"
+        )
     if eval_data is not None and not auto_fallback:
         raise UsageError("--eval-data is used by --auto-fallback only")
     if cache is not None and no_cache:
@@ -182,8 +307,14 @@ def quantize_command(model, calib, calib_samples, calib_method, percentile, per_
     chosen_target, reason = choose_target(target, device)
     preprocessing = _bare_preprocessing(model, input_size)
     options = dict(
-        calibration=calib, method=calib_method, percentile=percentile, per_channel=per_channel, exclude=exclude,
-        samples=calib_samples, seed=calib_seed, preprocessing=preprocessing,
+        calibration=calib,
+        method=calib_method,
+        percentile=percentile,
+        per_channel=per_channel,
+        exclude=exclude,
+        samples=calib_samples,
+        seed=calib_seed,
+        preprocessing=preprocessing,
     )
     cache_option = None if no_cache else (cache or "auto")
     with collected_warnings():
@@ -194,22 +325,33 @@ def quantize_command(model, calib, calib_samples, calib_method, percentile, per_
             _run_fallback(model, chosen_target, reason, output, cache_option, options, max_drop, eval_data, fmt)
             return
         with calibration_progress(fmt == "table") as progress:
-            result = quantize_export(model, target=chosen_target, output=output, cache=cache_option, progress=progress, **options)
+            result = quantize_export(
+                model, target=chosen_target, output=output, cache=cache_option, progress=progress, **options
+            )
     print_warnings(result.warnings)
     if fmt == "json":
         emit(to_json(_result_payload(result, reason)))
         return
     footer = [
         f"target {result.target} ({reason}): {result.preset.description}",
-        f"calibration: {result.calibration_description}" + (f" (ranges reused from {result.cache_path})" if result.cache_hit else ""),
+        f"calibration: {result.calibration_description}"
+        + (f" (ranges reused from {result.cache_path})" if result.cache_hit else ""),
         f"check on {result.check['samples']} calibration samples against FP32 (not accuracy: use 'edgecnn eval' on labelled data)",
     ]
     if result.weight_range_sqnr_db:
         footer.append(weight_range_note(result))
     if result.excluded_nodes:
         footer.append(f"kept in float: {', '.join(result.excluded_nodes)}")
-    emit(render_rows(int8_rows(result), fmt, title=f"quantized {result.fp32_path.name} -> {result.path}", footer=footer,
-                     console=console, headers=INT8_HEADERS))
+    emit(
+        render_rows(
+            int8_rows(result),
+            fmt,
+            title=f"quantized {result.fp32_path.name} -> {result.path}",
+            footer=footer,
+            console=console,
+            headers=INT8_HEADERS,
+        )
+    )
 
 
 def _bare_preprocessing(model: Path, input_size: str | None) -> Preprocessing | None:
@@ -227,7 +369,12 @@ def _load_set(location, options: dict):
 
     _, dims = image_input(load_onnx(location.fp32_path), location.fp32_path)
     preprocessing = resolve_preprocessing(location.fp32_path, dims, options.pop("preprocessing"))
-    return load_calibration(options.pop("calibration"), preprocessing=preprocessing, samples=options.pop("samples"), seed=options.pop("seed"))
+    return load_calibration(
+        options.pop("calibration"),
+        preprocessing=preprocessing,
+        samples=options.pop("samples"),
+        seed=options.pop("seed"),
+    )
 
 
 def _resolved_cache(cache_option, location, calibration, options) -> Path | None:
@@ -238,15 +385,21 @@ def _resolved_cache(cache_option, location, calibration, options) -> Path | None
 
 def _run_analysis(model, target, output, cache_option, options, samples, top, fmt) -> None:
 
-
-
     location = locate(model, target, output)
     calibration = _load_set(location, options)
     cache = _resolved_cache(cache_option, location, calibration, options)
     with tempfile.TemporaryDirectory(prefix="edgecnn-analyze-") as workdir:
         candidate = Path(workdir) / location.output_path.name
         with calibration_progress(fmt == "table") as progress:
-            result = quantize_onnx(location.fp32_path, candidate, calibration=calibration, target=target, cache=cache, progress=progress, **options)
+            result = quantize_onnx(
+                location.fp32_path,
+                candidate,
+                calibration=calibration,
+                target=target,
+                cache=cache,
+                progress=progress,
+                **options,
+            )
         rows = analyze(location.fp32_path, candidate, calibration, samples=samples)
     print_warnings(result.warnings)
     table = [asdict(row) for row in rows]
@@ -259,9 +412,23 @@ def _run_analysis(model, target, output, cache_option, options, samples, top, fm
         "output = FP32 vs INT8 at the layer's output (accumulated with depth). Keep a layer in float with --exclude NODE_PATTERN.",
         f"INT8 for {target}; {result.calibration_description}; analysis on {used} samples. Nothing was written.",
     ]
-    emit(render_rows(table[:top], fmt, columns=["node", "op_type", "sqnr_db", "input_sqnr_db", "weight_sqnr_db", "output_sqnr_db"],
-                     headers={"op_type": "op", "sqnr_db": "SQNR dB", "input_sqnr_db": "inputs", "weight_sqnr_db": "weight", "output_sqnr_db": "output"},
-                     title=f"per-layer quantization error of {location.fp32_path.name}, worst first", footer=footer, console=console))
+    emit(
+        render_rows(
+            table[:top],
+            fmt,
+            columns=["node", "op_type", "sqnr_db", "input_sqnr_db", "weight_sqnr_db", "output_sqnr_db"],
+            headers={
+                "op_type": "op",
+                "sqnr_db": "SQNR dB",
+                "input_sqnr_db": "inputs",
+                "weight_sqnr_db": "weight",
+                "output_sqnr_db": "output",
+            },
+            title=f"per-layer quantization error of {location.fp32_path.name}, worst first",
+            footer=footer,
+            console=console,
+        )
+    )
 
 
 def _run_fallback(model, target, reason, output, cache_option, options, max_drop, eval_data, fmt) -> None:
@@ -271,20 +438,47 @@ def _run_fallback(model, target, reason, output, cache_option, options, max_drop
     evaluate = top1_evaluator(eval_data, calibration.preprocessing)
     with calibration_progress(fmt == "table") as progress:
         outcome = auto_fallback(
-            location.fp32_path, location.output_path, evaluate=evaluate, max_drop=max_drop, calibration=calibration,
-            target=target, cache=cache, progress=progress, **options,
+            location.fp32_path,
+            location.output_path,
+            evaluate=evaluate,
+            max_drop=max_drop,
+            calibration=calibration,
+            target=target,
+            cache=cache,
+            progress=progress,
+            **options,
         )
     record_in_manifest(location, outcome.result)
     print_warnings(outcome.result.warnings)
     steps = [asdict(step) for step in outcome.steps]
     if fmt == "json":
-        emit(to_json({**_result_payload(outcome.result, reason), "fp32_top1": outcome.fp32_top1, "int8_top1": outcome.int8_top1,
-                      "drop": outcome.drop, "max_drop": max_drop, "kept_float": outcome.kept_float, "steps": steps}))
+        emit(
+            to_json(
+                {
+                    **_result_payload(outcome.result, reason),
+                    "fp32_top1": outcome.fp32_top1,
+                    "int8_top1": outcome.int8_top1,
+                    "drop": outcome.drop,
+                    "max_drop": max_drop,
+                    "kept_float": outcome.kept_float,
+                    "steps": steps,
+                }
+            )
+        )
         return
     footer = [
         f"FP32 top-1 {outcome.fp32_top1:.2f}%, INT8 {outcome.int8_top1:.2f}% (drop {outcome.drop:.2f} points, budget {max_drop}) on {eval_data}",
-        f"kept {len(outcome.kept_float)} layers in float" + (f": {', '.join(outcome.kept_float)}" if outcome.kept_float else " (none needed)"),
+        f"kept {len(outcome.kept_float)} layers in float"
+        + (f": {', '.join(outcome.kept_float)}" if outcome.kept_float else " (none needed)"),
         f"wrote {outcome.result.path} (target {target}, {reason}); calibration: {outcome.result.calibration_description}",
     ]
-    emit(render_rows(steps, fmt, title="auto-fallback", footer=footer, console=console,
-                     headers={"float_layers": "float layers", "top1": "top-1 %", "drop": "drop (points)", "met": "budget met"}))
+    emit(
+        render_rows(
+            steps,
+            fmt,
+            title="auto-fallback",
+            footer=footer,
+            console=console,
+            headers={"float_layers": "float layers", "top1": "top-1 %", "drop": "drop (points)", "met": "budget met"},
+        )
+    )

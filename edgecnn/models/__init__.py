@@ -1,4 +1,5 @@
 """The zoo: importing this package registers every family with :mod:`edgecnn.registry`."""
+
 from edgecnn.models import (  # noqa: F401
     alexnet,
     densenet,

@@ -1,4 +1,5 @@
 """AlexNet (Krizhevsky et al. 2012): torchvision's single-tower form and the paper's two-tower form."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Each layer sees the concatenation of every earlier feature map in its block; tra
 the channels (compression 0.5) and the resolution. torchvision's ``memory_efficient`` gradient
 checkpointing is left out: it saves training memory only and changes neither keys nor outputs.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -1,4 +1,5 @@
 """GoogLeNet / Inception v1 (Szegedy et al. 2014), key-compatible with torchvision."""
+
 from __future__ import annotations
 
 from collections import namedtuple

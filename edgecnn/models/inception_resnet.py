@@ -1,4 +1,5 @@
 """Inception-ResNet v1 and v2 (Szegedy et al. 2016): Inception modules with scaled residual connections."""
+
 from __future__ import annotations
 
 import torch

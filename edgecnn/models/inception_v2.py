@@ -1,5 +1,6 @@
 """BN-Inception, often called Inception v2 (Ioffe & Szegedy 2015): GoogLeNet with batch normalization
 and every 5x5 convolution replaced by two stacked 3x3 convolutions."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Inception v3 (Szegedy et al. 2015), key-compatible with torchvision's Inception3."""
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -234,9 +235,7 @@ class Inception3(nn.Module):
         return x
 
 
-@register_model(
-    family="inception", paper=PAPER, input_size=299, tags=("heavy",), min_input_size=75, torchvision=True
-)
+@register_model(family="inception", paper=PAPER, input_size=299, tags=("heavy",), min_input_size=75, torchvision=True)
 def inception_v3(*, num_classes: int = 1000, **kwargs) -> Inception3:
     """Inception v3, torchvision's Inception3 with its auxiliary head (27.2M parameters), 299x299 input.
 

@@ -1,4 +1,5 @@
 """Inception v4 (Szegedy et al. 2016), module for module as timm's ``inception_v4`` (TF-slim's layout)."""
+
 from __future__ import annotations
 
 import torch

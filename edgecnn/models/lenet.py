@@ -1,4 +1,5 @@
 """LeNet-5 (LeCun et al. 1998), the classic variant with a fully connected C3."""
+
 from __future__ import annotations
 
 import torch
@@ -44,9 +45,7 @@ class LeNet5(nn.Module):
         return self.classifier(x)
 
 
-@register_model(
-    family="lenet", paper=PAPER, input_size=32, in_chans=1, num_classes=10, mean=(0.5,), std=(0.5,)
-)
+@register_model(family="lenet", paper=PAPER, input_size=32, in_chans=1, num_classes=10, mean=(0.5,), std=(0.5,))
 def lenet5(*, num_classes: int = 10, **kwargs) -> LeNet5:
     """LeNet-5: C1 6@5x5, S2, C3 16@5x5, S4, C5 120, F6 84 on 32x32 grayscale (61,706 params at 10 classes).
 

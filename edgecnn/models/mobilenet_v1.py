@@ -9,6 +9,7 @@ MobileNet_v1_1.0_224 count (4,231,976 at 1000 classes) ours matches exactly: bia
 BatchNorm with scale and offset, ReLU6 after every BatchNorm (TF-slim's choice; it bounds activations,
 which suits INT8), and a linear classifier with bias.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,8 @@
 """MobileNet v2 (Sandler et al. 2018), key-compatible with torchvision."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -35,9 +36,7 @@ class InvertedResidual(nn.Module):
 
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(
-                ConvNormAct(inp, hidden_dim, kernel_size=1, norm_layer=norm_layer, activation_layer=nn.ReLU6)
-            )
+            layers.append(ConvNormAct(inp, hidden_dim, kernel_size=1, norm_layer=norm_layer, activation_layer=nn.ReLU6))
         layers += [
             ConvNormAct(
                 hidden_dim,

@@ -1,8 +1,9 @@
 """MobileNet v3 Large and Small (Howard et al. 2019), key-compatible with torchvision."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import nn
@@ -159,9 +160,7 @@ class MobileNetV3(nn.Module):
 
         firstconv_output_channels = inverted_residual_setting[0].input_channels
         layers: list[nn.Module] = [
-            ConvNormAct(
-                3, firstconv_output_channels, stride=2, norm_layer=norm_layer, activation_layer=nn.Hardswish
-            )
+            ConvNormAct(3, firstconv_output_channels, stride=2, norm_layer=norm_layer, activation_layer=nn.Hardswish)
         ]
         layers += [InvertedResidual(cnf, norm_layer) for cnf in inverted_residual_setting]
         lastconv_input_channels = inverted_residual_setting[-1].out_channels

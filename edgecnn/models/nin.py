@@ -1,4 +1,5 @@
 """Network in Network (Lin et al. 2013), the ImageNet model: mlpconv blocks and a global average pooling head."""
+
 from __future__ import annotations
 
 import torch

@@ -5,9 +5,10 @@ Each residual branch runs BN-ReLU-conv; the identity path carries no normalizati
 one BN-ReLU closes the network before pooling. Projection shortcuts (1x1 convolution, no BN) take the
 pre-activated input, as in fb.resnet.torch ``preresnet.lua`` and the official WRN code.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -111,7 +112,13 @@ PreActBlock = type[PreActBasicBlock | PreActBottleneck]
 
 
 def _make_stage(
-    block: PreActBlock, inplanes: int, planes: int, blocks: int, stride: int = 1, preact_first: bool = True, **block_kwargs
+    block: PreActBlock,
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    stride: int = 1,
+    preact_first: bool = True,
+    **block_kwargs,
 ) -> nn.Sequential:
     """``blocks`` residual blocks; the first one strides and projects (1x1 convolution) when the shape changes."""
     downsample = None

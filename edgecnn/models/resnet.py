@@ -1,9 +1,10 @@
 """ResNet (He et al. 2016), Wide ResNet (Zagoruyko & Komodakis 2016) and ResNeXt (Xie et al. 2017) for
 ImageNet, key-compatible with torchvision (ResNet v1.5: the stride sits in the bottleneck's 3x3 convolution).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,7 +31,9 @@ __all__ = [
 
 PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition (CVPR 2016, arXiv 1512.03385)"
 PAPER_WIDE = "Zagoruyko & Komodakis 2016, Wide Residual Networks (BMVC 2016, arXiv 1605.07146)"
-PAPER_RESNEXT = "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (CVPR 2017, arXiv 1611.05431)"
+PAPER_RESNEXT = (
+    "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (CVPR 2017, arXiv 1611.05431)"
+)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:

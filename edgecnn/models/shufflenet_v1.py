@@ -13,6 +13,7 @@ checkpoints load into ours with ``strict=True``:
 - stride-2 units concatenate the 3x3/2 average-pooled input with the ReLU of the main branch;
 - a bias-free linear classifier.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """ShuffleNet v2 (Ma et al. 2018), key-compatible with torchvision."""
+
 from __future__ import annotations
 
 import torch
@@ -93,7 +94,9 @@ class ShuffleNetV2(nn.Module):
         self.stage2: nn.Sequential
         self.stage3: nn.Sequential
         self.stage4: nn.Sequential
-        for name, repeats, output_channels in zip(("stage2", "stage3", "stage4"), stages_repeats, stages_out_channels[1:]):
+        for name, repeats, output_channels in zip(
+            ("stage2", "stage3", "stage4"), stages_repeats, stages_out_channels[1:]
+        ):
             units = [InvertedResidual(input_channels, output_channels, 2)]
             units += [InvertedResidual(output_channels, output_channels, 1) for _ in range(repeats - 1)]
             setattr(self, name, nn.Sequential(*units))

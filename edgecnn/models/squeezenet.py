@@ -1,4 +1,5 @@
 """SqueezeNet 1.0 and 1.1 (Iandola et al. 2016), key-compatible with torchvision."""
+
 from __future__ import annotations
 
 import torch

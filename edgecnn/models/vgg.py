@@ -1,4 +1,5 @@
 """VGG 11/13/16/19 with and without batch normalization (Simonyan and Zisserman 2014), key-compatible with torchvision."""
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ __all__ = [
     "vgg19_bn",
 ]
 
-PAPER = "Simonyan and Zisserman 2014, Very deep convolutional networks for large-scale image recognition (arXiv 1409.1556)"
+PAPER = (
+    "Simonyan and Zisserman 2014, Very deep convolutional networks for large-scale image recognition (arXiv 1409.1556)"
+)
 
 cfgs: dict[str, list[int | str]] = {
     # 3x3 convolution widths; "M" is a 2x2 max pool. Keys are the columns of the paper's Table 1.

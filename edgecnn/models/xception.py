@@ -1,4 +1,5 @@
 """Xception (Chollet 2017), module for module as timm's ``legacy_xception`` (the Keras port by Cadene)."""
+
 from __future__ import annotations
 
 import torch
@@ -18,9 +19,7 @@ class SeparableConv2d(nn.Module):
         self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, padding: int = 0
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False
-        )
+        self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

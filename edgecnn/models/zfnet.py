@@ -1,4 +1,5 @@
 """ZFNet (Zeiler and Fergus 2013): AlexNet with a 7x7/2 first layer and wider conv3-conv5."""
+
 from __future__ import annotations
 
 import torch

@@ -20,17 +20,18 @@ the profiler treats the zoo: FP16 stores every float tensor in 2 bytes; INT8 sto
 weights of convolutions and matrix products in 1 byte, with an FP32 scale per output channel and INT32
 biases (TensorRT's full-INT8 layout), and other parameters in FP32.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import onnx
 
 from edgecnn.errors import EdgecnnError, UnknownNameError, UsageError, first_line
-from edgecnn.onnx_facts import graph_precision
-from edgecnn.onnx_facts import input_dims
+from edgecnn.onnx_facts import graph_precision, input_dims
 from edgecnn.precisions import PRECISION_BYTES, PRECISIONS
 
 __all__ = [
@@ -210,23 +211,79 @@ def _qlinear_matmul(context: NodeContext) -> OpCost:
 
 
 @cost_rule(
-    "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu",
-    "Softplus", "Softsign", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Floor",
-    "Ceil", "Round", "Sign", "Not", "ThresholdedRelu", "Shrink", "Cos", "Sin", "IsNaN", "IsInf",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Gelu",
+    "Erf",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Abs",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Not",
+    "ThresholdedRelu",
+    "Shrink",
+    "Cos",
+    "Sin",
+    "IsNaN",
+    "IsInf",
 )
 def _unary(context: NodeContext) -> OpCost:
     return OpCost(0, _numel(context.output()), "elementwise")
 
 
-@cost_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "Greater",
-           "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where", "Mod", "BitShift")
+@cost_rule(
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "Where",
+    "Mod",
+    "BitShift",
+)
 def _binary(context: NodeContext) -> OpCost:
     operands = sum(1 for shape in context.input_shapes if shape is not None)
     return OpCost(0, _numel(context.output()) * max(1, operands - 1), "elementwise")
 
 
-@cost_rule("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-           "LpNormalization", "MeanVarianceNormalization")
+@cost_rule(
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "LpNormalization",
+    "MeanVarianceNormalization",
+)
 def _normalization(context: NodeContext) -> OpCost:
     """Inference normalization: a scale and a shift per element (statistics of Instance/Layer norms add ~3 more)."""
     per_element = 2 if context.node.op_type == "BatchNormalization" else 5
@@ -251,8 +308,22 @@ def _pool(context: NodeContext) -> OpCost:
     return OpCost(0, _numel(context.output()) * kernel, "pool")
 
 
-@cost_rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum", "ReduceMax",
-           "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")
+@cost_rule(
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "GlobalLpPool",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ArgMax",
+    "ArgMin",
+)
 def _reduce(context: NodeContext) -> OpCost:
     return OpCost(0, _numel(context.input(0)), "pool")
 
@@ -273,9 +344,30 @@ def _quantize(context: NodeContext) -> OpCost:
 
 
 @cost_rule(
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose", "Concat", "Split", "Slice",
-    "Gather", "GatherElements", "Pad", "Tile", "Expand", "Shape", "Size", "Constant", "ConstantOfShape", "Range",
-    "DepthToSpace", "SpaceToDepth", "Cast", "CastLike",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Dropout",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "GatherElements",
+    "Pad",
+    "Tile",
+    "Expand",
+    "Shape",
+    "Size",
+    "Constant",
+    "ConstantOfShape",
+    "Range",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Cast",
+    "CastLike",
 )
 def _data_movement(context: NodeContext) -> OpCost:
     """Layout, copies and shape arithmetic: bytes move, nothing is computed."""
@@ -414,20 +506,26 @@ def _concrete_inputs(
         given = {next(iter(declared)): next(iter(given.values()))}
     unknown = set(given) - set(declared)
     if unknown:
-        raise UsageError(f"--input-shape names {', '.join(sorted(unknown))}, but the graph's inputs are {', '.join(declared)}")
+        raise UsageError(
+            f"--input-shape names {', '.join(sorted(unknown))}, but the graph's inputs are {', '.join(declared)}"
+        )
     concrete = {}
     for name, dims in declared.items():
         if not dims and name not in given:
             raise UsageError(f"input {name!r} has no declared shape: give --input-shape {name}=DxDx...")
         wanted = list(given.get(name, dims))
         if dims and len(wanted) != len(dims):
-            raise UsageError(f"--input-shape for {name!r} has {len(wanted)} dims, the graph's input has {len(dims)} ({_format_dims(dims)})")
+            raise UsageError(
+                f"--input-shape for {name!r} has {len(wanted)} dims, the graph's input has {len(dims)} ({_format_dims(dims)})"
+            )
         resolved = []
         for index, dim in enumerate(wanted):
             declared_dim = dims[index] if dims else None
             if isinstance(declared_dim, int) and declared_dim > 0:
                 if isinstance(dim, int) and dim > 0 and dim != declared_dim:
-                    raise UsageError(f"--input-shape gives {name!r} dim {index} = {dim}, but the graph fixes it at {declared_dim}")
+                    raise UsageError(
+                        f"--input-shape gives {name!r} dim {index} = {dim}, but the graph fixes it at {declared_dim}"
+                    )
                 if index == 0 and batch not in (1, declared_dim):
                     raise UsageError(
                         f"input {name!r} has a static batch of {declared_dim}: profile it with --batch {declared_dim} "
@@ -439,7 +537,9 @@ def _concrete_inputs(
             elif isinstance(dim, int) and dim > 0:
                 resolved.append(dim)
             else:
-                example = "x".join("N" if i == 0 else (str(d) if isinstance(d, int) and d > 0 else "?") for i, d in enumerate(dims))
+                example = "x".join(
+                    "N" if i == 0 else (str(d) if isinstance(d, int) and d > 0 else "?") for i, d in enumerate(dims)
+                )
                 raise UsageError(
                     f"input {name!r} has dynamic dimensions ({_format_dims(dims)}): give --input-shape {example} "
                     f"with each ? a number"
@@ -516,13 +616,21 @@ class _Graph:
                     self.roots[output] = roots
                 self.folded.add(id(node))
         self.quantizer_aux = {
-            node.input[index] for node in graph.node if node.op_type in QUANTIZE_OPS
-            for index in (1, 2) if index < len(node.input) and node.input[index]
+            node.input[index]
+            for node in graph.node
+            if node.op_type in QUANTIZE_OPS
+            for index in (1, 2)
+            if index < len(node.input) and node.input[index]
         }
-        self.quantized_data = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear" and node.input}
+        self.quantized_data = {
+            node.input[0] for node in graph.node if node.op_type == "DequantizeLinear" and node.input
+        }
         self.statistics = {
-            node.input[index] for node in graph.node if node.op_type == "BatchNormalization"
-            for index in (3, 4) if index < len(node.input)
+            node.input[index]
+            for node in graph.node
+            if node.op_type == "BatchNormalization"
+            for index in (3, 4)
+            if index < len(node.input)
         }
 
     def is_constant(self, name: str) -> bool:
@@ -581,7 +689,12 @@ def _weight_bytes(graph: _Graph, root: str, node: onnx.NodeProto, index: int, pr
     shape = graph.shape(root) or ()
     elements = _numel(shape)
     total = _nbytes(elements, _weight_bits(graph, root, node, index, precision))
-    if precision == "int8" and graph.is_parameter(root) and _weight_bits(graph, root, node, index, precision) == 8 and shape:
+    if (
+        precision == "int8"
+        and graph.is_parameter(root)
+        and _weight_bits(graph, root, node, index, precision) == 8
+        and shape
+    ):
         total += 4 * shape[0]
     return total
 
@@ -602,8 +715,10 @@ def _node_precision(graph: _Graph, node: onnx.NodeProto, precision: str | None, 
         return "int8"
     activations = [name for name in node.input if name and not graph.is_constant(name)]
     if weight_roots & graph.quantized_data or any(
-        graph.effective_bits(name) == 8 and graph.producers.get(name) is not None
-        and graph.producers[name].op_type == "DequantizeLinear" for name in activations
+        graph.effective_bits(name) == 8
+        and graph.producers.get(name) is not None
+        and graph.producers[name].op_type == "DequantizeLinear"
+        for name in activations
     ):
         return "int8"
     for name in [*activations, *node.output]:
@@ -617,10 +732,13 @@ def _node_precision(graph: _Graph, node: onnx.NodeProto, precision: str | None, 
 
 def _unresolvable(graph: _Graph, nodes: list[onnx.NodeProto]) -> None:
     """Raise one line naming what kept shape inference from resolving the graph."""
-    unknown_ops = sorted({
-        f"{node.domain + '.' if node.domain else ''}{node.op_type}" for node in nodes
-        if not onnx.defs.has(node.op_type, node.domain)
-    })
+    unknown_ops = sorted(
+        {
+            f"{node.domain + '.' if node.domain else ''}{node.op_type}"
+            for node in nodes
+            if not onnx.defs.has(node.op_type, node.domain)
+        }
+    )
     if unknown_ops:
         raise UsageError(
             f"the graph uses ops that ONNX does not define ({', '.join(unknown_ops)}), so their output shapes are "
@@ -667,10 +785,7 @@ def analyze_precisions(
     graph = _Graph(resolve_shapes(model, shapes))
     own_precision = graph_precision(model)
     live_nodes = [node for node in graph.graph.node if id(node) not in graph.folded]
-    missing = [
-        node for node in live_nodes
-        if any(output and graph.shape(output) is None for output in node.output)
-    ]
+    missing = [node for node in live_nodes if any(output and graph.shape(output) is None for output in node.output)]
     if missing:
         _unresolvable(graph, missing)
     return {
@@ -743,7 +858,8 @@ def _cost_graph(
     activation_names = list(shapes) + [output for node in live_nodes for output in node.output if output]
     leftover_bytes = sum(
         _nbytes(_numel(graph.shape(root) or ()), _element_bits(graph.dtype(root)))
-        for root in graph.initializers if root not in attributed and graph.consumers.get(root)
+        for root in graph.initializers
+        if root not in attributed and graph.consumers.get(root)
     )
     return GraphCost(
         name=name or graph.graph.name or "graph",
@@ -755,7 +871,10 @@ def _cost_graph(
         activation_bytes={tensor: _activation_bytes(graph, tensor, override) for tensor in activation_names},
         graph_inputs=list(shapes),
         graph_outputs=[output.name for output in graph.graph.output],
-        params=sum(_numel(graph.shape(root) or ()) for root in graph.initializers
-                   if graph.is_parameter(root) and graph.consumers.get(root)),
+        params=sum(
+            _numel(graph.shape(root) or ())
+            for root in graph.initializers
+            if graph.is_parameter(root) and graph.consumers.get(root)
+        ),
         weight_bytes=sum(row.weight_bytes for row in rows) + leftover_bytes,
     )

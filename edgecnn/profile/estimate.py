@@ -19,6 +19,7 @@ JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's batch-1 la
 on the development host and checked on the other half (bench/profile_bench.py); the GPU factors are
 engineering estimates from published batch-1 results, to be replaced by measurement on a device.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,16 @@ from typing import Any
 from edgecnn.devices import Device
 from edgecnn.profile.cost import CONVENTION, GraphCost
 
-__all__ = ["ESTIMATED_LABEL", "ExecutionClass", "EXECUTION_CLASSES", "LayerEstimate", "LatencyEstimate",
-           "execution_class", "estimate_latency", "assumptions"]
+__all__ = [
+    "ESTIMATED_LABEL",
+    "ExecutionClass",
+    "EXECUTION_CLASSES",
+    "LayerEstimate",
+    "LatencyEstimate",
+    "execution_class",
+    "estimate_latency",
+    "assumptions",
+]
 
 ESTIMATED_LABEL = "estimated (roofline x efficiency factors; not measured)"
 
@@ -55,8 +64,17 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="cpu",
         description="CPU cores through ONNX Runtime's MLAS kernels (NCHWc layout on x86, NEON on Arm)",
         compute_efficiency={
-            "conv": 1.20, "pointwise": 1.00, "grouped": 0.30, "depthwise": 0.20, "gemm": 0.60,
-            "norm": 0.05, "pool": 0.05, "elementwise": 0.05, "quant": 0.05, "data": 0.05, "other": 0.05,
+            "conv": 1.20,
+            "pointwise": 1.00,
+            "grouped": 0.30,
+            "depthwise": 0.20,
+            "gemm": 0.60,
+            "norm": 0.05,
+            "pool": 0.05,
+            "elementwise": 0.05,
+            "quant": 0.05,
+            "data": 0.05,
+            "other": 0.05,
         },
         half_size_macs=1e5,
         memory_efficiency=1.0,
@@ -76,8 +94,17 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="gpu-cuda-cores",
         description="GPU CUDA cores through TensorRT (FP32 anywhere; every precision on Maxwell/Pascal)",
         compute_efficiency={
-            "conv": 0.85, "pointwise": 0.70, "grouped": 0.30, "depthwise": 0.10, "gemm": 0.50,
-            "norm": 0.10, "pool": 0.10, "elementwise": 0.10, "quant": 0.10, "data": 0.10, "other": 0.10,
+            "conv": 0.85,
+            "pointwise": 0.70,
+            "grouped": 0.30,
+            "depthwise": 0.10,
+            "gemm": 0.50,
+            "norm": 0.10,
+            "pool": 0.10,
+            "elementwise": 0.10,
+            "quant": 0.10,
+            "data": 0.10,
+            "other": 0.10,
         },
         half_size_macs=5e6,
         memory_efficiency=0.7,
@@ -97,8 +124,17 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
         name="gpu-tensor-cores",
         description="GPU tensor cores through TensorRT (FP16/INT8 on Volta and Ampere Jetsons)",
         compute_efficiency={
-            "conv": 0.35, "pointwise": 0.30, "grouped": 0.06, "depthwise": 0.025, "gemm": 0.20,
-            "norm": 0.025, "pool": 0.025, "elementwise": 0.025, "quant": 0.025, "data": 0.025, "other": 0.025,
+            "conv": 0.35,
+            "pointwise": 0.30,
+            "grouped": 0.06,
+            "depthwise": 0.025,
+            "gemm": 0.20,
+            "norm": 0.025,
+            "pool": 0.025,
+            "elementwise": 0.025,
+            "quant": 0.025,
+            "data": 0.025,
+            "other": 0.025,
         },
         half_size_macs=5e6,
         memory_efficiency=0.7,
@@ -199,7 +235,11 @@ def estimate_latency(cost: GraphCost, device: Device, klass: ExecutionClass | No
     compute_bound = memory_bound = overhead = 0.0
     for node in cost.nodes:
         if node.name in fused or node.kind in klass.free_kinds:
-            layers.append(LayerEstimate(node.name, node.op_type, node.kind, 0.0, 0.0, 0.0, "fused" if node.name in fused else "free"))
+            layers.append(
+                LayerEstimate(
+                    node.name, node.op_type, node.kind, 0.0, 0.0, 0.0, "fused" if node.name in fused else "free"
+                )
+            )
             continue
         efficiency = klass.compute_efficiency.get(node.kind, klass.compute_efficiency["other"])
         size_factor = node.macs / (node.macs + klass.half_size_macs) if node.macs else 1.0
@@ -216,7 +256,9 @@ def estimate_latency(cost: GraphCost, device: Device, klass: ExecutionClass | No
         else:
             memory_bound += memory_s
         overhead += layer_overhead_s
-        layers.append(LayerEstimate(node.name, node.op_type, node.kind, compute_s * 1e3, memory_s * 1e3, seconds * 1e3, bound))
+        layers.append(
+            LayerEstimate(node.name, node.op_type, node.kind, compute_s * 1e3, memory_s * 1e3, seconds * 1e3, bound)
+        )
     return LatencyEstimate(
         device=device.id,
         precision=cost.precision,
@@ -247,8 +289,11 @@ def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
                 "peak_gflops": device.peak_gflops,
                 "bandwidth_gbps": device.bandwidth_gbps,
                 "execution_class": {precision: execution_class(device, precision).name for precision in precisions},
-                "sources": {key: value for key, value in device.sources.items()
-                            if key.startswith(("peak_gflops", "bandwidth", "overhead", "memory"))},
+                "sources": {
+                    key: value
+                    for key, value in device.sources.items()
+                    if key.startswith(("peak_gflops", "bandwidth", "overhead", "memory"))
+                },
             }
             for device in devices
         },

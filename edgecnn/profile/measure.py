@@ -13,15 +13,17 @@ match no node (layout reorders the runtime inserted) are reported as runtime row
 names carry what the optimizer adds (a ``fused `` prefix; ``_nchwc``, ``_bn``, ``_token_N`` suffixes): the
 prefix is dropped and up to four trailing ``_suffix`` parts are stripped until a node or tensor name matches.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,14 +39,25 @@ from edgecnn.runtime import (
 )
 
 __all__ = [
-    "LatencyMeasurement", "NodeTime", "MEASURED_LABEL", "measure_latency", "profile_nodes", "join_node_times", "node_time_rows",
+    "LatencyMeasurement",
+    "NodeTime",
+    "MEASURED_LABEL",
+    "measure_latency",
+    "profile_nodes",
+    "join_node_times",
+    "node_time_rows",
 ]
 
 MEASURED_LABEL = "measured on this host (ONNX Runtime, CPU)"
 
 _NUMPY_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
     "tensor(bool)": np.bool_,
 }
 
@@ -174,7 +187,9 @@ def profile_nodes(
             session.run(None, feeds)
         trace_path = session.end_profiling()
         events = json.loads(Path(trace_path).read_text())
-    model_runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    model_runs = sorted(
+        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
     if len(model_runs) < warmup + runs:
         raise EdgecnnError("ONNX Runtime's profiling trace lacks the expected runs")
     timed_from = model_runs[warmup][0]
@@ -191,17 +206,33 @@ def profile_nodes(
 
 
 _KERNEL_OP_FAMILY = {
-    "FusedConv": "Conv", "NchwcConv": "Conv", "QLinearConv": "Conv", "ConvInteger": "Conv",
-    "FusedGemm": "Gemm", "FusedMatMul": "MatMul", "QLinearMatMul": "MatMul", "MatMulInteger": "MatMul",
-    "MatMulIntegerToFloat": "MatMul", "DynamicQuantizeMatMul": "MatMul", "NchwcMaxPool": "MaxPool",
-    "NchwcAveragePool": "AveragePool", "NchwcGlobalAveragePool": "GlobalAveragePool",
-    "NchwcGlobalMaxPool": "GlobalMaxPool", "QLinearAdd": "Add", "QLinearMul": "Mul",
-    "QLinearGlobalAveragePool": "GlobalAveragePool", "QLinearAveragePool": "AveragePool",
-    "QLinearConcat": "Concat", "QLinearSigmoid": "Sigmoid", "QLinearLeakyRelu": "LeakyRelu",
+    "FusedConv": "Conv",
+    "NchwcConv": "Conv",
+    "QLinearConv": "Conv",
+    "ConvInteger": "Conv",
+    "FusedGemm": "Gemm",
+    "FusedMatMul": "MatMul",
+    "QLinearMatMul": "MatMul",
+    "MatMulInteger": "MatMul",
+    "MatMulIntegerToFloat": "MatMul",
+    "DynamicQuantizeMatMul": "MatMul",
+    "NchwcMaxPool": "MaxPool",
+    "NchwcAveragePool": "AveragePool",
+    "NchwcGlobalAveragePool": "GlobalAveragePool",
+    "NchwcGlobalMaxPool": "GlobalMaxPool",
+    "QLinearAdd": "Add",
+    "QLinearMul": "Mul",
+    "QLinearGlobalAveragePool": "GlobalAveragePool",
+    "QLinearAveragePool": "AveragePool",
+    "QLinearConcat": "Concat",
+    "QLinearSigmoid": "Sigmoid",
+    "QLinearLeakyRelu": "LeakyRelu",
 }
 
 
-def join_node_times(cost: GraphCost, kernels: Mapping[str, tuple[str, float]]) -> tuple[dict[str, NodeTime], list[NodeTime]]:
+def join_node_times(
+    cost: GraphCost, kernels: Mapping[str, tuple[str, float]]
+) -> tuple[dict[str, NodeTime], list[NodeTime]]:
     """Attach each kernel's time to a node of ``cost``; return (times by node name, unmatched runtime kernels)."""
     by_name = {node.name: node for node in cost.nodes}
     producer = {output: node for node in cost.nodes for output in node.outputs}
@@ -236,14 +267,24 @@ def node_time_rows(cost: GraphCost, kernels: Mapping[str, tuple[str, float]]) ->
     rows = []
     for node in cost.nodes:
         measured = joined.get(node.name)
-        rows.append({
-            **node.as_row(),
-            "mac_share": 100.0 * node.macs / total_macs if node.counted else None,
-            "measured_ms": measured.ms if measured else None,
-            "time_share": 100.0 * measured.ms / total_ms if measured and total_ms else None,
-            "kernels": ",".join(measured.kernels) if measured else "",
-        })
+        rows.append(
+            {
+                **node.as_row(),
+                "mac_share": 100.0 * node.macs / total_macs if node.counted else None,
+                "measured_ms": measured.ms if measured else None,
+                "time_share": 100.0 * measured.ms / total_ms if measured and total_ms else None,
+                "kernels": ",".join(measured.kernels) if measured else "",
+            }
+        )
     for entry in runtime:
-        rows.append({"name": entry.node, "op_type": entry.kernels[0], "kind": "runtime", "measured_ms": entry.ms,
-                     "time_share": 100.0 * entry.ms / total_ms if total_ms else None, "kernels": entry.kernels[0]})
+        rows.append(
+            {
+                "name": entry.node,
+                "op_type": entry.kernels[0],
+                "kind": "runtime",
+                "measured_ms": entry.ms,
+                "time_share": 100.0 * entry.ms / total_ms if total_ms else None,
+                "kernels": entry.kernels[0],
+            }
+        )
     return rows

@@ -10,6 +10,7 @@ an upper one.
 ONNX requires a graph's nodes in topological order, which is the order ONNX Runtime's sequential executor
 runs them; the plan uses that order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -6,6 +6,7 @@ applications", Figure 2). Right: estimated latency against the memory a model ne
 activations), one marker per precision, with the memory budget drawn as a vertical line and the latency
 limit, when given, as a horizontal one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,10 +60,23 @@ def plot_profile(report: ProfileReport, path: str | Path) -> Path:
         if row.model in seen:
             continue
         seen.add(row.model)
-        accuracy.scatter(row.macs / 1e9, row.ref_top1, s=_bubble_area(row.params), color=_TAG_COLORS[_tag(row)],
-                         alpha=0.55, edgecolors="black", linewidths=0.5)
-        accuracy.annotate(row.model, (row.macs / 1e9, row.ref_top1), fontsize=6.5, xytext=(4, 3),
-                          textcoords="offset points", color="#333333")
+        accuracy.scatter(
+            row.macs / 1e9,
+            row.ref_top1,
+            s=_bubble_area(row.params),
+            color=_TAG_COLORS[_tag(row)],
+            alpha=0.55,
+            edgecolors="black",
+            linewidths=0.5,
+        )
+        accuracy.annotate(
+            row.model,
+            (row.macs / 1e9, row.ref_top1),
+            fontsize=6.5,
+            xytext=(4, 3),
+            textcoords="offset points",
+            color="#333333",
+        )
     accuracy.set_xscale("log")
     _plain_log_ticks(accuracy.xaxis)
     accuracy.set_xlabel("GMACs per image (1 MAC = one multiply-accumulate; FLOPs = 2 x MACs)")
@@ -70,38 +84,79 @@ def plot_profile(report: ProfileReport, path: str | Path) -> Path:
     accuracy.set_title("Accuracy vs operations (bubble area ~ parameters)")
     accuracy.grid(True, which="both", alpha=0.25)
     size_handles = [
-        accuracy.scatter([], [], s=_bubble_area(p), color="white", edgecolors="black", linewidths=0.5, label=f"{p / 1e6:g} M params")
+        accuracy.scatter(
+            [], [], s=_bubble_area(p), color="white", edgecolors="black", linewidths=0.5, label=f"{p / 1e6:g} M params"
+        )
         for p in (5e6, 25e6, 100e6)
     ]
-    tag_handles = [Line2D([], [], marker="o", linestyle="", color=color, alpha=0.7, label=_TAG_LABELS[tag], markersize=8)
-                   for tag, color in _TAG_COLORS.items()]
+    tag_handles = [
+        Line2D([], [], marker="o", linestyle="", color=color, alpha=0.7, label=_TAG_LABELS[tag], markersize=8)
+        for tag, color in _TAG_COLORS.items()
+    ]
     accuracy.legend(handles=tag_handles + size_handles, loc="lower right", fontsize=8, labelspacing=1.2, borderpad=1)
     unranked = sorted({row.model for row in report.rows} - seen)
     if unranked:
-        accuracy.text(0.01, 0.99, f"not shown (no reference top-1): {', '.join(unranked[:6])}{' ...' if len(unranked) > 6 else ''}",
-                      transform=accuracy.transAxes, fontsize=7, color="#666666", va="top")
+        accuracy.text(
+            0.01,
+            0.99,
+            f"not shown (no reference top-1): {', '.join(unranked[:6])}{' ...' if len(unranked) > 6 else ''}",
+            transform=accuracy.transAxes,
+            fontsize=7,
+            color="#666666",
+            va="top",
+        )
 
     rows = [row for row in report.rows if row.batch == first_batch]
     for row in rows:
         fit = row.fit(device)
-        latency.scatter(fit.model_bytes / MB, fit.estimated_ms, marker=_PRECISION_MARKERS.get(row.precision, "o"),
-                        color=_TAG_COLORS[_tag(row)], alpha=0.75 if fit.fits else 0.3, s=28,
-                        edgecolors="black" if fit.fits else "none", linewidths=0.4)
+        latency.scatter(
+            fit.model_bytes / MB,
+            fit.estimated_ms,
+            marker=_PRECISION_MARKERS.get(row.precision, "o"),
+            color=_TAG_COLORS[_tag(row)],
+            alpha=0.75 if fit.fits else 0.3,
+            s=28,
+            edgecolors="black" if fit.fits else "none",
+            linewidths=0.4,
+        )
     if len({row.model for row in rows}) <= 30:
         for row in rows:
             if row.precision == rows[0].precision:
                 fit = row.fit(device)
-                latency.annotate(row.model, (fit.model_bytes / MB, fit.estimated_ms), fontsize=6.5, xytext=(4, 2),
-                                 textcoords="offset points", color="#333333")
+                latency.annotate(
+                    row.model,
+                    (fit.model_bytes / MB, fit.estimated_ms),
+                    fontsize=6.5,
+                    xytext=(4, 2),
+                    textcoords="offset points",
+                    color="#333333",
+                )
     budget_mb = rows[0].fit(device).budget_bytes / MB
     latency.axvline(budget_mb, color="#c1121f", linestyle="--", linewidth=1.2)
-    latency.annotate(f"memory budget {budget_mb:,.1f} MB", (budget_mb, 1.0), xycoords=("data", "axes fraction"),
-                     xytext=(-4, -12), textcoords="offset points", rotation=90, ha="right", va="top", fontsize=8, color="#c1121f")
+    latency.annotate(
+        f"memory budget {budget_mb:,.1f} MB",
+        (budget_mb, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-4, -12),
+        textcoords="offset points",
+        rotation=90,
+        ha="right",
+        va="top",
+        fontsize=8,
+        color="#c1121f",
+    )
     if report.max_latency_ms is not None:
         latency.axhline(report.max_latency_ms, color="#1d3557", linestyle=":", linewidth=1.2)
-        latency.annotate(f"latency limit {report.max_latency_ms:g} ms", (0.99, report.max_latency_ms),
-                         xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", ha="right",
-                         fontsize=8, color="#1d3557")
+        latency.annotate(
+            f"latency limit {report.max_latency_ms:g} ms",
+            (0.99, report.max_latency_ms),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+            color="#1d3557",
+        )
     latency.set_xscale("log")
     latency.set_yscale("log")
     _plain_log_ticks(latency.xaxis)
@@ -110,11 +165,15 @@ def plot_profile(report: ProfileReport, path: str | Path) -> Path:
     latency.set_ylabel(f"estimated latency, ms per batch of {first_batch}")
     latency.set_title(f"Estimated latency vs memory on {device} (faded: over budget)")
     latency.grid(True, which="both", alpha=0.25)
-    precision_handles = [Line2D([], [], marker=marker, linestyle="", color="#444444", label=precision, markersize=7)
-                         for precision, marker in _PRECISION_MARKERS.items()
-                         if any(row.precision == precision for row in rows)]
+    precision_handles = [
+        Line2D([], [], marker=marker, linestyle="", color="#444444", label=precision, markersize=7)
+        for precision, marker in _PRECISION_MARKERS.items()
+        if any(row.precision == precision for row in rows)
+    ]
     latency.legend(handles=precision_handles + tag_handles, loc="lower right", fontsize=8)
-    figure.suptitle("edgecnn profile: latency figures are estimated (roofline x efficiency factors), not measured", fontsize=10)
+    figure.suptitle(
+        "edgecnn profile: latency figures are estimated (roofline x efficiency factors), not measured", fontsize=10
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=150)
     return path

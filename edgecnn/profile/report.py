@@ -17,9 +17,10 @@ device catalog only. Host measurement at a precision the graph does not have nee
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import onnx
 
@@ -183,7 +184,9 @@ def runnable_graph(source: GraphSource, precision: str, convert: Converter | Non
     return convert(fill_weights(source.model), precision)
 
 
-def _measure(source: GraphSource, precision: str, cost: GraphCost, options: ProfileOptions, cache: dict) -> tuple[LatencyMeasurement | None, str | None, dict | None]:
+def _measure(
+    source: GraphSource, precision: str, cost: GraphCost, options: ProfileOptions, cache: dict
+) -> tuple[LatencyMeasurement | None, str | None, dict | None]:
     key = (id(source), precision)
     if key not in cache:
         try:
@@ -231,22 +234,49 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
         for source, wanted in plan.values():
             slow_int8 = {device.id for device in devices if fast_int8_note(device)}
             extra = ["fp16"] if slow_int8 and any(p == "int8" for p, _ in wanted) else []
-            costs = analyze_precisions(source.model, list(dict.fromkeys([p for p, _ in wanted] + extra)), batch=batch,
-                                       input_shapes=_named_shapes(source.model, options.input_shapes), name=source.name)
+            costs = analyze_precisions(
+                source.model,
+                list(dict.fromkeys([p for p, _ in wanted] + extra)),
+                batch=batch,
+                input_shapes=_named_shapes(source.model, options.input_shapes),
+                name=source.name,
+            )
             for precision, basis in wanted:
                 cost = costs[precision]
                 memory = plan_memory(cost)
-                fits = [_device_fit(cost, memory.peak_bytes, device, options,
-                                    costs["fp16"] if precision == "int8" and device.id in slow_int8 else None) for device in devices]
+                fits = [
+                    _device_fit(
+                        cost,
+                        memory.peak_bytes,
+                        device,
+                        options,
+                        costs["fp16"] if precision == "int8" and device.id in slow_int8 else None,
+                    )
+                    for device in devices
+                ]
                 row = ProfileRow(
-                    model=target.name, origin=target.origin, precision=precision, basis=basis, batch=cost.batch,
-                    params=cost.params, macs=cost.macs, flops=cost.flops, weight_bytes=cost.weight_bytes,
-                    peak_activation_bytes=memory.peak_bytes, naive_activation_bytes=memory.naive_bytes,
-                    peak_node=memory.peak_node, uncounted=cost.uncounted, tags=tags, ref_top1=top1, devices=fits,
+                    model=target.name,
+                    origin=target.origin,
+                    precision=precision,
+                    basis=basis,
+                    batch=cost.batch,
+                    params=cost.params,
+                    macs=cost.macs,
+                    flops=cost.flops,
+                    weight_bytes=cost.weight_bytes,
+                    peak_activation_bytes=memory.peak_bytes,
+                    naive_activation_bytes=memory.naive_bytes,
+                    peak_node=memory.peak_node,
+                    uncounted=cost.uncounted,
+                    tags=tags,
+                    ref_top1=top1,
+                    devices=fits,
                 )
                 kernels = None
                 if options.measure:
-                    row.measured, row.measure_note, kernels = _measure(source, precision, cost, options, measured_graphs)
+                    row.measured, row.measure_note, kernels = _measure(
+                        source, precision, cost, options, measured_graphs
+                    )
                 if options.layers:
                     row.layers = _layer_rows(cost, devices[0], kernels)
                 rows.append(row)
@@ -260,16 +290,23 @@ def _named_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]] | None) -
     if "*" in shapes:
         names = list(input_dims(model))
         if len(names) != 1:
-            raise UsageError(f"the graph has {len(names)} inputs ({', '.join(names)}): name each, --input-shape name=DxD...")
+            raise UsageError(
+                f"the graph has {len(names)} inputs ({', '.join(names)}): name each, --input-shape name=DxD..."
+            )
         return {names[0]: shapes["*"]}
     return shapes
 
 
 def _layer_rows(cost: GraphCost, device: Device, kernels: dict | None) -> list[dict[str, Any]]:
     estimate = estimate_latency(cost, device)
-    rows = node_time_rows(cost, kernels) if kernels is not None else [
-        {**node.as_row(), "mac_share": 100.0 * node.macs / (cost.macs or 1) if node.counted else None} for node in cost.nodes
-    ]
+    rows = (
+        node_time_rows(cost, kernels)
+        if kernels is not None
+        else [
+            {**node.as_row(), "mac_share": 100.0 * node.macs / (cost.macs or 1) if node.counted else None}
+            for node in cost.nodes
+        ]
+    )
     by_name = {layer.name: layer for layer in estimate.layers}
     for row in rows:
         layer = by_name.get(row["name"])
@@ -292,30 +329,42 @@ def _recommend(rows: list[ProfileRow], devices: list[Device], options: ProfileOp
     for device in devices:
         for batch in options.batches:
             satisfying = [
-                row for row in rows
+                row
+                for row in rows
                 if row.batch == batch and row.fit(device.id).fits and row.fit(device.id).meets_latency is not False
             ]
             best: dict[str, ProfileRow] = {}
             for row in sorted(satisfying, key=lambda r: order.get(r.precision, 9)):
                 best.setdefault(row.model, row)
-            ranked = sorted((r for r in best.values() if r.ref_top1 is not None), key=lambda r: (-r.ref_top1, r.fit(device.id).estimated_ms))
+            ranked = sorted(
+                (r for r in best.values() if r.ref_top1 is not None),
+                key=lambda r: (-r.ref_top1, r.fit(device.id).estimated_ms),
+            )
             picks = [
                 {
-                    "model": row.model, "precision": row.precision, "ref_top1": row.ref_top1,
-                    "estimated_ms": row.fit(device.id).estimated_ms, "model_mb": row.fit(device.id).model_bytes / MB,
+                    "model": row.model,
+                    "precision": row.precision,
+                    "ref_top1": row.ref_top1,
+                    "estimated_ms": row.fit(device.id).estimated_ms,
+                    "model_mb": row.fit(device.id).model_bytes / MB,
                     "headroom_mb": row.fit(device.id).headroom_bytes / MB,
                 }
                 for row in ranked[: options.recommend]
             ]
-            recommendations.append(Recommendation(device.id, batch, constraint, picks,
-                                                  sorted(r.model for r in best.values() if r.ref_top1 is None)))
+            recommendations.append(
+                Recommendation(
+                    device.id, batch, constraint, picks, sorted(r.model for r in best.values() if r.ref_top1 is None)
+                )
+            )
     return recommendations
 
 
 def check_targets(targets: Sequence[ProfileTarget], options: ProfileOptions) -> None:
     """Refuse option and target combinations that cannot be profiled, before any work starts."""
     if options.trtexec_dir is not None and len(targets) != 1:
-        raise UsageError(f"--import-trtexec measures one engine: name the one model or ONNX file it was built from, not {len(targets)}")
+        raise UsageError(
+            f"--import-trtexec measures one engine: name the one model or ONNX file it was built from, not {len(targets)}"
+        )
 
 
 def profile(
@@ -343,7 +392,11 @@ def profile(
         imported = import_trtexec(options.trtexec_dir, targets[0].sources()[0].model)
         _join_trtexec_times(rows, imported)
     precisions = sorted({row.precision for row in rows}, key=precision_order)
-    budget = f"{options.memory_budget / MB:,.1f} MB" if options.memory_budget is not None else "each device's RAM less its runtime overhead"
+    budget = (
+        f"{options.memory_budget / MB:,.1f} MB"
+        if options.memory_budget is not None
+        else "each device's RAM less its runtime overhead"
+    )
     return ProfileReport(
         devices=[device.id for device in devices],
         budget=budget,

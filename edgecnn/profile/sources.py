@@ -7,9 +7,9 @@ reference figures attached, so this package never imports the zoo or the exporte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
 

@@ -11,17 +11,28 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import onnx
 
 from edgecnn.errors import UsageError
 
 __all__ = [
-    "ProfileRow", "read_profile", "LayerInfo", "read_layer_info", "TimesSummary", "read_times", "LogSummary",
-    "read_log", "onnx_nodes_of_layer", "MeasuredLayer", "TrtexecImport", "import_trtexec",
+    "ProfileRow",
+    "read_profile",
+    "LayerInfo",
+    "read_layer_info",
+    "TimesSummary",
+    "read_times",
+    "LogSummary",
+    "read_log",
+    "onnx_nodes_of_layer",
+    "MeasuredLayer",
+    "TrtexecImport",
+    "import_trtexec",
 ]
 
 
@@ -61,14 +72,23 @@ class TrtexecProfile:
 
 def _profile_from(data: Any, path: Path) -> TrtexecProfile:
     if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "count" not in data[0]:
-        raise UsageError(f"{path} is not a trtexec --exportProfile file (no leading {{\"count\": N}})")
+        raise UsageError(f'{path} is not a trtexec --exportProfile file (no leading {{"count": N}})')
     rows = []
     for entry in data[1:]:
         try:
-            rows.append(ProfileRow(str(entry["name"]), float(entry["timeMs"]), float(entry["averageMs"]),
-                                   float(entry["medianMs"]) if "medianMs" in entry else None, float(entry["percentage"])))
+            rows.append(
+                ProfileRow(
+                    str(entry["name"]),
+                    float(entry["timeMs"]),
+                    float(entry["averageMs"]),
+                    float(entry["medianMs"]) if "medianMs" in entry else None,
+                    float(entry["percentage"]),
+                )
+            )
         except (KeyError, TypeError, ValueError):
-            raise UsageError(f"{path}: a profile row lacks name/timeMs/averageMs/percentage: {str(entry)[:120]}") from None
+            raise UsageError(
+                f"{path}: a profile row lacks name/timeMs/averageMs/percentage: {str(entry)[:120]}"
+            ) from None
     return TrtexecProfile(int(data[0]["count"]), rows)
 
 
@@ -108,7 +128,7 @@ def _precision_of(formats: Iterable[str]) -> str | None:
 
 def _layer_info_from(data: Any, path: Path) -> LayerInfoFile:
     if not isinstance(data, dict) or not isinstance(data.get("Layers"), list):
-        raise UsageError(f"{path} is not a trtexec --exportLayerInfo file (no \"Layers\" list)")
+        raise UsageError(f'{path} is not a trtexec --exportLayerInfo file (no "Layers" list)')
     layers, detailed = [], False
     for entry in data["Layers"]:
         if isinstance(entry, str):
@@ -118,8 +138,16 @@ def _layer_info_from(data: Any, path: Path) -> LayerInfoFile:
         metadata = str(entry.get("Metadata", "") or "")
         nodes = [node.strip() for node in _METADATA.findall(metadata)]
         formats = [str(t.get("Format/Datatype", "")) for t in entry.get("Outputs", []) if isinstance(t, dict)]
-        layers.append(LayerInfo(str(entry.get("Name", "")), entry.get("LayerType"), list(dict.fromkeys(nodes)),
-                                _precision_of(formats), entry.get("TacticName"), entry))
+        layers.append(
+            LayerInfo(
+                str(entry.get("Name", "")),
+                entry.get("LayerType"),
+                list(dict.fromkeys(nodes)),
+                _precision_of(formats),
+                entry.get("TacticName"),
+                entry,
+            )
+        )
     return LayerInfoFile(layers, [str(b) for b in data.get("Bindings", [])], detailed)
 
 
@@ -138,8 +166,15 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
         high = min(low + 1, len(ordered) - 1)
         return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
-    return {"min": ordered[0], "max": ordered[-1], "mean": statistics.fmean(ordered), "median": percentile(50),
-            "p90": percentile(90), "p95": percentile(95), "p99": percentile(99)}
+    return {
+        "min": ordered[0],
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+        "median": percentile(50),
+        "p90": percentile(90),
+        "p95": percentile(95),
+        "p99": percentile(99),
+    }
 
 
 @dataclass
@@ -226,8 +261,13 @@ def read_log(path: str | Path) -> LogSummary:
         elif section == "summary":
             if text.startswith("Throughput:"):
                 summary.throughput_qps = float(text.split(":", 1)[1].split()[0])
-            for label, target in (("Latency:", summary.latency_ms), ("GPU Compute Time:", summary.gpu_compute_ms),
-                                  ("Enqueue Time:", summary.enqueue_ms), ("H2D Latency:", summary.h2d_ms), ("D2H Latency:", summary.d2h_ms)):
+            for label, target in (
+                ("Latency:", summary.latency_ms),
+                ("GPU Compute Time:", summary.gpu_compute_ms),
+                ("Enqueue Time:", summary.enqueue_ms),
+                ("H2D Latency:", summary.h2d_ms),
+                ("D2H Latency:", summary.d2h_ms),
+            ):
                 if text.startswith(label):
                     target.update(_metrics(text))
         elif section == "profile":
@@ -236,7 +276,9 @@ def read_log(path: str | Path) -> LogSummary:
                 continue
             if len(parts) == 5 and _is_number(parts[:4]):
                 if parts[4] != "Total":
-                    profile_rows.append(ProfileRow(parts[4], float(parts[0]), float(parts[1]), float(parts[2]), float(parts[3])))
+                    profile_rows.append(
+                        ProfileRow(parts[4], float(parts[0]), float(parts[1]), float(parts[2]), float(parts[3]))
+                    )
                 continue
             parts = text.split(None, 3)
             if len(parts) == 4 and _is_number(parts[:3]):
@@ -247,8 +289,10 @@ def read_log(path: str | Path) -> LogSummary:
     if profile_rows:
         summary.profile = TrtexecProfile(iterations, profile_rows)
     if not summary.has_summary and summary.profile is None:
-        raise UsageError(f"{path} has neither a '=== Performance summary ===' nor a '=== Profile' table: "
-                         "it is truncated or not a trtexec log of an inference run")
+        raise UsageError(
+            f"{path} has neither a '=== Performance summary ===' nor a '=== Profile' table: "
+            "it is truncated or not a trtexec log of an inference run"
+        )
     if summary.tensorrt is None:
         header = re.search(r"\[TensorRT v(\d+)\]", "\n".join(lines[:5]))
         if header:
@@ -298,7 +342,9 @@ def _tokens(name: str) -> list[str]:
     return parts
 
 
-def onnx_nodes_of_layer(name: str, metadata_nodes: Sequence[str] = (), onnx_names: Sequence[str] | None = None) -> list[str]:
+def onnx_nodes_of_layer(
+    name: str, metadata_nodes: Sequence[str] = (), onnx_names: Sequence[str] | None = None
+) -> list[str]:
     """The ONNX nodes a TensorRT layer was built from.
 
     The layer info's ``Metadata`` ("[ONNX Layer: X]", TensorRT 8.6+ with detailed verbosity) is exact.
@@ -319,7 +365,7 @@ def onnx_nodes_of_layer(name: str, metadata_nodes: Sequence[str] = (), onnx_name
         first, _, last = foreign.group(1).partition("...")
         if known is not None and first in known_set and last in known_set:
             start, end = known.index(first), known.index(last)
-            return known[min(start, end): max(start, end) + 1]
+            return known[min(start, end) : max(start, end) + 1]
         return [n for n in (first, last) if n and (known is None or n in known_set)]
     nodes = []
     for token in _tokens(name):
@@ -330,7 +376,9 @@ def onnx_nodes_of_layer(name: str, metadata_nodes: Sequence[str] = (), onnx_name
             continue
         match = next((c for c in candidates if c in known_set), None)
         if match is None:
-            match = next((k for k in sorted(known_set, key=len, reverse=True) if len(k) > 3 and token.endswith(k)), None)
+            match = next(
+                (k for k in sorted(known_set, key=len, reverse=True) if len(k) > 3 and token.endswith(k)), None
+            )
         if match is not None:
             nodes.append(match)
     return list(dict.fromkeys(nodes))
@@ -339,8 +387,20 @@ def onnx_nodes_of_layer(name: str, metadata_nodes: Sequence[str] = (), onnx_name
 # ----------------------------------------------------------------------------------------------- the import
 
 
-_COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
-                "GlobalMaxPool", "ReduceMean", "LRN", "Softmax", "Concat")
+_COMPUTE_OPS = (
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "ReduceMean",
+    "LRN",
+    "Softmax",
+    "Concat",
+)
 
 
 @dataclass
@@ -432,9 +492,13 @@ def import_trtexec(directory: str | Path, model: onnx.ModelProto | str | Path | 
                 found.setdefault(classified[0], []).append((path, classified[1]))
     for kind, entries in found.items():
         if len(entries) > 1:
-            raise UsageError(f"{directory} holds {len(entries)} trtexec {kind} files ({', '.join(p.name for p, _ in entries)}): keep one run per directory")
+            raise UsageError(
+                f"{directory} holds {len(entries)} trtexec {kind} files ({', '.join(p.name for p, _ in entries)}): keep one run per directory"
+            )
     if not found:
-        raise UsageError(f"{directory} has no trtexec output (--exportProfile, --exportLayerInfo, --exportTimes JSON or a trtexec log)")
+        raise UsageError(
+            f"{directory} has no trtexec output (--exportProfile, --exportLayerInfo, --exportTimes JSON or a trtexec log)"
+        )
     picked = {kind: entries[0] for kind, entries in found.items()}
     log: LogSummary | None = picked["log"][1] if "log" in picked else None
     profile: TrtexecProfile | None = picked["profile"][1] if "profile" in picked else (log.profile if log else None)
@@ -456,8 +520,18 @@ def import_trtexec(directory: str | Path, model: onnx.ModelProto | str | Path | 
         info = info_by_name.get(name)
         nodes = onnx_nodes_of_layer(name, info.onnx_nodes if info else (), names)
         primary = next((n for n in nodes if op_types.get(n) in _COMPUTE_OPS), nodes[0] if nodes else None)
-        layers.append(MeasuredLayer(name, average, median, percentage, info.layer_type if info else None,
-                                    info.precision if info else None, nodes, primary))
+        layers.append(
+            MeasuredLayer(
+                name,
+                average,
+                median,
+                percentage,
+                info.layer_type if info else None,
+                info.precision if info else None,
+                nodes,
+                primary,
+            )
+        )
         if average is None:
             continue
         if primary is None:

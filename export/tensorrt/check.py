@@ -16,12 +16,14 @@ The DLA half is an estimate from the documented rules: TensorRT's builder has th
 ``can_run_on_DLA`` answer is recorded in the engine's sidecar by :mod:`edgecnn.export.tensorrt.engine`, and a
 trtexec layer-info file shows where each layer ran).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -33,17 +35,28 @@ from edgecnn.export.cleanup import values_without_shape
 from edgecnn.export.tensorrt.support import operator_support, parse_version
 
 __all__ = [
-    "DLA_GUIDE", "DLA_SW", "DlaRule", "DLA_RULES", "Issue", "NodeReadiness", "ReadinessReport", "ShapeProfile",
-    "check_model", "model_precision", "dla_supported",
+    "DLA_GUIDE",
+    "DLA_SW",
+    "DlaRule",
+    "DLA_RULES",
+    "Issue",
+    "NodeReadiness",
+    "ReadinessReport",
+    "ShapeProfile",
+    "check_model",
+    "model_precision",
+    "dla_supported",
 ]
 
 DLA_GUIDE = "TensorRT Developer Guide, DLA Supported Layers and Restrictions"
 DLA_SW = "NVIDIA/Deep-Learning-Accelerator-SW operators/README.md (ONNX operators on Orin DLA through TensorRT)"
 NVINFER = "TensorRT include/NvInfer.h (release/10.3)"
 ONNX_TRT = "onnx/onnx-tensorrt onnxOpImporters.cpp"
-DLA_VERSIONS = ("TensorRT 11.4.1 docs, Working with DLA and the 10.x-to-11.x Jetson migration guide: 10.7 was the last 10.x "
-                "with DLA; none in 10.8-11.3 (11.4.0: Windows on ARM only); 11.4.1 on Jetson AGX Orin with JetPack 7.2.2+, "
-                "strongly typed networks only")
+DLA_VERSIONS = (
+    "TensorRT 11.4.1 docs, Working with DLA and the 10.x-to-11.x Jetson migration guide: 10.7 was the last 10.x "
+    "with DLA; none in 10.8-11.3 (11.4.0: Windows on ARM only); 11.4.1 on Jetson AGX Orin with JetPack 7.2.2+, "
+    "strongly typed networks only"
+)
 GUIDE = "DLA guide"
 SW = "DLA-SW table"
 HEADER = "NvInfer.h"
@@ -62,57 +75,146 @@ class DlaRule:
 
 
 DLA_RULES: tuple[DlaRule, ...] = (
-    DlaRule("all layers", ("*",), "FP16 or INT8 only; static shapes (profile min = opt = max); batch <= 4096; "
-            "every non-batch dimension <= 8192; 4-D (two spatial dimensions) tensors", f"{DLA_GUIDE}: General Restrictions"),
-    DlaRule("Convolution / Fully Connected", ("Conv", "Gemm", "MatMul"),
-            "kernel [1, 32] per dimension; stride [1, 8]; padding [0, 31] and smaller than the kernel; dilation [1, 32]; "
-            "output maps [1, 8192]; groups [1, 8192]; constant weights; convolution buffer (CBUF) need "
-            "wtBanksForOneKernel + minDataBanks <= 16", f"{DLA_GUIDE}: Convolution and Fully Connected Layers; {DLA_SW}: Gemm/MatMul need a constant second input"),
-    DlaRule("Deconvolution", ("ConvTranspose",), "2-D only; one group, no dilation; padding 0; kernel and stride [1, 32] "
-            "(or 64/96/128 in one dimension and 1 in the other)",
-            f"{NVINFER}: IDeconvolutionLayer setKernelSizeNd, setStrideNd, setPaddingNd, setNbGroups; {DLA_GUIDE}: Deconvolution Layer"),
-    DlaRule("Pooling", ("MaxPool", "AveragePool"), "2-D only; max or average; window [1, 8]; padding [0, 7]; stride [1, 16]; "
-            "in INT8 the input and output dynamic ranges must be equal",
-            f"{DLA_GUIDE}: Pooling Layer; {NVINFER}: IPoolingLayer (setWindowSizeNd, setStrideNd, the INT8 range warning)"),
-    DlaRule("Reduce (max)", ("GlobalMaxPool",), "on DLA from TensorRT 8.6.12 (so 10.x), as a Reduce layer",
-            f"{DLA_SW}: GlobalMaxPool 'Native (as of TensorRT 8.6.12)'; {ONNX_TRT} (globalPoolingHelper)"),
-    DlaRule("Reduce", ("GlobalAveragePool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"),
-            "not run on DLA through TensorRT: the ONNX parser imports GlobalAveragePool as a Reduce layer",
-            f"{DLA_SW}: GlobalAveragePool, ReduceMean 'See RFE'; {ONNX_TRT} (globalPoolingHelper)"),
-    DlaRule("Activation", ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip"),
-            "ReLU, Sigmoid, TanH, Clipped ReLU (clip to [0, max], max in [1, 127]), Leaky ReLU; nothing else",
-            f"{DLA_GUIDE}: Activation Layer"),
-    DlaRule("Parametric ReLU", ("PRelu",), "slope a build-time constant of the input's rank", f"{DLA_GUIDE}: Parametric ReLU Layer"),
-    DlaRule("ElementWise", ("Add", "Sub", "Mul", "Max", "Min", "Sum"),
-            "Sum, Sub, Product, Max, Min only (not Div, not Pow); equal shapes, or broadcast of an NC11 / N111 operand; "
-            "in INT8 both inputs need the same dynamic range",
-            f"{NVINFER}: IElementWiseLayer ('DLA supports only kSUM, kPROD, kMAX, kMIN, and kSUB', the INT8 range warning); "
-            f"{DLA_GUIDE}: ElementWise Layer"),
-    DlaRule("Unary", ("Abs",), "Abs only", f"{NVINFER}: IUnaryLayer ('only UnaryOperation::kABS'); {DLA_SW}: Abs 'Native'"),
-    DlaRule("Resize", ("Resize",), "4-D; scales 1, 1, then an integer in [1, 32] (nearest) or [1, 4] (linear) per spatial axis; "
-            "nearest with asymmetric/floor or half_pixel/round_prefer_floor|ceil, linear with half_pixel",
-            f"{NVINFER}: IResizeLayer (DLA parameter combinations, setScales); {DLA_SW}: Resize 'Native'"),
-    DlaRule("Scale", ("BatchNormalization",), "uniform, per-channel or element-wise scale and shift on 4-D tensors",
-            f"{DLA_GUIDE}: Scale Layer"),
-    DlaRule("Concatenation", ("Concat",), "along the channel axis only; at least two inputs; equal spatial dimensions",
-            f"{DLA_GUIDE}: Concatenation Layer"),
+    DlaRule(
+        "all layers",
+        ("*",),
+        "FP16 or INT8 only; static shapes (profile min = opt = max); batch <= 4096; "
+        "every non-batch dimension <= 8192; 4-D (two spatial dimensions) tensors",
+        f"{DLA_GUIDE}: General Restrictions",
+    ),
+    DlaRule(
+        "Convolution / Fully Connected",
+        ("Conv", "Gemm", "MatMul"),
+        "kernel [1, 32] per dimension; stride [1, 8]; padding [0, 31] and smaller than the kernel; dilation [1, 32]; "
+        "output maps [1, 8192]; groups [1, 8192]; constant weights; convolution buffer (CBUF) need "
+        "wtBanksForOneKernel + minDataBanks <= 16",
+        f"{DLA_GUIDE}: Convolution and Fully Connected Layers; {DLA_SW}: Gemm/MatMul need a constant second input",
+    ),
+    DlaRule(
+        "Deconvolution",
+        ("ConvTranspose",),
+        "2-D only; one group, no dilation; padding 0; kernel and stride [1, 32] "
+        "(or 64/96/128 in one dimension and 1 in the other)",
+        f"{NVINFER}: IDeconvolutionLayer setKernelSizeNd, setStrideNd, setPaddingNd, setNbGroups; {DLA_GUIDE}: Deconvolution Layer",
+    ),
+    DlaRule(
+        "Pooling",
+        ("MaxPool", "AveragePool"),
+        "2-D only; max or average; window [1, 8]; padding [0, 7]; stride [1, 16]; "
+        "in INT8 the input and output dynamic ranges must be equal",
+        f"{DLA_GUIDE}: Pooling Layer; {NVINFER}: IPoolingLayer (setWindowSizeNd, setStrideNd, the INT8 range warning)",
+    ),
+    DlaRule(
+        "Reduce (max)",
+        ("GlobalMaxPool",),
+        "on DLA from TensorRT 8.6.12 (so 10.x), as a Reduce layer",
+        f"{DLA_SW}: GlobalMaxPool 'Native (as of TensorRT 8.6.12)'; {ONNX_TRT} (globalPoolingHelper)",
+    ),
+    DlaRule(
+        "Reduce",
+        ("GlobalAveragePool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"),
+        "not run on DLA through TensorRT: the ONNX parser imports GlobalAveragePool as a Reduce layer",
+        f"{DLA_SW}: GlobalAveragePool, ReduceMean 'See RFE'; {ONNX_TRT} (globalPoolingHelper)",
+    ),
+    DlaRule(
+        "Activation",
+        ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip"),
+        "ReLU, Sigmoid, TanH, Clipped ReLU (clip to [0, max], max in [1, 127]), Leaky ReLU; nothing else",
+        f"{DLA_GUIDE}: Activation Layer",
+    ),
+    DlaRule(
+        "Parametric ReLU",
+        ("PRelu",),
+        "slope a build-time constant of the input's rank",
+        f"{DLA_GUIDE}: Parametric ReLU Layer",
+    ),
+    DlaRule(
+        "ElementWise",
+        ("Add", "Sub", "Mul", "Max", "Min", "Sum"),
+        "Sum, Sub, Product, Max, Min only (not Div, not Pow); equal shapes, or broadcast of an NC11 / N111 operand; "
+        "in INT8 both inputs need the same dynamic range",
+        f"{NVINFER}: IElementWiseLayer ('DLA supports only kSUM, kPROD, kMAX, kMIN, and kSUB', the INT8 range warning); "
+        f"{DLA_GUIDE}: ElementWise Layer",
+    ),
+    DlaRule(
+        "Unary", ("Abs",), "Abs only", f"{NVINFER}: IUnaryLayer ('only UnaryOperation::kABS'); {DLA_SW}: Abs 'Native'"
+    ),
+    DlaRule(
+        "Resize",
+        ("Resize",),
+        "4-D; scales 1, 1, then an integer in [1, 32] (nearest) or [1, 4] (linear) per spatial axis; "
+        "nearest with asymmetric/floor or half_pixel/round_prefer_floor|ceil, linear with half_pixel",
+        f"{NVINFER}: IResizeLayer (DLA parameter combinations, setScales); {DLA_SW}: Resize 'Native'",
+    ),
+    DlaRule(
+        "Scale",
+        ("BatchNormalization",),
+        "uniform, per-channel or element-wise scale and shift on 4-D tensors",
+        f"{DLA_GUIDE}: Scale Layer",
+    ),
+    DlaRule(
+        "Concatenation",
+        ("Concat",),
+        "along the channel axis only; at least two inputs; equal spatial dimensions",
+        f"{DLA_GUIDE}: Concatenation Layer",
+    ),
     DlaRule("LRN", ("LRN",), "window 3, 5, 7 or 9; across channels", f"{DLA_GUIDE}: LRN Layer"),
-    DlaRule("SoftMax", ("Softmax",), "Orin (DLA 2) only, not Xavier; axis a non-batch dimension", f"{DLA_GUIDE}: SoftMax Layer"),
-    DlaRule("Shuffle", ("Reshape", "Transpose"), "4-D tensors; the batch dimension is neither reshaped nor transposed",
-            f"{DLA_GUIDE}: Shuffle Layer"),
-    DlaRule("Slice", ("Slice", "Split"), "4-D; static starts, ends and axes; step 1; not along the batch axis",
-            f"{DLA_GUIDE}: Slice Layer; {DLA_SW}: Split is translated to Slice"),
-    DlaRule("not on DLA through TensorRT", ("Flatten", "Squeeze", "Unsqueeze", "Pad", "Cast", "HardSigmoid", "HardSwish",
-                                            "Elu", "Selu", "Softplus", "Gather", "Div", "Pow"),
-            "no DLA implementation exposed by TensorRT",
-            f"{DLA_SW}: 'See RFE' or 'Reconstruction' rows; {NVINFER}: IElementWiseLayer for Div and Pow"),
+    DlaRule(
+        "SoftMax",
+        ("Softmax",),
+        "Orin (DLA 2) only, not Xavier; axis a non-batch dimension",
+        f"{DLA_GUIDE}: SoftMax Layer",
+    ),
+    DlaRule(
+        "Shuffle",
+        ("Reshape", "Transpose"),
+        "4-D tensors; the batch dimension is neither reshaped nor transposed",
+        f"{DLA_GUIDE}: Shuffle Layer",
+    ),
+    DlaRule(
+        "Slice",
+        ("Slice", "Split"),
+        "4-D; static starts, ends and axes; step 1; not along the batch axis",
+        f"{DLA_GUIDE}: Slice Layer; {DLA_SW}: Split is translated to Slice",
+    ),
+    DlaRule(
+        "not on DLA through TensorRT",
+        (
+            "Flatten",
+            "Squeeze",
+            "Unsqueeze",
+            "Pad",
+            "Cast",
+            "HardSigmoid",
+            "HardSwish",
+            "Elu",
+            "Selu",
+            "Softplus",
+            "Gather",
+            "Div",
+            "Pow",
+        ),
+        "no DLA implementation exposed by TensorRT",
+        f"{DLA_SW}: 'See RFE' or 'Reconstruction' rows; {NVINFER}: IElementWiseLayer for Div and Pow",
+    ),
 )
 
 _NO_LAYER = {"Constant", "Identity", "Dropout", "QuantizeLinear", "DequantizeLinear"}
 _ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip"}
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Max", "Min", "Sum"}
-_REDUCE = {"GlobalAveragePool", "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceProd",
-           "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+_REDUCE = {
+    "GlobalAveragePool",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceSum",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+}
 _NOT_ON_DLA = {
     "Flatten": f"TensorRT does not expose Flatten on DLA [{SW}: See RFE]; a Reshape keeping 4-D tensors can run there",
     "Squeeze": f"TensorRT does not expose Squeeze on DLA [{SW}]",
@@ -136,18 +238,20 @@ class ShapeProfile:
     maximum: int
 
     @classmethod
-    def static(cls, batch: int) -> "ShapeProfile":
+    def static(cls, batch: int) -> ShapeProfile:
         return cls(batch, batch, batch)
 
     @classmethod
-    def parse(cls, text: str) -> "ShapeProfile":
+    def parse(cls, text: str) -> ShapeProfile:
         """``"1,8,32"`` (min, opt, max batch sizes)."""
         try:
             values = [int(part) for part in text.replace(" ", "").split(",")]
         except ValueError:
             values = []
         if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-            raise UsageError(f"--shapes {text!r}: give three batch sizes min,opt,max with 1 <= min <= opt <= max, e.g. 1,8,32")
+            raise UsageError(
+                f"--shapes {text!r}: give three batch sizes min,opt,max with 1 <= min <= opt <= max, e.g. 1,8,32"
+            )
         return cls(*values)
 
     @property
@@ -264,8 +368,10 @@ def dla_supported(tensorrt_version: str, device: Device | None = None) -> bool:
 def _no_dla_reason(tensorrt_version: str, device: Device) -> str:
     release = _release(tensorrt_version)
     if release >= (11, 4, 1):
-        return (f"TensorRT {tensorrt_version} runs DLA on Jetson AGX Orin only (JetPack 7.2.2+), not on {device.id}: "
-                f"every layer runs on the GPU [{DLA_VERSIONS}]")
+        return (
+            f"TensorRT {tensorrt_version} runs DLA on Jetson AGX Orin only (JetPack 7.2.2+), not on {device.id}: "
+            f"every layer runs on the GPU [{DLA_VERSIONS}]"
+        )
     return f"TensorRT {tensorrt_version} has no DLA support on JetPack: every layer runs on the GPU [{DLA_VERSIONS}]"
 
 
@@ -276,7 +382,9 @@ class _Graph:
         self.model = model
         self.graph = model.graph
         self.initializers = {init.name: init for init in self.graph.initializer}
-        self.constant_nodes = {node.output[0]: node for node in self.graph.node if node.op_type == "Constant" and node.output}
+        self.constant_nodes = {
+            node.output[0]: node for node in self.graph.node if node.op_type == "Constant" and node.output
+        }
         self.producer = {out: node for node in self.graph.node for out in node.output if out}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in self.graph.node:
@@ -380,7 +488,12 @@ def _parser_violation(node: onnx.NodeProto, graph: _Graph, tensorrt_major: int) 
         return "weights W must be an initializer"
     if op == "Slice" and len(node.input) > 3 and node.input[3] and not graph.is_constant(node.input[3]):
         return "axes must be an initializer"
-    if op in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1] and not graph.is_constant(node.input[1]):
+    if (
+        op in ("Squeeze", "Unsqueeze")
+        and len(node.input) > 1
+        and node.input[1]
+        and not graph.is_constant(node.input[1])
+    ):
         return "axes must be a constant"
     if op == "Resize" and attributes.get("mode", b"nearest") not in (b"nearest", b"linear"):
         return "modes nearest and linear only"
@@ -430,8 +543,10 @@ def _qdq_finding(node: onnx.NodeProto, graph: _Graph) -> str:
     if problems:
         return "non-compliant: " + "; ".join(problems)
     if node.op_type == "QuantizeLinear" and not zero_point_name:
-        return (f"ok (no zero point: TensorRT quantizes to INT8 [{ONNX_TRT}: QuantizeLinear]; "
-                "ONNX Runtime to UINT8, so its results differ from TensorRT's)")
+        return (
+            f"ok (no zero point: TensorRT quantizes to INT8 [{ONNX_TRT}: QuantizeLinear]; "
+            "ONNX Runtime to UINT8, so its results differ from TensorRT's)"
+        )
     return "ok (per-channel weights)" if np.asarray(scale).size > 1 else "ok"
 
 
@@ -490,7 +605,9 @@ def _cbuf_overflow(in_channels: int, kernel: list[int], dilation: list[int], wid
 def _general_dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext, rank4: bool) -> list[str]:
     reasons = []
     if context.precision == "fp32":
-        reasons.append("FP32: DLA runs FP16 and INT8 only, and a strongly typed network keeps the ONNX's types [DLA guide: general restrictions]")
+        reasons.append(
+            "FP32: DLA runs FP16 and INT8 only, and a strongly typed network keeps the ONNX's types [DLA guide: general restrictions]"
+        )
     if not context.static:
         reasons.append("dynamic shapes: DLA needs min = opt = max [DLA guide: general restrictions]")
     for name in [i for i in node.input if i and not graph.is_constant(i)] + [o for o in node.output if o]:
@@ -536,7 +653,9 @@ def _conv_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> 
         if any(d != 1 for d in dilation):
             reasons.append("dilated deconvolution")
         if any(pads):
-            reasons.append(f"padding {pads}: deconvolution padding must be 0 [{HEADER}: IDeconvolutionLayer::setPaddingNd]")
+            reasons.append(
+                f"padding {pads}: deconvolution padding must be 0 [{HEADER}: IDeconvolutionLayer::setPaddingNd]"
+            )
         out_maps = weight_shape[1] * groups
     else:
         if any(not 1 <= s <= 8 for s in stride):
@@ -590,7 +709,9 @@ def _broadcast_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext
         elements = int(np.prod([d or 1 for d in tensor_shape[1:]])) if tensor_shape else None
         if count in (1, channels, elements):
             return []
-        return [f"constant operand of shape {constant} is neither uniform, per-channel nor element-wise [DLA guide: Scale]"]
+        return [
+            f"constant operand of shape {constant} is neither uniform, per-channel nor element-wise [DLA guide: Scale]"
+        ]
     full = [s for s in shapes if s]
     if len(full) < 2 or all(s == full[0] for s in full):
         return []
@@ -598,9 +719,17 @@ def _broadcast_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext
     for shape in full:
         if shape == target:
             continue
-        if len(shape) == 4 and len(target) == 4 and shape[0] == target[0] and shape[2:] == [1, 1] and shape[1] in (1, target[1]):
+        if (
+            len(shape) == 4
+            and len(target) == 4
+            and shape[0] == target[0]
+            and shape[2:] == [1, 1]
+            and shape[1] in (1, target[1])
+        ):
             continue
-        return [f"broadcast of {shape} against {target}: DLA broadcasts NC11 or N111 operands only [DLA guide: ElementWise]"]
+        return [
+            f"broadcast of {shape} against {target}: DLA broadcasts NC11 or N111 operands only [DLA guide: ElementWise]"
+        ]
     return []
 
 
@@ -618,7 +747,11 @@ def _shuffle_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
     return []
 
 
-_RESIZE_NEAREST = {(b"asymmetric", b"floor"), (b"half_pixel", b"round_prefer_floor"), (b"half_pixel", b"round_prefer_ceil")}
+_RESIZE_NEAREST = {
+    (b"asymmetric", b"floor"),
+    (b"half_pixel", b"round_prefer_floor"),
+    (b"half_pixel", b"round_prefer_ceil"),
+}
 
 
 def _resize_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
@@ -629,7 +762,9 @@ def _resize_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
     rounding = attributes.get("nearest_mode", b"round_prefer_floor")
     reasons = []
     if mode == b"nearest" and (transform, rounding) not in _RESIZE_NEAREST:
-        reasons.append(f"nearest with {transform.decode()}/{rounding.decode()}: DLA takes asymmetric/floor or half_pixel/round_prefer_floor|ceil")
+        reasons.append(
+            f"nearest with {transform.decode()}/{rounding.decode()}: DLA takes asymmetric/floor or half_pixel/round_prefer_floor|ceil"
+        )
     elif mode == b"linear" and transform != b"half_pixel":
         reasons.append(f"linear with {transform.decode()}: DLA takes half_pixel")
     elif mode not in (b"nearest", b"linear"):
@@ -669,11 +804,15 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
     if op in _NO_LAYER or all(graph.is_constant(i) for i in node.input if i):
         return None
     if op == "GlobalMaxPool" and context.release < (8, 6, 12):
-        return [f"GlobalMaxPool becomes a Reduce layer, on DLA only from TensorRT 8.6.12 [{SW}: GlobalMaxPool]; "
-                "a MaxPool over the whole feature map (window <= 8x8) runs on DLA"]
+        return [
+            f"GlobalMaxPool becomes a Reduce layer, on DLA only from TensorRT 8.6.12 [{SW}: GlobalMaxPool]; "
+            "a MaxPool over the whole feature map (window <= 8x8) runs on DLA"
+        ]
     if op in _REDUCE:
-        return [f"{op} becomes a Reduce layer, which DLA does not run through TensorRT [{SW}]; "
-                "an AveragePool over the whole feature map (window <= 8x8) runs on DLA"]
+        return [
+            f"{op} becomes a Reduce layer, which DLA does not run through TensorRT [{SW}]; "
+            "an AveragePool over the whole feature map (window <= 8x8) runs on DLA"
+        ]
     if op in _NOT_ON_DLA:
         return [_NOT_ON_DLA[op]]
     rank4 = op not in ("Gemm", "MatMul")
@@ -699,7 +838,9 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
             low_value = float(np.asarray(low)) if low is not None else float(_attributes(node).get("min", -np.inf))
             high_value = float(np.asarray(high)) if high is not None else float(_attributes(node).get("max", np.inf))
             if low_value != 0 or not 1 <= high_value <= 127:
-                reasons.append(f"Clip to [{low_value:g}, {high_value:g}]: Clipped ReLU needs [0, max] with max in [1, 127] [DLA guide: Activation]")
+                reasons.append(
+                    f"Clip to [{low_value:g}, {high_value:g}]: Clipped ReLU needs [0, max] with max in [1, 127] [DLA guide: Activation]"
+                )
     elif op == "PRelu":
         slope = graph.shape(node.input[1]) or []
         if not graph.is_constant(node.input[1]):
@@ -745,7 +886,9 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
 # ----------------------------------------------------------------------------------------------- report
 
 
-def _input_issues(graph: _Graph, profile: ShapeProfile | None, dla: bool) -> tuple[list[Issue], list[dict[str, Any]], bool]:
+def _input_issues(
+    graph: _Graph, profile: ShapeProfile | None, dla: bool
+) -> tuple[list[Issue], list[dict[str, Any]], bool]:
     """Dynamic dimensions against the profile; returns the issues, the input table and whether shapes are static."""
     issues, inputs, static = [], [], True
     initializers = set(graph.initializers)
@@ -758,24 +901,44 @@ def _input_issues(graph: _Graph, profile: ShapeProfile | None, dla: bool) -> tup
         dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
         if not dynamic:
             if profile is not None and not (profile.is_static and profile.minimum == shape[0]):
-                issues.append(Issue("error", "static-input-profile",
-                                    f"input {value.name} has a static shape {shape}: --batch/--shapes must match its batch {shape[0]}, "
-                                    "or re-export with --dynamic-batch"))
+                issues.append(
+                    Issue(
+                        "error",
+                        "static-input-profile",
+                        f"input {value.name} has a static shape {shape}: --batch/--shapes must match its batch {shape[0]}, "
+                        "or re-export with --dynamic-batch",
+                    )
+                )
             continue
         if dynamic != [0]:
             static = False
-            issues.append(Issue("error", "dynamic-dims",
-                                f"input {value.name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size"))
+            issues.append(
+                Issue(
+                    "error",
+                    "dynamic-dims",
+                    f"input {value.name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size",
+                )
+            )
             continue
         if profile is None:
             static = False
-            issues.append(Issue("error", "dynamic-batch",
-                                f"input {value.name} has a dynamic batch {shape} and no optimization profile: give --batch N or --shapes min,opt,max"))
+            issues.append(
+                Issue(
+                    "error",
+                    "dynamic-batch",
+                    f"input {value.name} has a dynamic batch {shape} and no optimization profile: give --batch N or --shapes min,opt,max",
+                )
+            )
         elif not profile.is_static:
             static = False
             if dla:
-                issues.append(Issue("warning", "dla-dynamic",
-                                    f"--shapes {profile.minimum},{profile.optimum},{profile.maximum}: DLA needs min = opt = max, so every layer runs on the GPU; give --batch N"))
+                issues.append(
+                    Issue(
+                        "warning",
+                        "dla-dynamic",
+                        f"--shapes {profile.minimum},{profile.optimum},{profile.maximum}: DLA needs min = opt = max, so every layer runs on the GPU; give --batch N",
+                    )
+                )
     return issues, inputs, static
 
 
@@ -793,11 +956,15 @@ def check_model(
         try:
             model = onnx.load(str(path))
         except Exception as error:
-            raise UsageError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}") from None
+            raise UsageError(
+                f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
+            ) from None
         name = name or path.name
     version = tensorrt or device.tensorrt
     if not version:
-        raise UsageError(f"{device.id} runs no TensorRT ({device.processor} device): check against a Jetson, e.g. --device jetson-orin-nano-8gb")
+        raise UsageError(
+            f"{device.id} runs no TensorRT ({device.processor} device): check against a Jetson, e.g. --device jetson-orin-nano-8gb"
+        )
     major, _ = parse_version(version)
     if values_without_shape(model):
         try:
@@ -812,8 +979,14 @@ def check_model(
     dla_evaluated = device.dla_cores > 0 and dla_supported(version, device)
     issues: list[Issue] = []
     if opset > table.opset_max:
-        issues.append(Issue("error", "opset", f"opset {opset} is newer than TensorRT {version}'s ONNX parser supports "
-                                              f"(up to {table.opset_max}, {table.source}): re-export with --opset {table.opset_max}"))
+        issues.append(
+            Issue(
+                "error",
+                "opset",
+                f"opset {opset} is newer than TensorRT {version}'s ONNX parser supports "
+                f"(up to {table.opset_max}, {table.source}): re-export with --opset {table.opset_max}",
+            )
+        )
     input_issues, inputs, static = _input_issues(graph, profile, dla_evaluated)
     issues += input_issues
     if device.dla_cores > 0 and not dla_evaluated:
@@ -826,15 +999,33 @@ def check_model(
     if dla_evaluated and strongly_typed_dla:
         dla_precision = precision
         if precision == "fp32":
-            issues.append(Issue("warning", "dla-precision", f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 "
-                                                            f"and INT8 only: this FP32 model runs on the GPU; compile the FP16 or INT8 model [{DLA_VERSIONS}]"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "dla-precision",
+                    f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 "
+                    f"and INT8 only: this FP32 model runs on the GPU; compile the FP16 or INT8 model [{DLA_VERSIONS}]",
+                )
+            )
     elif dla_evaluated:
         dla_precision = "int8" if precision == "int8" else "fp16"
         if precision == "fp32":
-            issues.append(Issue("note", "dla-precision", "DLA runs FP16 and INT8 only: for DLA this FP32 model is built with TensorRT's FP16 flag (weakly typed)"))
+            issues.append(
+                Issue(
+                    "note",
+                    "dla-precision",
+                    "DLA runs FP16 and INT8 only: for DLA this FP32 model is built with TensorRT's FP16 flag (weakly typed)",
+                )
+            )
         if precision == "int8":
-            issues.append(Issue("note", "dla-int8", "DLA takes INT8 through implicit quantization: edgecnn compile turns the Q/DQ scales into per-tensor "
-                                                    "dynamic ranges, made equal where DLA needs it (ElementWise inputs, pooling input and output)"))
+            issues.append(
+                Issue(
+                    "note",
+                    "dla-int8",
+                    "DLA takes INT8 through implicit quantization: edgecnn compile turns the Q/DQ scales into per-tensor "
+                    "dynamic ranges, made equal where DLA needs it (ElementWise inputs, pooling input and output)",
+                )
+            )
     context = _DlaContext(int(device.dla_version or 1), major, dla_precision or precision, static, _release(version))
     rows: list[NodeReadiness] = []
     for index, node in enumerate(model.graph.node):
@@ -862,21 +1053,43 @@ def check_model(
         rows.append(row)
     unparsed = [row.node for row in rows if row.parser != "ok"]
     if unparsed:
-        issues.append(Issue("error", "parser", f"TensorRT {version}'s ONNX parser cannot import {len(unparsed)} node(s): "
-                                               + ", ".join(f"{r.node} ({r.op_type}: {r.parser})" for r in rows if r.parser != "ok")[:600],
-                            unparsed))
+        issues.append(
+            Issue(
+                "error",
+                "parser",
+                f"TensorRT {version}'s ONNX parser cannot import {len(unparsed)} node(s): "
+                + ", ".join(f"{r.node} ({r.op_type}: {r.parser})" for r in rows if r.parser != "ok")[:600],
+                unparsed,
+            )
+        )
     bad_qdq = [row for row in rows if row.qdq.startswith("non-compliant")]
     if bad_qdq:
         first = bad_qdq[0]
-        issues.append(Issue("error", "qdq", f"{len(bad_qdq)} Q/DQ node(s) are not TensorRT-compliant, first {first.node}: "
-                                            f"{first.qdq.removeprefix('non-compliant: ')}; re-quantize with --int8 --target tensorrt",
-                            [row.node for row in bad_qdq]))
-    weight_dequantizers = {_node_name(n, i) for i, n in enumerate(model.graph.node)
-                           if n.op_type == "DequantizeLinear" and graph.is_constant(n.input[0])}
+        issues.append(
+            Issue(
+                "error",
+                "qdq",
+                f"{len(bad_qdq)} Q/DQ node(s) are not TensorRT-compliant, first {first.node}: "
+                f"{first.qdq.removeprefix('non-compliant: ')}; re-quantize with --int8 --target tensorrt",
+                [row.node for row in bad_qdq],
+            )
+        )
+    weight_dequantizers = {
+        _node_name(n, i)
+        for i, n in enumerate(model.graph.node)
+        if n.op_type == "DequantizeLinear" and graph.is_constant(n.input[0])
+    }
     per_tensor = [row.node for row in rows if row.qdq == "ok" and row.node in weight_dequantizers]
     if per_tensor:
-        issues.append(Issue("note", "qdq-per-tensor-weights", f"{len(per_tensor)} weight Q/DQ node(s) are per-tensor: accepted, "
-                                                             "but per-channel weights keep depthwise networks accurate", per_tensor))
+        issues.append(
+            Issue(
+                "note",
+                "qdq-per-tensor-weights",
+                f"{len(per_tensor)} weight Q/DQ node(s) are per-tensor: accepted, "
+                "but per-channel weights keep depthwise networks accurate",
+                per_tensor,
+            )
+        )
     issues.sort(key=lambda issue: _SEVERITY_ORDER.index(issue.severity))
     return ReadinessReport(
         model=name or model.graph.name or "model",
@@ -893,4 +1106,3 @@ def check_model(
         nodes=rows,
         issues=issues,
     )
-

@@ -14,6 +14,7 @@ How precision is decided, per TensorRT major version:
   quantization), or INT8 with TensorRT's entropy calibrator fed by edgecnn's calibration data.
 - 8: weakly typed (no strongly typed networks yet): precision flags from the ONNX.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -21,26 +22,46 @@ import datetime
 import hashlib
 import json
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgecnn.devices import Device, get_device
-from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
 from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.devices import Device, get_device
+from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model, model_precision
 from edgecnn.export.tensorrt.support import parse_version
 
 __all__ = [
-    "NOT_INSTALLED", "CompileOptions", "Artifact", "BuildPlan", "BuildResult", "GpuIdentity", "EngineTiming",
-    "PRECISION_FORMATS", "resolve_artifact", "plan_build", "qdq_to_ranges", "calibration_cache_text", "build_engine", "read_sidecar",
-    "check_engine_compatibility", "load_engine", "measure_engine", "gpu_identity", "installed_tensorrt",
-    "tensorrt_ep_options", "prepare_ep_cache", "create_tensorrt_ep_session", "SIDECAR_VERSION",
+    "NOT_INSTALLED",
+    "CompileOptions",
+    "Artifact",
+    "BuildPlan",
+    "BuildResult",
+    "GpuIdentity",
+    "EngineTiming",
+    "PRECISION_FORMATS",
+    "resolve_artifact",
+    "plan_build",
+    "qdq_to_ranges",
+    "calibration_cache_text",
+    "build_engine",
+    "read_sidecar",
+    "check_engine_compatibility",
+    "load_engine",
+    "measure_engine",
+    "gpu_identity",
+    "installed_tensorrt",
+    "tensorrt_ep_options",
+    "prepare_ep_cache",
+    "create_tensorrt_ep_session",
+    "SIDECAR_VERSION",
 ]
 
 NOT_INSTALLED = "TensorRT is not installed"
@@ -108,26 +129,38 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
     path = Path(artifact)
     if path.is_dir():
         manifest = read_manifest(path)
-        files = {entry.get("format"): path / entry["file"] for entry in manifest.get("artifacts", []) if str(entry.get("file", "")).endswith(".onnx")}
+        files = {
+            entry.get("format"): path / entry["file"]
+            for entry in manifest.get("artifacts", [])
+            if str(entry.get("file", "")).endswith(".onnx")
+        }
         model_name = manifest.get("model", {}).get("name") or path.name
         if precision is not None:
             key = PRECISION_FORMATS[precision]
             if key not in files:
                 hint = " --int8 --target tensorrt" if precision == "int8" else " --fp16" if precision == "fp16" else ""
-                raise UsageError(f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): "
-                                 f"export it first, e.g. edgecnn export {model_name}{hint}")
+                raise UsageError(
+                    f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): "
+                    f"export it first, e.g. edgecnn export {model_name}{hint}"
+                )
         else:
             key = next((k for k in ARTIFACT_PREFERENCE if k in files), None)
             if key is None:
-                raise UsageError(f"{path}/{MANIFEST_NAME} lists no ONNX artifact TensorRT can build (onnx-int8-cpu is for CPUs): re-run edgecnn export")
+                raise UsageError(
+                    f"{path}/{MANIFEST_NAME} lists no ONNX artifact TensorRT can build (onnx-int8-cpu is for CPUs): re-run edgecnn export"
+                )
         model = _load(files[key])
-        return Artifact(files[key], model_name, model_precision(model), key, path, manifest, files.get("onnx-fp32")), model
+        return Artifact(
+            files[key], model_name, model_precision(model), key, path, manifest, files.get("onnx-fp32")
+        ), model
     if path.suffix.lower() != ".onnx":
         raise UsageError(f"{path} is neither an .onnx file nor an edgecnn export directory")
     model = _load(path)
     found = model_precision(model)
     if precision is not None and precision != found:
-        raise UsageError(f"{path.name} is a {found} model, not {precision}: drop --precision, or give the {precision} file")
+        raise UsageError(
+            f"{path.name} is a {found} model, not {precision}: drop --precision, or give the {precision} file"
+        )
     name = path.name.split(".")[0]
     sibling = path.with_name(f"{name}.onnx")
     fp32 = sibling if sibling.is_file() and sibling != path else (path if found == "fp32" else None)
@@ -210,7 +243,9 @@ def _input(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
     if len(inputs) != 1:
         raise UsageError(f"edgecnn compiles single-input classifiers; this model has {len(inputs)} inputs")
     dims = inputs[0].type.tensor_type.shape.dim
-    return inputs[0].name, [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?") for d in dims]
+    return inputs[0].name, [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?") for d in dims
+    ]
 
 
 def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -> ShapeProfile | None:
@@ -218,18 +253,26 @@ def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -
         raise UsageError("--batch and --shapes exclude each other: give one")
     dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
     if dynamic and dynamic != [0]:
-        raise UsageError(f"input {input_name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size")
+        raise UsageError(
+            f"input {input_name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size"
+        )
     if not dynamic:
         if options.shapes is not None:
-            raise UsageError(f"input {input_name} has a static shape {shape}: --shapes needs a model exported with --dynamic-batch")
+            raise UsageError(
+                f"input {input_name} has a static shape {shape}: --shapes needs a model exported with --dynamic-batch"
+            )
         if options.batch is not None and options.batch != shape[0]:
-            raise UsageError(f"input {input_name} has a static batch of {shape[0]}, not {options.batch}: drop --batch or re-export with --dynamic-batch")
+            raise UsageError(
+                f"input {input_name} has a static batch of {shape[0]}, not {options.batch}: drop --batch or re-export with --dynamic-batch"
+            )
         return None
     if options.batch is not None:
         return ShapeProfile.static(options.batch)
     if options.shapes is not None:
         return options.shapes
-    raise UsageError(f"input {input_name} has a dynamic batch {shape}: give --batch N or --shapes min,opt,max for the optimization profile")
+    raise UsageError(
+        f"input {input_name} has a dynamic batch {shape}: give --batch N or --shapes min,opt,max for the optimization profile"
+    )
 
 
 def _workspace(device: Device, workspace_mb: float | None, notes: list[str]) -> int:
@@ -239,14 +282,20 @@ def _workspace(device: Device, workspace_mb: float | None, notes: list[str]) -> 
     if workspace_mb <= 0:
         raise UsageError(f"--workspace must be positive, got {workspace_mb:g} MB")
     if workspace_mb > device.memory_mb:
-        raise UsageError(f"--workspace {workspace_mb:g} MB is larger than {device.id}'s {device.memory_mb:g} MB of memory: "
-                         f"give at most {device.budget_bytes / 2**20:,.0f} MB (its budget)")
+        raise UsageError(
+            f"--workspace {workspace_mb:g} MB is larger than {device.id}'s {device.memory_mb:g} MB of memory: "
+            f"give at most {device.budget_bytes / 2**20:,.0f} MB (its budget)"
+        )
     if workspace_mb * 2**20 > device.budget_bytes:
-        notes.append(f"workspace {workspace_mb:g} MB exceeds the device's {device.budget_bytes / 2**20:,.0f} MB budget: the build may run out of memory")
+        notes.append(
+            f"workspace {workspace_mb:g} MB exceeds the device's {device.budget_bytes / 2**20:,.0f} MB budget: the build may run out of memory"
+        )
     return int(workspace_mb * 2**20)
 
 
-def _precision_path(artifact: Artifact, major: int, dla: bool, calibration: str | None, notes: list[str]) -> tuple[str, str, list[str], str | None, Path]:
+def _precision_path(
+    artifact: Artifact, major: int, dla: bool, calibration: str | None, notes: list[str]
+) -> tuple[str, str, list[str], str | None, Path]:
     """(network, precision, builder flags, int8 source, ONNX to build) for this TensorRT major version."""
     precision = artifact.precision
     if major >= 11:
@@ -254,7 +303,9 @@ def _precision_path(artifact: Artifact, major: int, dla: bool, calibration: str 
     if calibration is not None:
         source = artifact.fp32_path
         if source is None:
-            raise UsageError(f"--calib calibrates an FP32 model, and {artifact.path.name} has no FP32 sibling: compile the export directory or the FP32 .onnx")
+            raise UsageError(
+                f"--calib calibrates an FP32 model, and {artifact.path.name} has no FP32 sibling: compile the export directory or the FP32 .onnx"
+            )
         flags = ["INT8", "FP16"] if dla else ["INT8"]
         return "weakly-typed", "int8", flags, "entropy-calibrator", source
     if dla or major < 10:
@@ -280,54 +331,97 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
     dla = options.dla_core is not None
     if dla:
         if device.dla_cores == 0:
-            raise UsageError(f"{device.id} has no DLA cores: drop --dla-core, or pick a device with DLA (jetson-orin-nx-16gb, jetson-agx-orin-*, jetson-*xavier*)")
+            raise UsageError(
+                f"{device.id} has no DLA cores: drop --dla-core, or pick a device with DLA (jetson-orin-nx-16gb, jetson-agx-orin-*, jetson-*xavier*)"
+            )
         if not 0 <= options.dla_core < device.dla_cores:
-            raise UsageError(f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: --dla-core {options.dla_core} does not exist")
+            raise UsageError(
+                f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: --dla-core {options.dla_core} does not exist"
+            )
         from edgecnn.export.tensorrt.check import DLA_VERSIONS, dla_supported
 
         if not dla_supported(str(version), device):
             where = " on Jetson AGX Orin only" if parse_version(version) >= (11, 4) else ""
-            raise UsageError(f"TensorRT {version} has no DLA support{where} here: build for the GPU, or with TensorRT 10.0-10.7, "
-                             f"or 11.4.1+ on AGX Orin [{DLA_VERSIONS}]")
+            raise UsageError(
+                f"TensorRT {version} has no DLA support{where} here: build for the GPU, or with TensorRT 10.0-10.7, "
+                f"or 11.4.1+ on AGX Orin [{DLA_VERSIONS}]"
+            )
     if options.gpu_fallback and not dla:
         raise UsageError("--gpu-fallback only applies with --dla-core N")
     if options.calibration is not None and major >= 11:
-        raise UsageError("TensorRT 11 removed INT8 calibrators: export a Q/DQ model (edgecnn export MODEL --int8 --target tensorrt) and compile it")
+        raise UsageError(
+            "TensorRT 11 removed INT8 calibrators: export a Q/DQ model (edgecnn export MODEL --int8 --target tensorrt) and compile it"
+        )
     resolved, model = resolve_artifact(artifact, options.precision)
     if dla and major >= 11 and resolved.precision == "fp32":
-        raise UsageError(f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 and INT8 only: "
-                         "compile the FP16 or INT8 model (--precision fp16|int8)")
+        raise UsageError(
+            f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 and INT8 only: "
+            "compile the FP16 or INT8 model (--precision fp16|int8)"
+        )
     input_name, input_shape = _input(model)
     notes: list[str] = []
     profile = _profile(input_name, input_shape, options)
     if dla and profile is not None and not profile.is_static:
-        raise UsageError(f"DLA needs static shapes (min = opt = max), not --shapes {profile.minimum},{profile.optimum},{profile.maximum}: give --batch N")
+        raise UsageError(
+            f"DLA needs static shapes (min = opt = max), not --shapes {profile.minimum},{profile.optimum},{profile.maximum}: give --batch N"
+        )
     workspace = _workspace(device, options.workspace_mb, notes)
-    network, precision, flags, int8_source, build_onnx = _precision_path(resolved, major, dla, options.calibration, notes)
+    network, precision, flags, int8_source, build_onnx = _precision_path(
+        resolved, major, dla, options.calibration, notes
+    )
     if options.gpu_fallback:
         flags.append("GPU_FALLBACK")
-    readiness = check_model(model, device, tensorrt=version, profile=profile or ShapeProfile.static(int(input_shape[0])), name=resolved.path.name)
+    readiness = check_model(
+        model,
+        device,
+        tensorrt=version,
+        profile=profile or ShapeProfile.static(int(input_shape[0])),
+        name=resolved.path.name,
+    )
     for issue in readiness.errors:
         if issue.code in ("parser", "qdq", "opset"):
             raise EdgecnnError(f"{resolved.path.name}: {issue.message}")
     if dla and not options.gpu_fallback and readiness.gpu_fallback_layers:
         blocked = [f"{row.node} ({row.op_type})" for row in readiness.nodes if row.dla == "gpu"]
         listed = ", ".join(blocked[:4]) + (f" and {len(blocked) - 4} more" if len(blocked) > 4 else "")
-        raise UsageError(f"{len(blocked)} layer(s) cannot run on DLA: {listed}; add --gpu-fallback to run them on the GPU "
-                         f"(edgecnn check --device {device.id} gives the reasons)")
+        raise UsageError(
+            f"{len(blocked)} layer(s) cannot run on DLA: {listed}; add --gpu-fallback to run them on the GPU "
+            f"(edgecnn check --device {device.id} gives the reasons)"
+        )
     output_dir = Path(options.output_dir) if options.output_dir else resolved.directory
     suffix = f".dla{options.dla_core}" if dla else ""
     engine_path = output_dir / f"{resolved.name}.{precision}{suffix}.engine"
-    timing_cache = Path(options.timing_cache) if options.timing_cache else output_dir / f"timing-{device.id}-trt{version}.cache"
-    calibration_cache = output_dir / f"{resolved.name}.entropy-calibration.cache" if int8_source == "entropy-calibrator" else None
+    timing_cache = (
+        Path(options.timing_cache) if options.timing_cache else output_dir / f"timing-{device.id}-trt{version}.cache"
+    )
+    calibration_cache = (
+        output_dir / f"{resolved.name}.entropy-calibration.cache" if int8_source == "entropy-calibrator" else None
+    )
     return BuildPlan(
-        model=resolved.name, device=device.id, tensorrt=str(version), network=network, precision=precision,
-        builder_flags=flags, int8_source=int8_source, onnx=resolved.path, build_onnx=build_onnx,
-        source_sha256=sha256_file(resolved.path), input_name=input_name, input_shape=input_shape, profile=profile,
-        workspace_bytes=workspace, dla_core=options.dla_core, gpu_fallback=options.gpu_fallback,
-        timing_cache=timing_cache, engine_path=engine_path, sidecar_path=engine_path.with_name(engine_path.name + ".json"),
-        calibration=options.calibration, calibration_samples=options.calibration_samples,
-        calibration_cache=calibration_cache, notes=notes, readiness=readiness,
+        model=resolved.name,
+        device=device.id,
+        tensorrt=str(version),
+        network=network,
+        precision=precision,
+        builder_flags=flags,
+        int8_source=int8_source,
+        onnx=resolved.path,
+        build_onnx=build_onnx,
+        source_sha256=sha256_file(resolved.path),
+        input_name=input_name,
+        input_shape=input_shape,
+        profile=profile,
+        workspace_bytes=workspace,
+        dla_core=options.dla_core,
+        gpu_fallback=options.gpu_fallback,
+        timing_cache=timing_cache,
+        engine_path=engine_path,
+        sidecar_path=engine_path.with_name(engine_path.name + ".json"),
+        calibration=options.calibration,
+        calibration_samples=options.calibration_samples,
+        calibration_cache=calibration_cache,
+        notes=notes,
+        readiness=readiness,
         preprocessing=(resolved.manifest or {}).get("preprocessing"),
     )
 
@@ -400,8 +494,14 @@ def qdq_to_ranges(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, fl
         while source in rename:
             source = rename[source]
         if source != output.name:
-            converted.graph.node.append(onnx.helper.make_node("Identity", [source], [output.name], name=f"{output.name}_identity"))
-    keep = [init for init in converted.graph.initializer if init.name not in used_by_quantizers or init.name in {i for n in converted.graph.node for i in n.input}]
+            converted.graph.node.append(
+                onnx.helper.make_node("Identity", [source], [output.name], name=f"{output.name}_identity")
+            )
+    keep = [
+        init
+        for init in converted.graph.initializer
+        if init.name not in used_by_quantizers or init.name in {i for n in converted.graph.node for i in n.input}
+    ]
     del converted.graph.initializer[:]
     converted.graph.initializer.extend(keep + new_initializers)
     del converted.graph.value_info[:]
@@ -450,7 +550,9 @@ def calibration_cache_text(ranges: dict[str, float], tensorrt_version: str) -> s
     8.x, major*10000+minor*100+patch from 10), as TensorRT writes it; trtexec reads it with ``--calib``.
     """
     parts = [int(p) for p in (str(tensorrt_version).split(".") + ["0", "0"])[:3]]
-    number = parts[0] * 10000 + parts[1] * 100 + parts[2] if parts[0] >= 10 else parts[0] * 1000 + parts[1] * 100 + parts[2]
+    number = (
+        parts[0] * 10000 + parts[1] * 100 + parts[2] if parts[0] >= 10 else parts[0] * 1000 + parts[1] * 100 + parts[2]
+    )
     lines = [f"TRT-{number}-EntropyCalibration2"]
     lines += [f"{name}: {struct.pack('>f', amax / 127.0).hex()}" for name, amax in sorted(ranges.items())]
     return "\n".join(lines) + "\n"
@@ -463,10 +565,14 @@ def _import_tensorrt():
     try:
         import tensorrt
     except Exception:
-        raise EdgecnnError(f"{NOT_INSTALLED} here (JetPack ships it on Jetsons; PyPI's tensorrt is a stub): "
-                           "run edgecnn compile on the device, or use --emit-trtexec for trtexec command lines") from None
+        raise EdgecnnError(
+            f"{NOT_INSTALLED} here (JetPack ships it on Jetsons; PyPI's tensorrt is a stub): "
+            "run edgecnn compile on the device, or use --emit-trtexec for trtexec command lines"
+        ) from None
     if not hasattr(tensorrt, "Builder"):
-        raise EdgecnnError(f"{NOT_INSTALLED} here: the tensorrt package has no libraries (PyPI stub); use --emit-trtexec")
+        raise EdgecnnError(
+            f"{NOT_INSTALLED} here: the tensorrt package has no libraries (PyPI stub); use --emit-trtexec"
+        )
     return tensorrt
 
 
@@ -590,9 +696,14 @@ def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarra
         preprocessing = Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
     calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
     if len(calibration) < batch_size:
-        raise UsageError(f"--calib {plan.calibration} gave {len(calibration)} sample(s), fewer than one batch of {batch_size}: "
-                         "give more samples (--calib-samples) or a smaller --batch")
-    return (calibration.batch(range(start, start + batch_size)) for start in range(0, len(calibration) - batch_size + 1, batch_size))
+        raise UsageError(
+            f"--calib {plan.calibration} gave {len(calibration)} sample(s), fewer than one batch of {batch_size}: "
+            "give more samples (--calib-samples) or a smaller --batch"
+        )
+    return (
+        calibration.batch(range(start, start + batch_size))
+        for start in range(0, len(calibration) - batch_size + 1, batch_size)
+    )
 
 
 def build_engine(plan: BuildPlan) -> BuildResult:
@@ -602,7 +713,9 @@ def build_engine(plan: BuildPlan) -> BuildResult:
     trt = _import_tensorrt()
     running = trt.__version__
     if parse_version(running)[0] != plan.tensorrt_major:
-        raise UsageError(f"the plan is for TensorRT {plan.tensorrt} but TensorRT {running} is installed: plan again here")
+        raise UsageError(
+            f"the plan is for TensorRT {plan.tensorrt} but TensorRT {running} is installed: plan again here"
+        )
     started = time.perf_counter()
     logger = _logger(trt)
     builder = trt.Builder(logger)
@@ -633,8 +746,12 @@ def build_engine(plan: BuildPlan) -> BuildResult:
         config.DLA_core = plan.dla_core
     if plan.profile is not None:
         profile = builder.create_optimization_profile()
-        profile.set_shape(plan.input_name, plan.shape_for(plan.profile.minimum), plan.shape_for(plan.profile.optimum),
-                          plan.shape_for(plan.profile.maximum))
+        profile.set_shape(
+            plan.input_name,
+            plan.shape_for(plan.profile.minimum),
+            plan.shape_for(plan.profile.optimum),
+            plan.shape_for(plan.profile.maximum),
+        )
         config.add_optimization_profile(profile)
         if plan.int8_source == "entropy-calibrator":
             config.set_calibration_profile(profile)
@@ -651,7 +768,9 @@ def build_engine(plan: BuildPlan) -> BuildResult:
                     tensor.set_dynamic_range(-ranges[tensor.name], ranges[tensor.name])
     if plan.int8_source == "entropy-calibrator":
         batch_size = plan.profile.optimum if plan.profile else int(plan.input_shape[0])
-        config.int8_calibrator = _entropy_calibrator(trt, _calibration_batches(plan, batch_size), batch_size, plan.calibration_cache)
+        config.int8_calibrator = _entropy_calibrator(
+            trt, _calibration_batches(plan, batch_size), batch_size, plan.calibration_cache
+        )
     timing_data = plan.timing_cache.read_bytes() if plan.timing_cache.is_file() else b""
     timing_cache = config.create_timing_cache(timing_data)
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
@@ -676,8 +795,15 @@ def build_engine(plan: BuildPlan) -> BuildResult:
     return BuildResult(plan.engine_path, plan.sidecar_path, seconds, len(data), dla_layers, gpu_layers, warnings)
 
 
-def _sidecar(plan: BuildPlan, version: str, gpu: GpuIdentity | None, data: bytes, seconds: float,
-             dla_layers: list[str], gpu_layers: list[str]) -> dict[str, Any]:
+def _sidecar(
+    plan: BuildPlan,
+    version: str,
+    gpu: GpuIdentity | None,
+    data: bytes,
+    seconds: float,
+    dla_layers: list[str],
+    gpu_layers: list[str],
+) -> dict[str, Any]:
     from edgecnn import __version__
 
     return {
@@ -740,16 +866,22 @@ def check_engine_compatibility(sidecar: dict[str, Any], tensorrt_version: str, g
     built = str(sidecar.get("tensorrt"))
     engine = sidecar.get("engine", {}).get("file", "the engine")
     if built != str(tensorrt_version):
-        raise EdgecnnError(f"{engine} was built by TensorRT {built}; this is TensorRT {tensorrt_version}: "
-                           f"rebuild it here with edgecnn compile (engines do not move between TensorRT versions)")
+        raise EdgecnnError(
+            f"{engine} was built by TensorRT {built}; this is TensorRT {tensorrt_version}: "
+            f"rebuild it here with edgecnn compile (engines do not move between TensorRT versions)"
+        )
     warnings = []
     built_gpu = sidecar.get("gpu", {}) or {}
     if gpu is not None and built_gpu.get("compute_capability"):
         if built_gpu["compute_capability"] != gpu.compute_capability:
-            raise EdgecnnError(f"{engine} was built for {built_gpu.get('name')} (compute capability {built_gpu['compute_capability']}); "
-                               f"this GPU is {gpu.name} ({gpu.compute_capability}): rebuild it here with edgecnn compile")
+            raise EdgecnnError(
+                f"{engine} was built for {built_gpu.get('name')} (compute capability {built_gpu['compute_capability']}); "
+                f"this GPU is {gpu.name} ({gpu.compute_capability}): rebuild it here with edgecnn compile"
+            )
         if built_gpu.get("name") and built_gpu["name"] != gpu.name:
-            warnings.append(f"{engine} was built on {built_gpu['name']}, running on {gpu.name} (same compute capability): timings may differ")
+            warnings.append(
+                f"{engine} was built on {built_gpu['name']}, running on {gpu.name} (same compute capability): timings may differ"
+            )
     return warnings
 
 
@@ -778,7 +910,12 @@ def load_engine(path: str | Path, dla_core: int | None = None):
     try:
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
     except Exception as error:
-        logger.messages.append((trt.ILogger.Severity.ERROR, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__))
+        logger.messages.append(
+            (
+                trt.ILogger.Severity.ERROR,
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+            )
+        )
         engine = None
     if engine is None:
         detail = (logger.errors() or ["TensorRT could not deserialize it"])[-1]
@@ -821,7 +958,11 @@ def measure_engine(path: str | Path, *, batch: int = 1, warmup: int = 20, iterat
         name = engine.get_tensor_name(index)
         shape = list(context.get_tensor_shape(name))
         dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
-        buffers[name] = torch.randn(shape, device="cuda").to(dtype) if dtype.is_floating_point else torch.zeros(shape, dtype=dtype, device="cuda")
+        buffers[name] = (
+            torch.randn(shape, device="cuda").to(dtype)
+            if dtype.is_floating_point
+            else torch.zeros(shape, dtype=dtype, device="cuda")
+        )
         context.set_tensor_address(name, buffers[name].data_ptr())
     stream = torch.cuda.Stream()
     for _ in range(warmup):
@@ -836,8 +977,16 @@ def measure_engine(path: str | Path, *, batch: int = 1, warmup: int = 20, iterat
         end.synchronize()
         times.append(start.elapsed_time(end))
     values = np.asarray(times)
-    return EngineTiming(batch, iterations, float(values.mean()), float(values.min()), float(np.percentile(values, 50)),
-                        float(np.percentile(values, 90)), float(np.percentile(values, 99)), float(batch * 1000 / values.mean()))
+    return EngineTiming(
+        batch,
+        iterations,
+        float(values.mean()),
+        float(values.min()),
+        float(np.percentile(values, 50)),
+        float(np.percentile(values, 90)),
+        float(np.percentile(values, 99)),
+        float(batch * 1000 / values.mean()),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- ONNX Runtime TensorRT EP
@@ -858,11 +1007,17 @@ def tensorrt_ep_options(plan: BuildPlan, cache_dir: Path) -> dict[str, Any]:
     if plan.dla_core is not None:
         options.update({"trt_dla_enable": True, "trt_dla_core": plan.dla_core})
     if plan.profile is not None:
+
         def spec(batch: int) -> str:
             return f"{plan.input_name}:" + "x".join(str(d) for d in plan.shape_for(batch))
 
-        options.update({"trt_profile_min_shapes": spec(plan.profile.minimum), "trt_profile_opt_shapes": spec(plan.profile.optimum),
-                        "trt_profile_max_shapes": spec(plan.profile.maximum)})
+        options.update(
+            {
+                "trt_profile_min_shapes": spec(plan.profile.minimum),
+                "trt_profile_opt_shapes": spec(plan.profile.optimum),
+                "trt_profile_max_shapes": spec(plan.profile.maximum),
+            }
+        )
     return options
 
 
@@ -879,10 +1034,14 @@ def prepare_ep_cache(cache_dir: Path, identity: dict[str, Any]) -> None:
             stored = json.loads(sidecar.read_text())
         except json.JSONDecodeError:
             raise UsageError(f"{sidecar} is not valid JSON: delete {cache_dir} to rebuild the cache") from None
-        different = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in identity.items() if stored.get(key) != value]
+        different = [
+            f"{key} {stored.get(key)!r} -> {value!r}" for key, value in identity.items() if stored.get(key) != value
+        ]
         if different:
-            raise EdgecnnError(f"the TensorRT engine cache in {cache_dir} was built for something else ({'; '.join(different)}): "
-                               "delete it or give another cache directory")
+            raise EdgecnnError(
+                f"the TensorRT engine cache in {cache_dir} was built for something else ({'; '.join(different)}): "
+                "delete it or give another cache directory"
+            )
         return
     write_bytes_atomic(sidecar, (json.dumps(identity, indent=2) + "\n").encode())
 
@@ -892,18 +1051,30 @@ def create_tensorrt_ep_session(plan: BuildPlan, cache_dir: str | Path | None = N
     import onnxruntime as ort
 
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
-        raise EdgecnnError("ONNX Runtime's TensorRT execution provider is not available here: install onnxruntime-gpu "
-                           "built with TensorRT (JetPack wheels from NVIDIA's Jetson Zoo), or use edgecnn compile")
+        raise EdgecnnError(
+            "ONNX Runtime's TensorRT execution provider is not available here: install onnxruntime-gpu "
+            "built with TensorRT (JetPack wheels from NVIDIA's Jetson Zoo), or use edgecnn compile"
+        )
     cache = Path(cache_dir) if cache_dir else plan.engine_path.with_suffix(".ort-trt-cache")
     gpu = gpu_identity()
-    prepare_ep_cache(cache, {
-        "onnxruntime": ort.__version__, "tensorrt": installed_tensorrt() or plan.tensorrt,
-        "gpu": gpu.compute_capability if gpu else None, "precision": plan.precision, "dla_core": plan.dla_core,
-        "source_onnx_sha256": plan.source_sha256,
-    })
+    prepare_ep_cache(
+        cache,
+        {
+            "onnxruntime": ort.__version__,
+            "tensorrt": installed_tensorrt() or plan.tensorrt,
+            "gpu": gpu.compute_capability if gpu else None,
+            "precision": plan.precision,
+            "dla_core": plan.dla_core,
+            "source_onnx_sha256": plan.source_sha256,
+        },
+    )
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    providers = [("TensorrtExecutionProvider", tensorrt_ep_options(plan, cache)), "CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers = [
+        ("TensorrtExecutionProvider", tensorrt_ep_options(plan, cache)),
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     try:
         return ort.InferenceSession(str(plan.onnx), options, providers=providers)
     except Exception as error:

@@ -15,11 +15,12 @@ Derived from onnx-tensorrt's ``docs/operators.md`` (Apache-2.0), one table per d
 Only the operator names and the restrictions that matter for CNN classifiers are kept; the data type
 columns are left out because edgecnn's graphs are float32/float16 with INT8 only through Q/DQ.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from edgecnn.errors import UsageError
 
@@ -79,9 +80,21 @@ _RESTRICTIONS_10 = {
     "ScatterND": "reduction other than none is not supported",
     "TopK": "sorted must be 1; K must be less than 3840",
     "LayerNormalization": "only the first output Y is supported",
-    **{op: "axes must be an initializer" for op in (
-        "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-        "ReduceProd", "ReduceSum", "ReduceSumSquare")},
+    **{
+        op: "axes must be an initializer"
+        for op in (
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceSum",
+            "ReduceSumSquare",
+        )
+    },
     "Resize": "modes nearest and linear only; aspect ratio policy stretch; no antialiasing",
 }
 
@@ -114,33 +127,120 @@ class OperatorSupport:
 @functools.cache
 def _tables() -> dict[str, ParserTable]:
     common, missing = frozenset(_COMMON_SUPPORTED), frozenset(_COMMON_UNSUPPORTED)
-    missing_8_4 = missing | {"Hardmax", "IsInf", "MeanVarianceNormalization", "Mod", "NonZero", "OneHot", "RandomNormal",
-                             "RandomNormalLike", "Reciprocal", "RoiAlign", "Shrink"}
-    table_8_4 = ParserTable("8.4", "8.0-8.4", 13, f"{_SOURCE} at commit 009d6541 (TensorRT 8.4)",
-                            common, missing_8_4, _RESTRICTIONS_8)
+    missing_8_4 = missing | {
+        "Hardmax",
+        "IsInf",
+        "MeanVarianceNormalization",
+        "Mod",
+        "NonZero",
+        "OneHot",
+        "RandomNormal",
+        "RandomNormalLike",
+        "Reciprocal",
+        "RoiAlign",
+        "Shrink",
+    }
+    table_8_4 = ParserTable(
+        "8.4", "8.0-8.4", 13, f"{_SOURCE} at commit 009d6541 (TensorRT 8.4)", common, missing_8_4, _RESTRICTIONS_8
+    )
     supported_8_5 = common | frozenset(_ADDED_IN_8_5)
-    missing_8_5 = (missing | {"Bernoulli", "BlackmanWindow", "DFT", "HammingWindow", "HannWindow", "Hardmax", "IsInf",
-                              "LayerNormalization", "MelWeightMatrix", "Optional", "OptionalGetElement",
-                              "OptionalHasElement", "STFT", "SequenceMap"})
-    table_8_5 = ParserTable("8.5", "8.5-9.x", 17, f"{_SOURCE} at commit 6d0ab7be (TensorRT 8.5)",
-                            supported_8_5, missing_8_5, _RESTRICTIONS_8)
+    missing_8_5 = missing | {
+        "Bernoulli",
+        "BlackmanWindow",
+        "DFT",
+        "HammingWindow",
+        "HannWindow",
+        "Hardmax",
+        "IsInf",
+        "LayerNormalization",
+        "MelWeightMatrix",
+        "Optional",
+        "OptionalGetElement",
+        "OptionalHasElement",
+        "STFT",
+        "SequenceMap",
+    }
+    table_8_5 = ParserTable(
+        "8.5",
+        "8.5-9.x",
+        17,
+        f"{_SOURCE} at commit 6d0ab7be (TensorRT 8.5)",
+        supported_8_5,
+        missing_8_5,
+        _RESTRICTIONS_8,
+    )
     supported_10 = supported_8_5 | frozenset(_ADDED_IN_10)
-    missing_10 = (missing | {"AffineGrid", "Bernoulli", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor", "Col2Im",
-                             "CenterCropPad", "DFT", "ImageDecoder", "MelWeightMatrix", "Optional", "OptionalGetElement",
-                             "OptionalHasElement", "RegexFullMatch", "SequenceMap", "StringConcat", "StringSplit"})
-    after_10_1 = frozenset({"Attention", "BlackmanWindow", "HammingWindow", "HannWindow", "RMSNormalization",
-                            "RotaryEmbedding", "STFT", "TensorScatter"})
+    missing_10 = missing | {
+        "AffineGrid",
+        "Bernoulli",
+        "BitwiseAnd",
+        "BitwiseNot",
+        "BitwiseOr",
+        "BitwiseXor",
+        "Col2Im",
+        "CenterCropPad",
+        "DFT",
+        "ImageDecoder",
+        "MelWeightMatrix",
+        "Optional",
+        "OptionalGetElement",
+        "OptionalHasElement",
+        "RegexFullMatch",
+        "SequenceMap",
+        "StringConcat",
+        "StringSplit",
+    }
+    after_10_1 = frozenset(
+        {
+            "Attention",
+            "BlackmanWindow",
+            "HammingWindow",
+            "HannWindow",
+            "RMSNormalization",
+            "RotaryEmbedding",
+            "STFT",
+            "TensorScatter",
+        }
+    )
     missing_10_0 = missing_10 | {"BlackmanWindow", "HammingWindow", "HannWindow", "STFT"}
-    table_10_0 = ParserTable("10.0", "10.0", 20, f"{_SOURCE} at tag 10.0-GA (TensorRT 10.0)",
-                             supported_10 - after_10_1 - {"DeformConv"}, missing_10_0, _RESTRICTIONS_10)
-    table_10_1 = ParserTable("10.1", "10.1-10.14", 20, f"{_SOURCE} at tag 10.1-GA (TensorRT 10.1), the newest table before 10.15",
-                             supported_10 - after_10_1, missing_10_0, _RESTRICTIONS_10)
-    table_10_15 = ParserTable("10.15", "10.15 and later 10.x", 24, f"{_SOURCE} for TensorRT 10.15",
-                              supported_10, missing_10, _RESTRICTIONS_10)
-    table_11 = ParserTable("10.15", "11.x", 24,
-                           f"{_SOURCE} for TensorRT 10.15, the newest table available here (no 11.x table was)",
-                           supported_10, missing_10, _RESTRICTIONS_10)
-    return {"8.4": table_8_4, "8.5": table_8_5, "10.0": table_10_0, "10.1": table_10_1, "10.15": table_10_15, "11": table_11}
+    table_10_0 = ParserTable(
+        "10.0",
+        "10.0",
+        20,
+        f"{_SOURCE} at tag 10.0-GA (TensorRT 10.0)",
+        supported_10 - after_10_1 - {"DeformConv"},
+        missing_10_0,
+        _RESTRICTIONS_10,
+    )
+    table_10_1 = ParserTable(
+        "10.1",
+        "10.1-10.14",
+        20,
+        f"{_SOURCE} at tag 10.1-GA (TensorRT 10.1), the newest table before 10.15",
+        supported_10 - after_10_1,
+        missing_10_0,
+        _RESTRICTIONS_10,
+    )
+    table_10_15 = ParserTable(
+        "10.15", "10.15 and later 10.x", 24, f"{_SOURCE} for TensorRT 10.15", supported_10, missing_10, _RESTRICTIONS_10
+    )
+    table_11 = ParserTable(
+        "10.15",
+        "11.x",
+        24,
+        f"{_SOURCE} for TensorRT 10.15, the newest table available here (no 11.x table was)",
+        supported_10,
+        missing_10,
+        _RESTRICTIONS_10,
+    )
+    return {
+        "8.4": table_8_4,
+        "8.5": table_8_5,
+        "10.0": table_10_0,
+        "10.1": table_10_1,
+        "10.15": table_10_15,
+        "11": table_11,
+    }
 
 
 def parse_version(version: str | int | float) -> tuple[int, int]:
@@ -179,4 +279,6 @@ def operator_support(op_type: str, tensorrt_version: str | int | float, domain: 
         return OperatorSupport(op_type, "supported", table.restrictions.get(op_type, ""), table)
     if op_type in table.unsupported:
         return OperatorSupport(op_type, "unsupported", "listed as not supported", table)
-    return OperatorSupport(op_type, "unlisted", "not in the operator table (newer than this TensorRT's ONNX parser)", table)
+    return OperatorSupport(
+        op_type, "unlisted", "not in the operator table (newer than this TensorRT's ONNX parser)", table
+    )

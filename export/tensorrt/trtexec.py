@@ -9,15 +9,12 @@ Flags, per TensorRT version (NVIDIA's trtexec migration guides, 8.x -> 10.x and 
 (8.6); ``--stronglyTyped`` exists from 10 and is implied in 11; 11 removed ``--fp16``, ``--int8``,
 ``--calib`` and ``--best``.
 """
+
 from __future__ import annotations
 
-import json
-import re
 import shlex
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
 
 import onnx
 
@@ -106,8 +103,11 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
         if plan.gpu_fallback:
             build.append("--allowGPUFallback")
     if plan.profile is not None:
-        build += [f"--minShapes={_shape_text(plan, plan.profile.minimum)}", f"--optShapes={_shape_text(plan, plan.profile.optimum)}",
-                  f"--maxShapes={_shape_text(plan, plan.profile.maximum)}"]
+        build += [
+            f"--minShapes={_shape_text(plan, plan.profile.minimum)}",
+            f"--optShapes={_shape_text(plan, plan.profile.optimum)}",
+            f"--maxShapes={_shape_text(plan, plan.profile.maximum)}",
+        ]
     build += ["--profilingVerbosity=detailed", f"--exportLayerInfo={names['layers']}"]
     build.append("--skipInference" if (major, minor) >= (8, 6) else "--buildOnly")
     profile = [TRTEXEC, f"--loadEngine={engine}"]
@@ -115,12 +115,21 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
         profile.append(f"--useDLACore={plan.dla_core}")
     if plan.profile is not None:
         profile.append(f"--shapes={_shape_text(plan, plan.profile.optimum)}")
-    profile += ["--warmUp=500", "--duration=10", "--useSpinWait", "--separateProfileRun",
-                "--percentile=50,90,99" if (major, minor) >= (8, 6) else "--percentile=99",
-                f"--exportProfile={names['profile']}", f"--exportLayerInfo={names['layers']}", f"--exportTimes={names['times']}"]
+    profile += [
+        "--warmUp=500",
+        "--duration=10",
+        "--useSpinWait",
+        "--separateProfileRun",
+        "--percentile=50,90,99" if (major, minor) >= (8, 6) else "--percentile=99",
+        f"--exportProfile={names['profile']}",
+        f"--exportLayerInfo={names['layers']}",
+        f"--exportTimes={names['times']}",
+    ]
     return [
         TrtexecCommand("build", build, f"build {engine} ({plan.precision}, {plan.network}, TensorRT {plan.tensorrt})"),
-        TrtexecCommand("profile", profile, "time it: per-layer profile, layer info, per-inference times; keep the console log"),
+        TrtexecCommand(
+            "profile", profile, "time it: per-layer profile, layer info, per-inference times; keep the console log"
+        ),
     ]
 
 
@@ -133,7 +142,9 @@ def _place(source: Path, target: Path) -> None:
     if target.exists() and (target.resolve() == source.resolve() or sha256_file(target) == sha256_file(source)):
         return
     if target.exists():
-        raise UsageError(f"{target} already exists and is not {source}: write the trtexec script to another directory (-o)")
+        raise UsageError(
+            f"{target} already exists and is not {source}: write the trtexec script to another directory (-o)"
+        )
     shutil.copyfile(source, target)
 
 
@@ -156,8 +167,10 @@ def _entropy_cache_text(plan: BuildPlan) -> str:
     static = all(isinstance(d, int) for d in plan.input_shape)
     batch = int(plan.input_shape[0]) if static else 1
     ranges = compute_ranges(plan.build_onnx, calibration, method="entropy", batch_size=batch, static_batch=static)
-    amax = {name: max(abs(float(np.asarray(low).reshape(-1)[0])), abs(float(np.asarray(high).reshape(-1)[0])))
-            for name, (low, high) in ((name, data.range_value) for name, data in ranges.data.items())}
+    amax = {
+        name: max(abs(float(np.asarray(low).reshape(-1)[0])), abs(float(np.asarray(high).reshape(-1)[0])))
+        for name, (low, high) in ((name, data.range_value) for name, data in ranges.data.items())
+    }
     return calibration_cache_text({name: value for name, value in amax.items() if value > 0}, plan.tensorrt)
 
 
@@ -198,13 +211,21 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
     for note in plan.notes:
         lines.append(f"# note: {note}")
     if plan.int8_source == "qdq-ranges":
-        lines.append(f"# DLA takes INT8 through implicit quantization: {names['float_onnx']} is the Q/DQ model without Q/DQ, and "
-                     f"{names['calib']} carries its Q/DQ scales as a TensorRT calibration cache.")
+        lines.append(
+            f"# DLA takes INT8 through implicit quantization: {names['float_onnx']} is the Q/DQ model without Q/DQ, and "
+            f"{names['calib']} carries its Q/DQ scales as a TensorRT calibration cache."
+        )
     elif plan.int8_source == "entropy-calibrator" and "calib" in inputs:
-        lines.append(f"# {inputs['calib']}: the INT8 scales trtexec reads with --calib (without the file it would calibrate on random data).")
+        lines.append(
+            f"# {inputs['calib']}: the INT8 scales trtexec reads with --calib (without the file it would calibrate on random data)."
+        )
     build, profile = commands
-    lines += [f"# {build.purpose}", f"{build.line} 2>&1 | tee {names['build_log']}",
-              f"# {profile.purpose}", f"{profile.line} 2>&1 | tee {names['log']}"]
+    lines += [
+        f"# {build.purpose}",
+        f"{build.line} 2>&1 | tee {names['build_log']}",
+        f"# {profile.purpose}",
+        f"{profile.line} 2>&1 | tee {names['log']}",
+    ]
     path = base / f"{plan.engine_path.name.removesuffix('.engine')}.trtexec.sh"
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o755)

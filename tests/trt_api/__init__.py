@@ -7,6 +7,7 @@ class, enum, property and method signature is then the real one of that version.
 builds, imports in a subprocess (versions cannot share a process) and caches the result as JSON;
 :mod:`tests.trt_api.double` turns it into a recording stand-in for ``tensorrt``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ VERSIONS = ("10.3.0", "10.16.1.11", "11.4.0.106")
 PACKAGE = "tensorrt-cu12-bindings"
 CACHE = Path(os.environ.get("EDGECNN_TRT_WHEELS", Path.home() / ".cache" / "edgecnn-test" / "trt-wheels"))
 LIBRARIES = {
-    "libnvinfer": ("createInferBuilder_INTERNAL", "createInferRuntime_INTERNAL", "createInferRefitter_INTERNAL",
-                   "getPluginRegistry", "getBuilderPluginRegistry"),
+    "libnvinfer": (
+        "createInferBuilder_INTERNAL",
+        "createInferRuntime_INTERNAL",
+        "createInferRefitter_INTERNAL",
+        "getPluginRegistry",
+        "getBuilderPluginRegistry",
+    ),
     "libnvonnxparser": ("createNvOnnxParser_INTERNAL", "createNvOnnxParserRefitter_INTERNAL", "getNvOnnxParserVersion"),
     "libnvinfer_plugin": ("initLibNvInferPlugins",),
 }
@@ -41,8 +47,20 @@ def _wheel(version: str) -> Path:
     if found:
         return found[0]
     CACHE.mkdir(parents=True, exist_ok=True)
-    done = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(CACHE),
-                 f"{PACKAGE}=={version}"])
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+            str(CACHE),
+            f"{PACKAGE}=={version}",
+        ]
+    )
     found = sorted(CACHE.glob(f"{PACKAGE.replace('-', '_')}-{version}-*.whl"))
     if done.returncode != 0 or not found:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -67,7 +85,11 @@ def _stubs(root: Path, module: Path, major: str) -> Path:
         raise Unavailable("no C compiler (cc/gcc) to build the stub TensorRT libraries")
     needed = _undefined(module)
     known = {symbol for symbols in LIBRARIES.values() for symbol in symbols}
-    missing = {s for s in needed if s.endswith(("_INTERNAL", "Registry", "Version", "Plugins")) and not s.startswith(("Py", "_Py"))} - known
+    missing = {
+        s
+        for s in needed
+        if s.endswith(("_INTERNAL", "Registry", "Version", "Plugins")) and not s.startswith(("Py", "_Py"))
+    } - known
     if missing:
         raise Unavailable(f"{module.name} needs entry points the stubs do not provide: {sorted(missing)}")
     for library, symbols in LIBRARIES.items():

@@ -7,6 +7,7 @@ instances of TensorRT's classes take no attributes they do not have. Calls and p
 recorded in ``module.calls``; ``module.behaviour`` maps ``"Class.member"`` to a value or a callable
 (``(self, *args)``) for what TensorRT would return, else a default of the declared return type is given.
 """
+
 from __future__ import annotations
 
 import enum
@@ -38,7 +39,9 @@ def _accepts(annotation: str, value: Any, module: types.ModuleType) -> bool:
         return isinstance(value, str)
     if annotation in _BUFFERS:
         return isinstance(value, (bytes, bytearray, memoryview, np.ndarray))
-    if annotation in ("Dims", "Dims32", "Dims64") or annotation.startswith(("List[", "list[", "collections.abc.Sequence", "typing.Sequence")):
+    if annotation in ("Dims", "Dims32", "Dims64") or annotation.startswith(
+        ("List[", "list[", "collections.abc.Sequence", "typing.Sequence")
+    ):
         return isinstance(value, (list, tuple, module.__dict__.get(annotation, tuple)))
     target = module.__dict__.get(annotation.split(".")[0])
     for part in annotation.split(".")[1:]:
@@ -62,10 +65,16 @@ def _bind(owner: str, name: str, overloads: list[dict], args: tuple, kwargs: dic
         given.update(kwargs)
         if any(p["name"] not in given and not p["default"] for p in parameters):
             continue
-        if all(_accepts(p["type"], given[p["name"]], module) for p in parameters if p["name"] in given and p["name"] != "self"):
+        if all(
+            _accepts(p["type"], given[p["name"]], module)
+            for p in parameters
+            if p["name"] in given and p["name"] != "self"
+        ):
             return overload
     shown = "; ".join("(" + ", ".join(f"{p['name']}: {p['type']}" for p in o["parameters"]) + ")" for o in overloads)
-    raise TypeError(f"{owner}.{name}(): incompatible function arguments {args[1:]!r} {kwargs!r}; the supported signatures are: {shown}")
+    raise TypeError(
+        f"{owner}.{name}(): incompatible function arguments {args[1:]!r} {kwargs!r}; the supported signatures are: {shown}"
+    )
 
 
 def _default(annotation: str, module):
@@ -95,7 +104,9 @@ def _method(owner: str, name: str, overloads: list[dict], module):
     def method(self, *args, **kwargs):
         overload = _bind(owner, name, overloads, (self, *args), kwargs, module)
         if name == "__init__":
-            module.calls.append(Call((type(self).__name__ if type(self).__name__ != owner else owner, name, args, kwargs)))
+            module.calls.append(
+                Call((type(self).__name__ if type(self).__name__ != owner else owner, name, args, kwargs))
+            )
             return None
         module.calls.append(Call((owner, name, args, kwargs)))
         behaviour = module.behaviour.get(f"{owner}.{name}", module)
@@ -177,7 +188,10 @@ def make_module(surface: dict) -> types.ModuleType:
     module.__dict__.update(namespace)
     for name, overloads in surface["functions"].items():
         if overloads:
-            unbound = [{**o, "parameters": [{"name": "self", "type": "", "default": False}] + o["parameters"]} for o in overloads]
+            unbound = [
+                {**o, "parameters": [{"name": "self", "type": "", "default": False}] + o["parameters"]}
+                for o in overloads
+            ]
             function = _method("tensorrt", name, unbound, module)
             module.__dict__[name] = lambda *args, _f=function, **kwargs: _f(None, *args, **kwargs)
     module.__dict__.update(surface["constants"])

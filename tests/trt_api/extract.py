@@ -4,6 +4,7 @@ Classes with their bases, methods (every pybind11 overload's parameter list and 
 docstring), properties (read-only or not), enums (members, whether they order), nested classes, and the
 module's functions. Constructors are not called: with the stub libraries they return null.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,7 +18,7 @@ PREFIX = re.compile(r"\btensorrt(?:_bindings)?(?:\.tensorrt)?\.")
 def _split(text: str) -> list[str]:
     parts, depth, current = [], 0, ""
     for char in text:
-        depth += char in "([{" 
+        depth += char in "([{"
         depth -= char in ")]}"
         if char == "," and depth == 0:
             parts.append(current.strip())
@@ -37,7 +38,9 @@ def _parameters(text: str) -> list[dict]:
         if name.strip().startswith("*"):
             parameters.append({"name": name.strip(), "type": "", "default": True, "variadic": True})
             continue
-        parameters.append({"name": name.strip(), "type": PREFIX.sub("", annotation.strip()), "default": bool(default.strip())})
+        parameters.append(
+            {"name": name.strip(), "type": PREFIX.sub("", annotation.strip()), "default": bool(default.strip())}
+        )
     return parameters
 
 
@@ -52,8 +55,12 @@ def _overloads(name: str, doc: str | None) -> list[dict]:
 
 
 def _class(cls: type) -> dict:
-    entry: dict = {"bases": [b.__name__ for b in cls.__bases__ if b.__module__.startswith("tensorrt")],
-                   "methods": {}, "properties": {}, "classes": {}}
+    entry: dict = {
+        "bases": [b.__name__ for b in cls.__bases__ if b.__module__.startswith("tensorrt")],
+        "methods": {},
+        "properties": {},
+        "classes": {},
+    }
     members = getattr(cls, "__members__", None)
     if isinstance(members, dict) and members:
         first = next(iter(members.values()))
@@ -63,7 +70,14 @@ def _class(cls: type) -> dict:
             ordered = False
         entry["enum"] = {"members": {key: int(value) for key, value in members.items()}, "ordered": ordered}
     for name, value in vars(cls).items():
-        if name.startswith("__") and name not in ("__init__", "__len__", "__getitem__", "__iter__", "__bytes__", "__buffer__"):
+        if name.startswith("__") and name not in (
+            "__init__",
+            "__len__",
+            "__getitem__",
+            "__iter__",
+            "__bytes__",
+            "__buffer__",
+        ):
             continue
         if isinstance(value, property):
             entry["properties"][name] = {"readonly": value.fset is None}
@@ -71,9 +85,15 @@ def _class(cls: type) -> dict:
             entry["classes"][name] = _class(value)
         elif callable(value) and type(value).__name__ in ("instancemethod", "builtin_function_or_method", "function"):
             overloads = _overloads(name, getattr(value, "__doc__", None))
-            entry["methods"][name] = overloads or [{"parameters": [{"name": "self", "type": "", "default": False},
-                                                                   {"name": "*args", "type": "", "default": True, "variadic": True}],
-                                                    "returns": ""}]
+            entry["methods"][name] = overloads or [
+                {
+                    "parameters": [
+                        {"name": "self", "type": "", "default": False},
+                        {"name": "*args", "type": "", "default": True, "variadic": True},
+                    ],
+                    "returns": "",
+                }
+            ]
     return entry
 
 
@@ -86,13 +106,24 @@ def main() -> None:
             continue
         if isinstance(value, type) and value.__module__.startswith("tensorrt"):
             surface["classes"][name] = _class(value)
-        elif callable(value) and getattr(value, "__module__", "") and str(getattr(value, "__module__", "")).startswith("tensorrt"):
+        elif (
+            callable(value)
+            and getattr(value, "__module__", "")
+            and str(getattr(value, "__module__", "")).startswith("tensorrt")
+        ):
             overloads = _overloads(name, value.__doc__)
             if not overloads:
                 try:
                     signature = inspect.signature(value)
-                    overloads = [{"parameters": [{"name": p.name, "type": "", "default": p.default is not p.empty}
-                                                 for p in signature.parameters.values()], "returns": ""}]
+                    overloads = [
+                        {
+                            "parameters": [
+                                {"name": p.name, "type": "", "default": p.default is not p.empty}
+                                for p in signature.parameters.values()
+                            ],
+                            "returns": "",
+                        }
+                    ]
                 except (TypeError, ValueError):
                     overloads = []
             surface["functions"][name] = overloads
