@@ -25,7 +25,11 @@ demo: $(STAMP)
 # Two pytest-xdist workers, one per core (tests/conftest.py pins them); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 
+# The formatter, the linter and the layer contracts (docs/architecture.md) run first: each takes seconds.
 test: $(STAMP)
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
+	$(BIN)/python scripts/lint_layers.py
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Rebuild the zoo graphs shipped with the package after editing a model or the exporter (tests fail while stale).

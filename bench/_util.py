@@ -213,7 +213,8 @@ def describe_machine_markdown(machine: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"- CPU: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
-            f"{machine['memory_gib']} GiB RAM; INT8-relevant features: {', '.join(machine.get('cpu_flags') or ['not recorded'])}",
+            f"{machine['memory_gib']} GiB RAM; INT8-relevant features: "
+            f"{', '.join(machine.get('cpu_flags') or ['not recorded'])}",
             f"- {machine['platform']}; {versions}",
             f"- load average at start: {', '.join(str(v) for v in machine['load_average_at_start'])}; "
             f"at end: {', '.join(str(v) for v in machine.get('load_average_at_end', []))}",

@@ -181,7 +181,8 @@ def main() -> None:
             entries.append(entry)
             row = entry["row"]
             print(
-                f"{name}: FP32 {row['fp32_top1']:.2f}%, FP16 {row['fp16_top1']:.2f}%, worst INT8 drop {row['worst_int8_drop']:+.2f} points",
+                f"{name}: FP32 {row['fp32_top1']:.2f}%, FP16 {row['fp16_top1']:.2f}%, "
+                f"worst INT8 drop {row['worst_int8_drop']:+.2f} points",
                 flush=True,
             )
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]

@@ -195,7 +195,8 @@ def forms(name: str, fp32: Path, scratch: Path) -> list[dict[str, Any]]:
             }
         )
         print(
-            f"{name:14s} {label:40s} {rows[-1]['latency_ms']:7.2f} ms  {rows[-1]['size_vs_fp32']:.3f} x  SQNR {rows[-1]['output_sqnr_db']}",
+            f"{name:14s} {label:40s} {rows[-1]['latency_ms']:7.2f} ms  {rows[-1]['size_vs_fp32']:.3f} x  "
+            f"SQNR {rows[-1]['output_sqnr_db']}",
             flush=True,
         )
     for row in rows:
@@ -228,9 +229,10 @@ def _markdown(payload: dict[str, Any]) -> str:
             "## Calibration time and peak RSS",
             "",
             "One child process per row doing what `edgecnn quantize DIR --calib builtin --calib-samples N` does: "
-            "`load` decodes and preprocesses the images, `calibration` runs the model over them and computes the ranges "
-            "(ONNX Runtime's calibrators, fed chunk by chunk), `total` adds quantizing and the FP32/INT8 check. "
-            f"Peak RSS is the child's `ru_maxrss`; goal: under {RSS_GOAL_BYTES / 1e9:.0f} GB for ResNet-50 on 500 images.",
+            "`load` decodes and preprocesses the images, `calibration` runs the model over them and computes the "
+            "ranges (ONNX Runtime's calibrators, fed chunk by chunk), `total` adds quantizing and the FP32/INT8 check. "
+            f"Peak RSS is the child's `ru_maxrss`; goal: under {RSS_GOAL_BYTES / 1e9:.0f} GB for ResNet-50 on "
+            "500 images.",
             "",
             markdown_table(
                 calibration_rows,
@@ -246,9 +248,10 @@ def _markdown(payload: dict[str, Any]) -> str:
             "",
             "## INT8 forms on this CPU: size, batch-1 latency, output SQNR",
             "",
-            f"{LATENCY_THREADS} threads, median of {LATENCY_ROUNDS} rounds of {LATENCY_RUNS} runs, candidates alternated. "
-            "SQNR: FP32 against the form's output on 16 built-in samples (higher is closer to FP32; random weights). "
-            "The tensorrt form is meant for TensorRT; on ONNX Runtime's CPU EP it is correct only at optimization `basic`.",
+            f"{LATENCY_THREADS} threads, median of {LATENCY_ROUNDS} rounds of {LATENCY_RUNS} runs, "
+            "candidates alternated. SQNR: FP32 against the form's output on 16 built-in samples (higher is closer to "
+            "FP32; random weights). The tensorrt form is meant for TensorRT; on ONNX Runtime's CPU EP it is correct "
+            "only at optimization `basic`.",
             "",
             markdown_table(
                 form_rows,

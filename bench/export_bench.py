@@ -48,7 +48,8 @@ RSS_ALLOWANCE_BYTES = 2**30
 
 
 def fp32_weight_bytes(name: str) -> int:
-    """FP32 size of the model's floating-point state (parameters and batch-norm statistics), built on the meta device."""
+    """FP32 size of the model's floating-point state (parameters and batch-norm statistics), built on the meta
+    device."""
     import torch
 
     from edgecnn import get_model
@@ -152,7 +153,8 @@ def per_model(models: list[str], timeout_s: float) -> list[dict[str, Any]]:
             row["rss_ratio"] = row["peak_rss_bytes"] / row["rss_limit_bytes"]
         rows.append(row)
         print(
-            f"[{index + 1}/{len(models)}] {name:22s} {row['status']:6s} export+verify {row.get('seconds', float('nan')):6.1f} s (cpu {row.get('cpu_s', float('nan')):6.1f} s)  "
+            f"[{index + 1}/{len(models)}] {name:22s} {row['status']:6s} "
+            f"export+verify {row.get('seconds', float('nan')):6.1f} s (cpu {row.get('cpu_s', float('nan')):6.1f} s)  "
             f"child {child.seconds:6.1f} s  peak {mib(child.peak_rss_bytes):7.0f} MiB  "
             f"limit {mib(row.get('rss_limit_bytes')) or 0:7.0f} MiB  ratio {row.get('rss_ratio', float('nan')):.2f}"
             + (f"  {row['reason'][:160]}" if row["status"] != "ok" else ""),
@@ -262,15 +264,17 @@ def _markdown(payload: dict[str, Any]) -> str:
         [
             "# Export + verify: time and peak RSS",
             "",
-            "Default options (`export_model(name)`: TorchScript exporter, opset 18, batch 1, onnxslim clean-up, checker + "
-            "shape inference, verification on 8 seeded samples, manifest), randomly initialized weights. "
-            "`export+verify s` is the pipeline's own time; `child s` adds starting Python and importing torch, ONNX and "
-            "ONNX Runtime in a fresh process. `CPU s` is the export's user + system CPU time over all threads, a figure "
-            "much less sensitive than wall time to other work on a shared machine. `peak in` names the pipeline stage during "
-            "which the peak was reached; `+stage MiB` is how far each stage raised the running peak (the stages are "
-            "observed by wrapping the pipeline's step functions: `edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
+            "Default options (`export_model(name)`: TorchScript exporter, opset 18, batch 1, onnxslim clean-up, "
+            "checker + shape inference, verification on 8 seeded samples, manifest), randomly initialized weights. "
+            "`export+verify s` is the pipeline's own time; `child s` adds starting Python and importing torch, ONNX "
+            "and ONNX Runtime in a fresh process. `CPU s` is the export's user + system CPU time over all threads, a "
+            "figure much less sensitive than wall time to other work on a shared machine. `peak in` names the pipeline "
+            "stage during which the peak was reached; `+stage MiB` is how far each stage raised the running peak (the "
+            "stages are observed by wrapping the pipeline's step functions: "
+            "`edgecnn.export.pipeline.resolve_source`, `torch_to_onnx`, "
             "`clean_graph`, `check_graph`, `_verify`, `_save`). Peak RSS is the child's `ru_maxrss`. "
-            f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
+            f"Goal: peak RSS < {RSS_WEIGHT_FACTOR} x FP32 weights + 1 GiB (ratio < 1); "
+            f"whole zoo < {WHOLE_ZOO_GOAL_S:.0f} s "
             "(`edgecnn export --all`, one export process per core).",
             "",
             SHARED_MACHINE_NOTE.split(":")[0]

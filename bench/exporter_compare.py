@@ -173,7 +173,6 @@ def _transposed(rows: list[dict[str, Any]], key: str, title: str) -> str:
 
 
 def _markdown(payload: dict[str, Any]) -> str:
-    exporters = tuple(payload["exporters"])
     per_model = {}
     for row in payload["rows"]:
         entry = per_model.setdefault(row["model"], {"model": row["model"]})
@@ -270,8 +269,11 @@ def run_comparison(models: list[str], exporters: tuple[str, ...], timeout_s: flo
             rows.append(row)
             print(
                 f"[{index + 1}/{len(models)}] {name:24s} {exporter:11s} {row['status']:6s} "
-                f"export {row.get('export_s', float('nan')):6.1f} s (cpu {row.get('export_cpu_s', float('nan')):6.1f} s)  peak {mib(row.get('export_peak_rss_bytes')) or 0:7.0f} MiB  "
-                f"nodes {row.get('nodes_exported', '-')}->{row.get('nodes_cleaned', '-')}  rel err {row.get('relative_error', float('nan')):.2e}"
+                f"export {row.get('export_s', float('nan')):6.1f} s "
+                f"(cpu {row.get('export_cpu_s', float('nan')):6.1f} s)  "
+                f"peak {mib(row.get('export_peak_rss_bytes')) or 0:7.0f} MiB  "
+                f"nodes {row.get('nodes_exported', '-')}->{row.get('nodes_cleaned', '-')}  "
+                f"rel err {row.get('relative_error', float('nan')):.2e}"
                 + (f"  {row['stage']}: {row['reason'][:120]}" if row["status"] != "ok" else ""),
                 flush=True,
             )

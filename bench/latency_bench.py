@@ -114,7 +114,8 @@ def build_candidates(
             candidates[COMPILED] = run_compiled
         except Exception as error:  # inductor failing on a model is a result to record
             skipped[COMPILED] = (
-                f"torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+                f"torch.compile failed: {type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200] if str(error) else ''}"
             )
         setup_s[COMPILED] = time.perf_counter() - started
 
@@ -318,11 +319,13 @@ def _markdown(payload: dict[str, Any]) -> str:
     lines = [
         "# Inference latency: edgecnn against the alternatives",
         "",
-        f"Batch {', '.join(map(str, payload['batches']))}; each network at its default input size, randomly initialized. "
-        "p50 over alternating rounds (all candidates of a network and batch in turn, in a new random order each round). "
+        f"Batch {', '.join(map(str, payload['batches']))}; each network at its default input size, "
+        "randomly initialized. p50 over alternating rounds (all candidates of a network and batch in turn, in a new "
+        "random order each round). "
         f"Share of peak = FLOPs (2 x MACs, edgecnn's cost model) / p50 / the host's measured peak of "
         f"{payload['peak_gflops']:.1f} GFLOP/s ({payload['peak_source']}). INT8 artifacts calibrated on "
-        f"{CALIBRATION_SAMPLES} builtin images. max rel err = max |candidate - eager| / max |eager| on the timed input.",
+        f"{CALIBRATION_SAMPLES} builtin images. max rel err = max |candidate - eager| / max |eager| on the "
+        "timed input.",
         "",
         SHARED_MACHINE_NOTE,
         "",
@@ -362,7 +365,8 @@ def _markdown(payload: dict[str, Any]) -> str:
             f"faster than eager {sum(g['beats_eager'] == 'yes' for g in met)}/{len(met)}, "
             f"INT8 size and time {sum(g['int8_goals'] == 'yes' for g in met)}/{len(met)}"
             + (
-                f"; geometric mean edgecnn / fastest {statistics.geometric_mean([g['edgecnn_vs_fastest'] for g in met]):.3f}, "
+                f"; geometric mean edgecnn / fastest "
+                f"{statistics.geometric_mean([g['edgecnn_vs_fastest'] for g in met]):.3f}, "
                 f"edgecnn / eager {statistics.geometric_mean([g['edgecnn_vs_eager'] for g in met]):.3f}"
                 if met
                 else ""
@@ -431,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     host = measure_host()
     peak = host.peak_gflops["fp32"]
     print(
-        f"host peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}; {openvino_missing_reason() or 'OpenVINO present'}",
+        f"host peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}; "
+        f"{openvino_missing_reason() or 'OpenVINO present'}",
         flush=True,
     )
     records = []

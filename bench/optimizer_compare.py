@@ -171,10 +171,11 @@ def _markdown(payload: dict[str, Any]) -> str:
         [
             "# Graph clean-up: onnxslim vs ONNX Runtime basic vs none",
             "",
-            f"Each model exported once with the default exporter ({payload['exporter']}), opset {payload['opset']}, batch 1, "
-            f"default input size; then each clean-up on a copy. Latency: median (and minimum) of interleaved batch-1 runs in "
-            f"ONNX Runtime on the CPU with {payload['threads']} intra-op thread(s) (on a contended 2-core machine one thread "
-            f"avoids measuring spin-waits on a busy core), at session level `all` (edgecnn's runtime default) and "
+            f"Each model exported once with the default exporter ({payload['exporter']}), opset {payload['opset']}, "
+            f"batch 1, default input size; then each clean-up on a copy. Latency: median (and minimum) of interleaved "
+            f"batch-1 runs in ONNX Runtime on the CPU with {payload['threads']} intra-op thread(s) (on a contended "
+            f"2-core machine one thread avoids measuring spin-waits on a busy core), at session level `all` (edgecnn's "
+            f"runtime default) and "
             f"`basic` (what an ORT-format model keeps). Relative error: max |ORT - PyTorch| / max |PyTorch| on "
             f"{CHECK_SAMPLES} seeded samples. `none` still runs onnx's strict shape inference.",
             "",
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += model_rows
         for row in model_rows:
             print(
-                f"{name:20s} {row['optimizer']:9s} nodes {row['nodes']:4d}  {row['size_mb']:7.2f} MB  clean-up {row['cleanup_s']:6.2f} s  "
+                f"{name:20s} {row['optimizer']:9s} nodes {row['nodes']:4d}  {row['size_mb']:7.2f} MB  "
+                f"clean-up {row['cleanup_s']:6.2f} s  "
                 f"checks {row['checks']}  err {row['relative_error']:.1e}  all {row['latency_all_ms_median']:7.2f} ms  "
                 f"basic {row['latency_basic_ms_median']:7.2f} ms",
                 flush=True,

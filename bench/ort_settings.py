@@ -88,7 +88,8 @@ def export_models(models: list[str], export_dir: Path) -> dict[str, Path]:
 
 
 def sweep(paths: dict[str, Path], rounds: int, round_seconds: float) -> list[dict[str, Any]]:
-    """Per model: the base, its A/A twin, every single-knob variant and ONNX Runtime's defaults, alternated, at batch 1."""
+    """Per model: the base, its A/A twin, every single-knob variant and ONNX Runtime's defaults, alternated, at
+    batch 1."""
     from edgecnn.benchmark import measure_alternating
     from edgecnn.export.verify import check_inputs
     from edgecnn.runtime import SessionSettings, create_session
@@ -225,10 +226,11 @@ def _markdown(payload: dict[str, Any]) -> str:
         [
             "# ONNX Runtime session settings, chosen by measurement",
             "",
-            f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults when the process may use "
-            f"every core), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = variant "
-            f"p50 / base p50 (below 1 is faster); `{DEFAULTS}` is a plain `InferenceSession`. The A/A column is a second "
-            f"base session: its distance from 1 is the noise. A knob is adopted when its geometric-mean ratio is below "
+            f"Each knob varied alone against the base (`SessionSettings()`: ONNX Runtime's defaults when the process "
+            f"may use every core), batch 1, p50 over {payload['rounds']} alternating rounds per model; ratio = "
+            f"variant p50 / base p50 (below 1 is faster); `{DEFAULTS}` is a plain `InferenceSession`. The A/A column "
+            f"is a second base session: its distance from 1 is the noise. A knob is adopted when its geometric-mean "
+            f"ratio is below "
             f"1 - {payload['margin']:.3f} and it is slower on no model by more than that.",
             "",
             SHARED_MACHINE_NOTE,

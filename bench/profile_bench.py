@@ -56,7 +56,9 @@ def static(args) -> None:
                 os.environ[CACHE_ENV] = previous
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     payload = {
-        "what": f"static profile of {len(targets)} zoo models x {len(report.devices)} devices x fp32/fp16/int8, batch 1",
+        "what": (
+            f"static profile of {len(targets)} zoo models x {len(report.devices)} devices x fp32/fp16/int8, batch 1"
+        ),
         "seconds": round(seconds, 2),
         "goal_seconds": 60,
         "rows": len(report.rows),
@@ -71,8 +73,9 @@ def static(args) -> None:
             describe_machine_markdown(machine),
             "The machine is shared with other work, so the time depends on its load (above).",
             "",
-            f"`edgecnn profile --all --device {args.device}` (fp32, fp16, int8; batch 1), as on a new machine: an empty "
-            f"user cache, graphs from the package ({SHIPPED_GRAPHS_DIR.relative_to(SHIPPED_GRAPHS_DIR.parents[2])}), "
+            f"`edgecnn profile --all --device {args.device}` (fp32, fp16, int8; batch 1), as on a new machine: "
+            f"an empty user cache, graphs from the package "
+            f"({SHIPPED_GRAPHS_DIR.relative_to(SHIPPED_GRAPHS_DIR.parents[2])}), "
             f"{built} built: **{seconds:.1f} s** for {len(report.rows)} rows (goal < 60 s).",
             "",
         ]
@@ -278,11 +281,13 @@ def fit(args) -> None:
         [
             "# CPU execution class fitted to host measurements",
             "",
-            f"Data: {args.data}. Grid search on the even-indexed half of the zoo (sorted by name), checked on the other half.",
+            f"Data: {args.data}. Grid search on the even-indexed half of the zoo (sorted by name), "
+            "checked on the other half.",
             "",
             markdown_table([{"factor": k, "value": v} for k, v in setting.items()], ["factor", "value"]),
             f"MdAPE: fitted half {payload['mdape_train']:.1%}, held-out half {payload['mdape_held_out']:.1%}, "
-            f"all {payload['mdape_all']:.1%} (factors in edgecnn/estimate.py before this fit: {payload['mdape_current_factors_all']:.1%}).",
+            f"all {payload['mdape_all']:.1%} (factors in edgecnn/estimate.py before this fit: "
+            f"{payload['mdape_current_factors_all']:.1%}).",
             "",
         ]
     )

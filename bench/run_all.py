@@ -3,8 +3,8 @@
 Scripts run one after another (never in parallel: each one's timings need the machine to itself); one that
 is not in this checkout is listed as absent, one that fails is listed with its last output line, and the
 rest go on. The ONNX exports that ort_settings.py and latency_bench.py need are shared through one
-directory (temporary unless ``--export-dir`` is given). ``exporter_compare.py`` (issue 3's one-off comparison of torch's two exporters, about
-an hour) is left out unless ``--include-long`` is given.
+directory (temporary unless ``--export-dir`` is given). ``exporter_compare.py`` (issue 3's one-off comparison of
+torch's two exporters, about an hour) is left out unless ``--include-long`` is given.
 
 Goal (issue 7): the suite runs end to end in under 30 minutes on the 2-core development machine.
 

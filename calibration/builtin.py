@@ -62,7 +62,10 @@ def load_builtin(preprocessing: Preprocessing, samples: int, seed: int) -> Calib
     return CalibrationSet(
         source="builtin",
         kind="images",
-        description=f"built-in set (augmented {side}x{side} crops of scikit-learn's sample photos china.jpg and flower.jpg, {count} crops)",
+        description=(
+            f"built-in set (augmented {side}x{side} crops of scikit-learn's sample photos "
+            f"china.jpg and flower.jpg, {count} crops)"
+        ),
         preprocessing=preprocessing,
         requested=samples,
         seed=seed,

@@ -65,11 +65,13 @@ def read_cache(path: str | Path, key: CacheKey):
         ranges = payload["ranges"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise UsageError(
-            f"{path} is not an edgecnn calibration cache ({type(error).__name__}): delete it or choose another --cache path"
+            f"{path} is not an edgecnn calibration cache ({type(error).__name__}): "
+            "delete it or choose another --cache path"
         ) from None
     if payload.get("edgecnn_calibration_cache") != CACHE_FORMAT:
         raise UsageError(
-            f"{path} was written by another edgecnn cache format ({payload.get('edgecnn_calibration_cache')}): delete it to recalibrate"
+            f"{path} was written by another edgecnn cache format ({payload.get('edgecnn_calibration_cache')}): "
+            "delete it to recalibrate"
         )
     if stored != key:
         raise UsageError(

@@ -49,7 +49,8 @@ ARRAY_KEYS = ("images", "inputs", "x", "data")
 def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int, seed: int) -> CalibrationSet:
     if not directory.exists():
         raise UsageError(
-            f"calibration directory {directory} does not exist: give a folder of images, a .npy/.npz file, 'builtin' or 'synthetic'"
+            f"calibration directory {directory} does not exist: "
+            "give a folder of images, a .npy/.npz file, 'builtin' or 'synthetic'"
         )
     preprocessing.image_mode()
     files = find_images(directory)
@@ -57,7 +58,8 @@ def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int,
         others = sum(1 for p in directory.rglob("*") if p.is_file())
         found = f" (it holds {others} other files)" if others else " (it is empty)"
         raise UsageError(
-            f"calibration directory {directory} has no {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} images{found}"
+            f"calibration directory {directory} has no "
+            f"{'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} images{found}"
         )
     order = np.random.default_rng(seed).permutation(len(files))
     crops, skipped = [], []
@@ -71,7 +73,8 @@ def _load_directory(directory: Path, preprocessing: Preprocessing, samples: int,
             break
     if not crops:
         raise UsageError(
-            f"none of the {len(files)} images in {directory} could be read ({len(skipped)} unreadable or corrupt, e.g. {skipped[0]})"
+            f"none of the {len(files)} images in {directory} could be read "
+            f"({len(skipped)} unreadable or corrupt, e.g. {skipped[0]})"
         )
     classes = sorted(
         {
@@ -115,7 +118,8 @@ def _select_array(path: Path) -> tuple[np.ndarray, str]:
         key = keys[0] if len(keys) == 1 else next((k for k in ARRAY_KEYS if k in keys), None)
         if key is None:
             raise UsageError(
-                f"{path} holds several arrays ({', '.join(keys)}): name the calibration array one of {', '.join(ARRAY_KEYS)}"
+                f"{path} holds several arrays ({', '.join(keys)}): "
+                f"name the calibration array one of {', '.join(ARRAY_KEYS)}"
             )
         try:
             return archive[key], key
@@ -199,7 +203,8 @@ def _synthetic(preprocessing: Preprocessing, samples: int, seed: int) -> Calibra
     )
     warn(
         calibration,
-        "calibrating on synthetic random data: the ranges are meaningless for accuracy; use real images (--calib DIR or the default 'builtin')",
+        "calibrating on synthetic random data: the ranges are meaningless for accuracy; "
+        "use real images (--calib DIR or the default 'builtin')",
     )
     return calibration
 
@@ -233,6 +238,7 @@ def load_calibration(
         return _load_array(path, preprocessing, samples, seed)
     if path.is_file():
         raise UsageError(
-            f"calibration source {path} is a {path.suffix or 'plain'} file: give a directory of images, a .npy/.npz file, 'builtin' or 'synthetic'"
+            f"calibration source {path} is a {path.suffix or 'plain'} file: "
+            "give a directory of images, a .npy/.npz file, 'builtin' or 'synthetic'"
         )
     return _load_directory(path, preprocessing, samples, seed)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgecnn.artifact import AddedArtifact, artifact_name, get_format
+from edgecnn.artifact import AddedArtifact, get_format
 from edgecnn.artifact.formats import artifact_name
 from edgecnn.artifact.manifest import (
     MANIFEST_NAME,
@@ -140,7 +140,10 @@ PRESETS: dict[str, TargetPreset] = {
         False,
         True,
         None,
-        "uint8 asymmetric activations, int8 symmetric weights (8- or 7-bit range, measured), int32 biases (ONNX Runtime CPU, U8S8)",
+        (
+            "uint8 asymmetric activations, int8 symmetric weights (8- or 7-bit range, measured), "
+            "int32 biases (ONNX Runtime CPU, U8S8)"
+        ),
     ),
     "tensorrt": TargetPreset(
         "tensorrt",
@@ -227,7 +230,9 @@ class QuantizationResult:
                 "method": self.method,
                 "percentile": self.percentile,
                 "per_channel": self.per_channel,
-                "activations": f"{preset.activation_type} {'symmetric' if preset.symmetric_activations else 'asymmetric'}",
+                "activations": (
+                    f"{preset.activation_type} {'symmetric' if preset.symmetric_activations else 'asymmetric'}"
+                ),
                 "weights": f"{preset.weight_type} symmetric {'per-channel' if self.per_channel else 'per-tensor'}"
                 + (", 7-bit range" if self.weight_bits == 7 else ""),
                 "weight_range_output_sqnr_db": self.weight_range_sqnr_db or None,
@@ -273,7 +278,8 @@ def image_input(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | Non
         raise UsageError(f"{path}: expected an NCHW image input, found {inputs[0].name} with {len(dims)} dimensions")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise UsageError(
-            f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is {onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}"
+            f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is "
+            f"{onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}"
         )
     return inputs[0].name, dims
 
@@ -299,7 +305,8 @@ def resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing
         channels, height, width = dims[1:]
         if None in (channels, height, width):
             raise UsageError(
-                f"{fp32_path} has dynamic input dimensions {dims} and no manifest: give the input size (--input-size HxW)"
+                f"{fp32_path} has dynamic input dimensions {dims} and no manifest: "
+                "give the input size (--input-size HxW)"
             )
         preprocessing = Preprocessing.default((height, width), channels)
     preprocessing.check()
@@ -307,7 +314,8 @@ def resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing
     for axis, (have, want) in enumerate(zip(dims[1:], expected), start=1):
         if have is not None and have != want:
             raise UsageError(
-                f"{fp32_path} takes input {dims} but the preprocessing gives {list(expected)} (axis {axis}): check --input-size or the manifest"
+                f"{fp32_path} takes input {dims} but the preprocessing gives {list(expected)} (axis {axis}): "
+                "check --input-size or the manifest"
             )
     return preprocessing
 
@@ -490,7 +498,8 @@ def quantize_onnx(
         temporary, check, reduce_range = max(made, key=lambda m: (m[1]["finite"], m[1]["output_sqnr_db"]))
         if not check["finite"]:
             raise EdgecnnError(
-                f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; nothing was written"
+                f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; "
+                "nothing was written"
             )
         os.replace(temporary, output_path)
     finally:
@@ -536,7 +545,8 @@ def _quantize_to_temporary(
     excluded: list[str],
     reduce_range: bool,
 ) -> Path:
-    """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path`` (renamed once checked)."""
+    """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path``
+    (renamed once checked)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     activation_type, weight_type = preset.quant_types()

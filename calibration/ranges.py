@@ -52,7 +52,8 @@ def quantizable_op_types() -> list[str]:
 
 @contextlib.contextmanager
 def quiet_ort():
-    """Silence ORT quantization's prints and root-logger messages (pre-processing reminders, unmatched shared biases) while it runs."""
+    """Silence ORT quantization's prints and root-logger messages (pre-processing reminders,
+    unmatched shared biases) while it runs."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.CRITICAL)
@@ -77,7 +78,8 @@ def _as_edgecnn_error(model_path):
 
 
 def _bytes_per_batch(model: onnx.ModelProto, names: set[str]) -> int:
-    """Float32 bytes of the calibrated tensors for one run, from the shape-inferred graph (a dynamic dimension counts 1)."""
+    """Float32 bytes of the calibrated tensors for one run, from the shape-inferred graph
+    (a dynamic dimension counts 1)."""
     total = 0
     infos = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
     for info in infos:

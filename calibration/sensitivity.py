@@ -60,7 +60,6 @@ __all__ = [
     "FallbackStep",
     "FallbackResult",
     "auto_fallback",
-    "top1_evaluator",
     "ANALYZE_SAMPLES",
 ]
 
@@ -149,7 +148,8 @@ def analyze(
     *,
     samples: int = ANALYZE_SAMPLES,
 ) -> list[LayerError]:
-    """Per-layer quantization error of ``int8_path`` against ``fp32_path`` on ``samples`` calibration inputs, worst first."""
+    """Per-layer quantization error of ``int8_path`` against ``fp32_path`` on ``samples`` calibration inputs,
+    worst first."""
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         create_activation_matching,
@@ -316,8 +316,9 @@ def auto_fallback(
                 count = min(2 * count, len(candidates))
             if high is None:
                 raise EdgecnnError(
-                    f"auto-fallback: the INT8 top-1 drop stays {steps[-1].drop:.2f} points (budget {max_drop}) even with all "
-                    f"{len(candidates)} ranked layers in float; nothing was written: try another --calib-method or more --calib-samples"
+                    f"auto-fallback: the INT8 top-1 drop stays {steps[-1].drop:.2f} points (budget {max_drop}) "
+                    f"even with all {len(candidates)} ranked layers in float; nothing was written: "
+                    "try another --calib-method or more --calib-samples"
                 )
             while high - low > 1:
                 middle = (low + high) // 2

@@ -132,7 +132,8 @@ def check_counts(calibration: CalibrationSet) -> CalibrationSet:
     if len(calibration) < calibration.requested:
         warn(
             calibration,
-            f"calibration set {calibration.source} has {len(calibration)} usable samples, fewer than the {calibration.requested} asked for: "
+            f"calibration set {calibration.source} has {len(calibration)} usable samples, "
+            f"fewer than the {calibration.requested} asked for: "
             "ranges rest on fewer samples",
         )
     return calibration

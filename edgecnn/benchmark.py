@@ -243,7 +243,8 @@ def _torch_runner(module) -> _Runner:
 
 
 def _onnxruntime_runner(key: str, path: Path, threads: int | None) -> _Runner:
-    """An ONNX Runtime CPU session; INT8 artifacts at the optimization level at which they compute what their graph says."""
+    """An ONNX Runtime CPU session; INT8 artifacts at the optimization level at which they compute
+    what their graph says."""
     optimization = None
     if key.startswith("onnx-int8-"):
         optimization = cpu_session_optimization(key)
@@ -329,7 +330,8 @@ def _resolve_target(model: str, data: str | None, weights, num_classes, input_si
         reference = REFERENCE_MODELS.get(name)
         if reference is not None and not reference.shipped:
             raise UsageError(
-                f"{name}'s digits reference weights are not shipped: train them with scripts/train_digits.py {name} and pass --weights"
+                f"{name}'s digits reference weights are not shipped: "
+                f"train them with scripts/train_digits.py {name} and pass --weights"
             )
         if reference is not None:
             options = reference.export_options()
@@ -664,7 +666,8 @@ def _measure_accuracy(images, source, keys, rows, runners, files, threads: int |
 
 
 def _preprocessing(source, files: Mapping[str, Path]):
-    """How images are fed: the export manifest's block when there is an export, else the same defaults the export would record."""
+    """How images are fed: the export manifest's block when there is an export, else the same defaults
+    the export would record."""
     if files:
         return Preprocessing.from_manifest(read_manifest(next(iter(files.values())).parent)["preprocessing"])
     return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std)
@@ -695,7 +698,7 @@ def _measure_latency(
                 continue
             if runner.fixed_batch not in (None, batch):
                 continue
-            candidates[key] = (lambda r: lambda: r.predict(inputs))(runner)
+            candidates[key] = lambda runner=runner, inputs=inputs: runner.predict(inputs)
         failed: dict[str, str] = {}
         for key in list(candidates):
             try:

@@ -188,7 +188,8 @@ def load_image_folder(root: str | Path) -> LabelledImages:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise UsageError(
-            f"{root} has no class folders: an evaluation tree needs one sub-folder of images per class (ROOT/<class>/<image>)"
+            f"{root} has no class folders: "
+            "an evaluation tree needs one sub-folder of images per class (ROOT/<class>/<image>)"
         )
     items, labels = [], []
     for index, name in enumerate(classes):
@@ -197,7 +198,8 @@ def load_image_folder(root: str | Path) -> LabelledImages:
         labels += [index] * len(files)
     if not items:
         raise UsageError(
-            f"{root} has class folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) but no images in them"
+            f"{root} has class folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) "
+            "but no images in them"
         )
     return LabelledImages(name=str(root), classes=tuple(classes), items=items, labels=np.asarray(labels, np.int64))
 

@@ -141,7 +141,8 @@ def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:
 
 
 def _manifest_beside(path: Path, reference: Path | None = None) -> Mapping[str, Any]:
-    """The manifest.json beside ``path``, else the one beside ``reference`` (an INT8 file written elsewhere is fed like its FP32 model)."""
+    """The manifest.json beside ``path``, else the one beside ``reference``
+    (an INT8 file written elsewhere is fed like its FP32 model)."""
     for folder in (path.parent, reference.parent if reference is not None else None):
         if folder is not None and (folder / MANIFEST_NAME).is_file():
             return read_manifest(folder)

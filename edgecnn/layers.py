@@ -66,7 +66,8 @@ class ConvNormAct(nn.Sequential):
 
 
 class BasicConv2d(nn.Module):
-    """Conv2d (no bias) -> BatchNorm(eps=0.001) -> ReLU with attributes ``conv`` and ``bn``, as in torchvision's Inception."""
+    """Conv2d (no bias) -> BatchNorm(eps=0.001) -> ReLU with attributes ``conv`` and ``bn``, as in torchvision's
+    Inception."""
 
     def __init__(self, in_channels: int, out_channels: int, **conv_kwargs) -> None:
         super().__init__()

@@ -151,7 +151,8 @@ def create_session(
 ):
     """A CPU ONNX Runtime session with :data:`MEASURED_SETTINGS`.
 
-    ``threads`` and ``optimization`` (disable/basic/extended/all) override those settings; ``settings`` replaces them altogether (bench/ort_settings.py measures variants this way).
+    ``threads`` and ``optimization`` (disable/basic/extended/all) override those settings; ``settings`` replaces
+    them altogether (bench/ort_settings.py measures variants this way).
     """
     import onnxruntime as ort
 

@@ -128,7 +128,7 @@ def _verify(path: Path, references: dict, options: ExportOptions, precision: str
     session = create_session(path)
     batch = None if options.dynamic_batch else options.batch
     results = []
-    for (samples, seed), (inputs, expected) in references.items():
+    for (_samples, seed), (inputs, expected) in references.items():
         produced = _run_batched(session, inputs, batch) if seed == 0 else run_session(session, inputs)
         results.append(compare(expected, produced, precision))
     return results

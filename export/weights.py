@@ -53,7 +53,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if "GLOBAL" in message or "Unsupported global" in message:
             culprit = re.search(r"GLOBAL ([\w.]+)", message)
             raise UsageError(
-                f"{path} needs arbitrary unpickling (it references {culprit.group(1) if culprit else 'a Python object'}), "
+                f"{path} needs arbitrary unpickling "
+                f"(it references {culprit.group(1) if culprit else 'a Python object'}), "
                 "which edgecnn refuses for safety: "
                 "re-save it as a plain state_dict with torch.save(model.state_dict(), path)"
             ) from None

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     size = sum(path.stat().st_size for path in SHIPPED_GRAPHS_DIR.glob("*.onnx"))
     print(
-        f"{len(index['graphs'])} graphs, {size / 2**20:.1f} MiB, in {time.perf_counter() - started:.0f} s -> {SHIPPED_GRAPHS_DIR}"
+        f"{len(index['graphs'])} graphs, {size / 2**20:.1f} MiB, in {time.perf_counter() - started:.0f} s "
+        f"-> {SHIPPED_GRAPHS_DIR}"
     )
     return 0
 

@@ -3,8 +3,9 @@
 For each model whose ``get_spec(name).torchvision_config`` is set: build torchvision's model with
 ``weights=None`` (seeded), load its state_dict into ours (``get_model(name, **torchvision_config)``) with
 ``strict=True``, and compare eval-mode outputs on the same seeded input at the default size and one
-other size: the logits, and the output of every layer that owns parameters or buffers. GoogLeNet and Inception v3 are also compared with ``transform_input=True``, the setting
-torchvision's pretrained checkpoints use.
+other size: the logits, and the output of every layer that owns parameters or buffers. GoogLeNet and
+Inception v3 are also compared with ``transform_input=True``, the setting torchvision's pretrained
+checkpoints use.
 
 Run it with a Python that has torchvision (edgecnn's models need only torch to import, so the repository
 root goes on ``sys.path``; the edgecnn venv itself is not needed)::
@@ -154,8 +155,8 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, str]) -> str:
         "",
         f"{environment['date']}: torch {environment['torch']}, torchvision {environment['torchvision']}, "
         f"python {environment['python']}; batch {BATCH}, seed {SEED}. Pass when, at both sizes, "
-        f"max |theirs - ours| <= {RELATIVE_TOLERANCE:g} x max |theirs| for the logits and for the output of every layer "
-        "that owns parameters or buffers (`layers_compared`); `max_relative_diff` is the worst of these.",
+        f"max |theirs - ours| <= {RELATIVE_TOLERANCE:g} x max |theirs| for the logits and for the output of every "
+        "layer that owns parameters or buffers (`layers_compared`); `max_relative_diff` is the worst of these.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
@@ -207,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             status = "ok" if row["passed"] else "FAILED " + row.get("error", "")
             print(
-                f"{name:22s} {json.dumps(row['config']):26s} default {row.get('default_max_abs_diff', float('nan')):.3g}  "
-                f"other {row.get('other_max_abs_diff', float('nan')):.3g}  worst of {row.get('other_layers_compared', 0)} layers "
+                f"{name:22s} {json.dumps(row['config']):26s} "
+                f"default {row.get('default_max_abs_diff', float('nan')):.3g}  "
+                f"other {row.get('other_max_abs_diff', float('nan')):.3g}  "
+                f"worst of {row.get('other_layers_compared', 0)} layers "
                 f"{row.get('other_worst_layer_relative_diff', float('nan')):.3g}  {status}",
                 flush=True,
             )

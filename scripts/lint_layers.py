@@ -28,7 +28,12 @@ def main() -> int:
         for source, target in MAPPED.items():
             shutil.copytree(ROOT / source, tree / target, ignore=ignore)
         environment = {**os.environ, "PYTHONPATH": str(tree)}
-        command = [str(Path(sys.executable).with_name("lint-imports")), str(ROOT / "pyproject.toml"), "--no-cache"]
+        command = [
+            str(Path(sys.executable).with_name("lint-imports")),
+            str(ROOT / "pyproject.toml"),
+            "--no-cache",
+            "--no-logo",
+        ]
         return subprocess.run(command, cwd=tree, env=environment).returncode
 
 

@@ -117,7 +117,8 @@ def train(
             total += loss.item() * len(batch)
         model.eval()
         log(
-            f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f}, test top-1 {top1(model, test_images, test_labels):.2f}%"
+            f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f}, "
+            f"test top-1 {top1(model, test_images, test_labels):.2f}%"
         )
     seconds = time.perf_counter() - started
     rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}

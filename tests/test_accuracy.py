@@ -87,7 +87,8 @@ def _trained_weights(folder: Path, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def weights(request, tmp_path_factory):
-    """name -> weights file: the shipped ones, or (ResNet-18) trained once and kept in pytest's cache between sessions."""
+    """name -> weights file: the shipped ones, or (ResNet-18) trained once and kept in pytest's cache between
+    sessions."""
     cache = getattr(request.config, "cache", None)
     folder = Path(cache.mkdir("edgecnn-reference-weights")) if cache is not None else tmp_path_factory.mktemp("weights")
     found: dict[str, Path] = {}
@@ -110,7 +111,8 @@ def calibration_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def reference_exports(tmp_path_factory, weights, calibration_tree):
-    """name -> (export directory with FP32, FP16 and both INT8 artifacts, {target: QuantizationResult}); built on first use."""
+    """name -> (export directory with FP32, FP16 and both INT8 artifacts, {target: QuantizationResult}); built on
+    first use."""
     root = tmp_path_factory.mktemp("reference-exports")
     built = {}
 
@@ -281,7 +283,8 @@ def test_an_image_folder_tree_gives_the_digits_numbers(reference_exports, tmp_pa
 
 
 def test_auto_fallback_meets_the_budget_that_eval_then_confirms(reference_exports, calibration_tree, tmp_path):
-    """Clipping ranges at the 99th percentile costs ShuffleNet v2 accuracy; fallback keeps layers in float until half that cost fits."""
+    """Clipping ranges at the 99th percentile costs ShuffleNet v2 accuracy; fallback keeps layers in float until
+    half that cost fits."""
     directory, _ = reference_exports("shufflenet_v2_x0_5")
     fp32 = directory / "shufflenet_v2_x0_5.onnx"
     options = ["--calib", calibration_tree, "--calib-samples", CALIBRATION_SAMPLES, "--percentile", "99", "--no-cache"]

@@ -1,4 +1,5 @@
-"""edgecnn benchmark: one row per format and batch (none dropped), alternating timing, export reuse, accuracy, CLI errors.
+"""edgecnn benchmark: one row per format and batch (none dropped), alternating timing, export reuse, accuracy,
+CLI errors.
 
 Small and fast: SqueezeNet 1.1 at 64x64, one timing round, INT8 calibrated on a few builtin images.
 """

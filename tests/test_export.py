@@ -252,7 +252,8 @@ import torch
 from torch import nn
 
 def build(num_classes=4):
-    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), \
+nn.Flatten(), nn.Linear(8, num_classes))
 """
 
 

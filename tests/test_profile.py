@@ -179,7 +179,7 @@ def test_every_jetson_side_by_side_with_assumptions_in_json():
     assert {"formula", "execution_classes", "devices", "label"} <= set(assumptions)
     assert "estimated" in assumptions["label"] and "estimated" in report["estimated_label"]
     assert "FLOPs = 2 x MACs" in report["convention"]
-    for name, klass in assumptions["execution_classes"].items():
+    for _, klass in assumptions["execution_classes"].items():
         assert klass["source"] and klass["compute_efficiency"]["depthwise"] < klass["compute_efficiency"]["conv"]
     table = invoke("profile", "squeezenet1_1", "--device", "jetson", "--precision", "fp16")
     assert table.exit_code == 0, table.output

@@ -376,7 +376,8 @@ def test_int8_on_gpus_without_fast_int8_recommends_fp16(tiny_fp32, tmp_path, dev
 
 
 def test_dla_int8_ranges_are_equal_where_dla_needs_it():
-    """Issue 13 (5): DLA INT8 needs equal ranges on both ElementWise inputs and on a pool's input and output (NvInfer.h)."""
+    """Issue 13 (5): DLA INT8 needs equal ranges on both ElementWise inputs and on a pool's input and output
+    (NvInfer.h)."""
 
     def qdq(name, scale):
         return (
@@ -871,7 +872,7 @@ def test_check_cli(tiny_fp32, tmp_path):
     assert_one_line_error(invoke("check", tmp_path / "missing.onnx", "--device", GPU_ONLY), "does not exist")
 
 
-# ----------------------------------------------------------------------------------------------- engines without TensorRT
+# ----------------------------------------------------------------------------------------- engines without TensorRT
 
 
 def test_files_that_are_not_engines(tiny_fp32, tmp_path):
@@ -996,7 +997,10 @@ def test_truncated_json_and_logs_are_one_line_errors(tmp_path):
     truncated.write_text(source[: len(source) // 2])
     with pytest.raises(
         UsageError,
-        match=r"cut.profile.json is not complete trtexec --exportProfile JSON \(truncated: it stops at line 15\): re-run trtexec",
+        match=(
+            r"cut.profile.json is not complete trtexec --exportProfile JSON \(truncated: it stops at line 15\): "
+            r"re-run trtexec"
+        ),
     ):
         read_profile(truncated)
     log = tmp_path / "cut.log"
@@ -1072,7 +1076,7 @@ def test_fixture_attribution_travels_with_the_fixtures():
     assert all(path.name in sources or path.name.replace("_dumpProfile", "") in sources for path in FIXTURES)
 
 
-# ----------------------------------------------------------------------------------------------- with TensorRT and a GPU
+# ----------------------------------------------------------------------------------------- with TensorRT and a GPU
 
 
 @pytest.fixture

@@ -12,11 +12,16 @@ import numpy as np
 import pytest
 
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export import tensorrt as engine_module
+from edgecnn.export.tensorrt import engine as engine_module
 from edgecnn.export.tensorrt.engine import GpuIdentity, build_engine, load_engine, measure_engine, tensorrt_ep_options
-from tests.test_tensorrt import ORIN_DLA, _plan, export_dir, tiny_fp32  # noqa: F401  (fixtures)
+from tests import test_tensorrt as tensorrt_tests
+from tests.test_tensorrt import ORIN_DLA, _plan
 from tests.trt_api import VERSIONS, Unavailable, surface
 from tests.trt_api.double import called, make_module
+
+# test_tensorrt.py's fixtures, shared here: pytest finds fixtures by name among a test module's attributes.
+tiny_fp32 = tensorrt_tests.tiny_fp32
+export_dir = tensorrt_tests.export_dir
 
 GPU = GpuIdentity("Orin", "8.7")
 # ONNX Runtime's TensorRT execution provider options (onnxruntime docs, TensorRT-ExecutionProvider, "Configurations").
@@ -286,5 +291,5 @@ def test_double_rejects_what_the_real_api_rejects(trt):
     with pytest.raises(AttributeError):
         config.DLA_cores = 1
     with pytest.raises(AttributeError):
-        trt.BuilderFlag.FP8_TYPO
+        _ = trt.BuilderFlag.FP8_TYPO  # reading an unknown flag raises
     assert hasattr(trt.BuilderFlag, "FP16") is trt.__version__.startswith("10.")

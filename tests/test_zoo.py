@@ -154,7 +154,7 @@ def test_every_torchvision_reference_has_a_model():
 def test_initialization_is_seeded_and_deterministic(name):
     first, second = get_model(name, num_classes=5), get_model(name, num_classes=5)
     other = get_model(name, num_classes=5, seed=1)
-    for (key, a), b, c in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
+    for (key, a), b, _ in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b), f"{name}.{key} differs between two builds with the same seed"
     assert any(
         not torch.equal(a, c)

@@ -90,7 +90,8 @@ class Preprocessing:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UsageError(
-                f"{origin}: the preprocessing block is incomplete or malformed ({type(error).__name__}: {error}): re-run the export"
+                f"{origin}: the preprocessing block is incomplete or malformed "
+                f"({type(error).__name__}: {error}): re-run the export"
             ) from None
         preprocessing.check(origin)
         return preprocessing
@@ -126,7 +127,8 @@ class Preprocessing:
         if self.channels not in (1, 3):
             raise UsageError(
                 f"the model takes {self.channels}-channel input; images give 1 (grayscale) or 3 (RGB) channels: "
-                f"calibrate with a .npy/.npz array of shape (N, {self.channels}, {self.input_size[0]}, {self.input_size[1]})"
+                "calibrate with a .npy/.npz array of shape "
+                f"(N, {self.channels}, {self.input_size[0]}, {self.input_size[1]})"
             )
         return "RGB" if self.channels == 3 else "L"
 

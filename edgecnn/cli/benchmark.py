@@ -50,8 +50,9 @@ def _footer(report: BenchmarkReport) -> list[str]:
         f"input {'x'.join(map(str, report.input_shape))}, {report.threads} threads; "
         + (f"top-1 on {report.data} ({report.data_images} images), drop in points vs FP32; " if report.data else "")
         + "vs eager = PyTorch eager p50 / format p50 at the same batch; formats timed in alternating rounds",
-        f"ONNX Runtime {settings['onnxruntime']}: optimization {settings['optimization']}, {settings['execution_mode']}, "
-        f"spinning {'on' if settings['allow_spinning'] else 'off'}; artifacts in {report.directory or '-'}",
+        f"ONNX Runtime {settings['onnxruntime']}: optimization {settings['optimization']}, "
+        f"{settings['execution_mode']}, spinning {'on' if settings['allow_spinning'] else 'off'}; "
+        f"artifacts in {report.directory or '-'}",
     ]
     return lines + [f"note: {note}" for note in report.notes]
 

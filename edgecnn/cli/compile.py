@@ -54,7 +54,9 @@ def _common_options(function):
     function = click.option(
         "--precision",
         type=click.Choice(["fp32", "fp16", "int8"]),
-        help="Which artifact of an export directory (int8: the TensorRT Q/DQ one; default: the lowest precision it has).",
+        help=(
+            "Which artifact of an export directory (int8: the TensorRT Q/DQ one; default: the lowest precision it has)."
+        ),
     )(function)
     function = click.option("--device", "device_id", required=True, help="Target device id (edgecnn devices jetson).")(
         function
@@ -84,7 +86,8 @@ def _readiness_footer(report: ReadinessReport, shown: int) -> list[str]:
     if report.dla_evaluated:
         fallback = sorted({node.op_type for node in report.nodes if node.dla == "gpu"})
         lines.append(
-            f"DLA ({report.dla_cores} core(s), version {report.dla_version}, {report.dla_precision}): {summary['dla_layers']} layer(s) on DLA, "
+            f"DLA ({report.dla_cores} core(s), version {report.dla_version}, {report.dla_precision}): "
+            f"{summary['dla_layers']} layer(s) on DLA, "
             f"{summary['gpu_fallback_layers']} fall back to the GPU" + (f" ({', '.join(fallback)})" if fallback else "")
         )
     hidden = len(report.nodes) - shown

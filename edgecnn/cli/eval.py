@@ -34,7 +34,10 @@ _HEADERS = {
     "--data",
     required=True,
     metavar="DIR|digits",
-    help="ImageFolder tree (ROOT/<class>/<image>, classes in sorted folder order) or 'digits' (the bundled handwritten digits, test split).",
+    help=(
+        "ImageFolder tree (ROOT/<class>/<image>, classes in sorted folder order) "
+        "or 'digits' (the bundled handwritten digits, test split)."
+    ),
 )
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Also report top-k accuracy.")
 @click.option(
@@ -42,7 +45,10 @@ _HEADERS = {
     type=float,
     default=DEFAULT_MAX_DROP,
     show_default=True,
-    help="Fail (exit 1) when an artifact's top-1 is more than this many points below its FP32 reference (a negative budget demands a gain).",
+    help=(
+        "Fail (exit 1) when an artifact's top-1 is more than this many points below its FP32 reference "
+        "(a negative budget demands a gain)."
+    ),
 )
 @click.option(
     "--reference",
@@ -103,7 +109,8 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
             for r in report.results
         ]
         footer = [
-            f"{report.data}: {report.images} images, {report.classes} classes; drop = FP32 top-1 minus this top-1 (budget {max_drop} points)"
+            f"{report.data}: {report.images} images, {report.classes} classes; "
+            f"drop = FP32 top-1 minus this top-1 (budget {max_drop} points)"
         ]
         if report.skipped_images:
             footer.append(f"skipped {report.skipped_images} unreadable images")

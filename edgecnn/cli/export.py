@@ -69,7 +69,9 @@ def _export_rows(result) -> list[dict]:
                     "max_abs_error": None,
                     "cosine": None,
                     "top1_agreement": check["top1_agreement"],
-                    "verified": f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB",
+                    "verified": (
+                        f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB"
+                    ),
                 }
             )
             continue
@@ -172,7 +174,9 @@ def export_command(
     calib_seed,
     fmt,
 ):
-    """Export MODELS to verified ONNX: zoo names or aliases, glob patterns ('resnet*'), path/to/file.py:build_fn, or file.onnx.
+    """Export MODELS to verified ONNX.
+
+    MODELS are zoo names or aliases, glob patterns ('resnet*'), path/to/file.py:build_fn, or file.onnx.
 
     Every ONNX model is run in ONNX Runtime and compared with PyTorch before it is written; a model that
     does not match is not written at all.
@@ -240,10 +244,12 @@ def export_command(
             return
         if result.randomly_initialized:
             err_console.print(
-                f"[yellow]note:[/] {result.name} has randomly initialized weights (seed 0): pass --weights CKPT to export trained weights"
+                f"[yellow]note:[/] {result.name} has randomly initialized weights (seed 0): "
+                "pass --weights CKPT to export trained weights"
             )
         footer = [
-            f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s (manifest.json describes the input, preprocessing and checks)"
+            f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s "
+            "(manifest.json describes the input, preprocessing and checks)"
         ]
         if result.quantization is not None:
             footer += [

@@ -124,8 +124,8 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
     lines = [
         f"MACs: {report.convention}. MB = 2^20 bytes. params and weights are the ONNX graph's (BatchNorm folded).",
         f"est. ms = {report.estimated_label}, per batch; assumptions in --json.",
-        f"Memory budget: {report.budget}; a model fits when model MB = weights + peak activations (liveness plan) is within it. "
-        "total MB adds the device's runtime overhead.",
+        f"Memory budget: {report.budget}; a model fits when model MB = weights + peak activations (liveness plan) "
+        "is within it. total MB adds the device's runtime overhead.",
     ]
     if any(row.basis.startswith("derived") for row in report.rows):
         lines.append(
@@ -143,7 +143,8 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
     for recommendation in report.recommendations:
         picks = (
             ", ".join(
-                f"{p['model']} {p['precision']} ({p['ref_top1']:.1f}%, {p['estimated_ms']:,.2f} ms, {p['model_mb']:,.1f} MB)"
+                f"{p['model']} {p['precision']} ({p['ref_top1']:.1f}%, {p['estimated_ms']:,.2f} ms, "
+                f"{p['model_mb']:,.1f} MB)"
                 for p in recommendation.picks
             )
             or "none"
@@ -165,7 +166,8 @@ def _trtexec_lines(report: ProfileReport) -> list[str]:
     )
     summary = imported.times.latency_ms if imported.times else (imported.log.latency_ms if imported.log else {})
     lines = [
-        f"trtexec import from {imported.directory} ({', '.join(sorted(imported.files))}{'; ' + where if where else ''}): measured on the device."
+        f"trtexec import from {imported.directory} "
+        f"({', '.join(sorted(imported.files))}{'; ' + where if where else ''}): measured on the device."
     ]
     if summary.get("median") is not None:
         lines.append(
@@ -175,8 +177,9 @@ def _trtexec_lines(report: ProfileReport) -> list[str]:
     if imported.layers and imported.iterations:
         mapped = len(imported.node_times) + len(imported.fused_into)
         lines.append(
-            f"  {len(imported.layers)} TensorRT layers, {imported.total_layer_ms:,.3f} ms per run over {imported.iterations:,} runs; "
-            f"{mapped} ONNX nodes mapped, {sum(imported.unmapped_ms.values()):,.3f} ms in layers with no ONNX node (reformats, copies)."
+            f"  {len(imported.layers)} TensorRT layers, {imported.total_layer_ms:,.3f} ms per run over "
+            f"{imported.iterations:,} runs; {mapped} ONNX nodes mapped, "
+            f"{sum(imported.unmapped_ms.values()):,.3f} ms in layers with no ONNX node (reformats, copies)."
             + (" Per-node times: --layers." if not any(row.layers for row in report.rows) else "")
         )
     return lines

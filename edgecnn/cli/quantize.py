@@ -1,4 +1,7 @@
-"""``edgecnn quantize``: an FP32 ONNX model or export directory -> Q/DQ INT8 ONNX, with sensitivity analysis and fallback."""
+"""``edgecnn quantize``: an FP32 ONNX model or export directory -> Q/DQ INT8 ONNX.
+
+With sensitivity analysis (``--analyze``) and automatic float fallback (``--auto-fallback``).
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,10 @@ __all__ = [
     "weight_range_note",
 ]
 
-CACHE_HELP = "Calibration cache JSON: reused when model, calibration set and method match, refused when not (default: one named by its key, beside the INT8 file)."
+CACHE_HELP = (
+    "Calibration cache JSON: reused when model, calibration set and method match, refused when not "
+    "(default: one named by its key, beside the INT8 file)."
+)
 
 
 def int8_options(function):
@@ -69,7 +75,10 @@ def int8_options(function):
             default="builtin",
             show_default=True,
             metavar="DIR|FILE.npz|builtin|synthetic",
-            help="Calibration data: a folder of images (ImageFolder or flat), a .npy/.npz array, the built-in real photos, or random data.",
+            help=(
+                "Calibration data: a folder of images (ImageFolder or flat), a .npy/.npz array, "
+                "the built-in real photos, or random data."
+            ),
         ),
         click.option(
             "--calib-samples",
@@ -101,7 +110,10 @@ def int8_options(function):
         click.option(
             "--target",
             type=click.Choice(TARGETS),
-            help="INT8 form: tensorrt (symmetric S8, zero point 0) or cpu (U8 activations, S8 weights). Default: from --device, else cpu.",
+            help=(
+                "INT8 form: tensorrt (symmetric S8, zero point 0) or cpu (U8 activations, S8 weights). "
+                "Default: from --device, else cpu."
+            ),
         ),
         click.option(
             "--device", help="Catalog device id (edgecnn devices): picks the INT8 target when --target is not given."
@@ -156,7 +168,10 @@ def calibration_progress(enabled: bool = True) -> Iterator:
 
 @contextmanager
 def collected_warnings() -> Iterator[None]:
-    """Keep calibration and quantization warnings off stderr's default format: the command prints them from the result."""
+    """Keep calibration and quantization warnings off stderr's default format.
+
+    The command prints them from the result.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=CalibrationWarning)
         warnings.filterwarnings("ignore", category=QuantizationWarning)
@@ -187,7 +202,10 @@ def int8_rows(result: QuantizationResult) -> list[dict]:
 
 def weight_range_note(result: QuantizationResult) -> str:
     measured = ", ".join(f"{bits} {sqnr:.1f} dB" for bits, sqnr in result.weight_range_sqnr_db.items())
-    return f"weights in a {result.weight_bits}-bit range: output SQNR against FP32 in ONNX Runtime's CPU kernels here: {measured}"
+    return (
+        f"weights in a {result.weight_bits}-bit range: "
+        f"output SQNR against FP32 in ONNX Runtime's CPU kernels here: {measured}"
+    )
 
 
 INT8_HEADERS = {
@@ -298,7 +316,8 @@ def quantize_command(
         raise UsageError("--analyze and --auto-fallback exclude each other: give one")
     if auto_fallback and eval_data is None:
         raise UsageError(
-            "--auto-fallback needs labelled data to measure the drop: give --eval-data DIR (an ImageFolder tree) or --eval-data digits"
+            "--auto-fallback needs labelled data to measure the drop: give --eval-data DIR (an ImageFolder tree) "
+            "or --eval-data digits"
         )
     if eval_data is not None and not auto_fallback:
         raise UsageError("--eval-data is used by --auto-fallback only")
@@ -336,7 +355,8 @@ def quantize_command(
         f"target {result.target} ({reason}): {result.preset.description}",
         f"calibration: {result.calibration_description}"
         + (f" (ranges reused from {result.cache_path})" if result.cache_hit else ""),
-        f"check on {result.check['samples']} calibration samples against FP32 (not accuracy: use 'edgecnn eval' on labelled data)",
+        f"check on {result.check['samples']} calibration samples against FP32 "
+        "(not accuracy: use 'edgecnn eval' on labelled data)",
     ]
     if result.weight_range_sqnr_db:
         footer.append(weight_range_note(result))
@@ -408,8 +428,10 @@ def _run_analysis(model, target, output, cache_option, options, samples, top, fm
         emit(to_json({"model": str(location.fp32_path), "target": target, "samples": used, "layers": table}))
         return
     footer = [
-        f"{len(rows)} layers, ranked by SQNR = min(inputs, weight): the noise each layer's own quantization adds (lower is worse).",
-        "output = FP32 vs INT8 at the layer's output (accumulated with depth). Keep a layer in float with --exclude NODE_PATTERN.",
+        f"{len(rows)} layers, ranked by SQNR = min(inputs, weight): "
+        "the noise each layer's own quantization adds (lower is worse).",
+        "output = FP32 vs INT8 at the layer's output (accumulated with depth). "
+        "Keep a layer in float with --exclude NODE_PATTERN.",
         f"INT8 for {target}; {result.calibration_description}; analysis on {used} samples. Nothing was written.",
     ]
     emit(
@@ -467,10 +489,12 @@ def _run_fallback(model, target, reason, output, cache_option, options, max_drop
         )
         return
     footer = [
-        f"FP32 top-1 {outcome.fp32_top1:.2f}%, INT8 {outcome.int8_top1:.2f}% (drop {outcome.drop:.2f} points, budget {max_drop}) on {eval_data}",
+        f"FP32 top-1 {outcome.fp32_top1:.2f}%, INT8 {outcome.int8_top1:.2f}% "
+        f"(drop {outcome.drop:.2f} points, budget {max_drop}) on {eval_data}",
         f"kept {len(outcome.kept_float)} layers in float"
         + (f": {', '.join(outcome.kept_float)}" if outcome.kept_float else " (none needed)"),
-        f"wrote {outcome.result.path} (target {target}, {reason}); calibration: {outcome.result.calibration_description}",
+        f"wrote {outcome.result.path} (target {target}, {reason}); "
+        f"calibration: {outcome.result.calibration_description}",
     ]
     emit(
         render_rows(

@@ -14,7 +14,8 @@ PAPER = "Krizhevsky et al. 2012, ImageNet classification with deep convolutional
 
 
 class AlexNet(nn.Module):
-    """torchvision's AlexNet: the single-GPU variant of Krizhevsky 2014 ("One weird trick"), 64-192-384-256-256, no LRN."""
+    """torchvision's AlexNet: the single-GPU variant of Krizhevsky 2014 ("One weird trick"), 64-192-384-256-256,
+    no LRN."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()

@@ -27,7 +27,10 @@ __all__ = [
     "mobilenet_v1_0_25",
 ]
 
-PAPER = "Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications (arXiv 1704.04861)"
+PAPER = (
+    "Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications "
+    "(arXiv 1704.04861)"
+)
 
 STEM_CHANNELS = 32
 

@@ -36,7 +36,8 @@ class MLPConv(nn.Sequential):
 
 
 class NIN(nn.Module):
-    """NIN for ImageNet: three mlpconv blocks with 3x3/2 max pools, then a class-producing mlpconv and global average pooling."""
+    """NIN for ImageNet: three mlpconv blocks with 3x3/2 max pools, then a class-producing mlpconv and global
+    average pooling."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()

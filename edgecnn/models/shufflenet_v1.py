@@ -32,7 +32,10 @@ __all__ = [
     "shufflenet_v1_g8",
 ]
 
-PAPER = "Zhang et al. 2017, ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices (arXiv 1707.01083)"
+PAPER = (
+    "Zhang et al. 2017, ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices "
+    "(arXiv 1707.01083)"
+)
 
 STAGE_REPEATS = [4, 8, 4]
 

@@ -1,4 +1,5 @@
-"""VGG 11/13/16/19 with and without batch normalization (Simonyan and Zisserman 2014), key-compatible with torchvision."""
+"""VGG 11/13/16/19 with and without batch normalization (Simonyan and Zisserman 2014), key-compatible with
+torchvision."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ class Block(nn.Module):
 class Xception(nn.Module):
     """Xception: entry flow (stem, 3 strided blocks), middle flow (8 blocks at 728), exit flow, classifier.
 
-    Attribute names follow timm's ``legacy_xception`` checkpoints (``conv1``..``conv4``, ``block1``..``block12``, ``fc``).
+    Attribute names follow timm's ``legacy_xception`` checkpoints (``conv1``..``conv4``, ``block1``..``block12``,
+    ``fc``).
     """
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.0) -> None:

@@ -516,7 +516,8 @@ def _concrete_inputs(
         wanted = list(given.get(name, dims))
         if dims and len(wanted) != len(dims):
             raise UsageError(
-                f"--input-shape for {name!r} has {len(wanted)} dims, the graph's input has {len(dims)} ({_format_dims(dims)})"
+                f"--input-shape for {name!r} has {len(wanted)} dims, "
+                f"the graph's input has {len(dims)} ({_format_dims(dims)})"
             )
         resolved = []
         for index, dim in enumerate(wanted):

@@ -302,5 +302,7 @@ def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
             "per float; INT8 = 1-byte activations and conv/matmul weights with an FP32 scale per output channel, "
             "INT32 biases, other parameters FP32"
         ),
-        "uncounted_ops": "ops without a cost rule contribute memory time only (their bytes are known, their arithmetic is not)",
+        "uncounted_ops": (
+            "ops without a cost rule contribute memory time only (their bytes are known, their arithmetic is not)"
+        ),
     }

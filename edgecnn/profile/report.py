@@ -363,7 +363,8 @@ def check_targets(targets: Sequence[ProfileTarget], options: ProfileOptions) -> 
     """Refuse option and target combinations that cannot be profiled, before any work starts."""
     if options.trtexec_dir is not None and len(targets) != 1:
         raise UsageError(
-            f"--import-trtexec measures one engine: name the one model or ONNX file it was built from, not {len(targets)}"
+            "--import-trtexec measures one engine: "
+            f"name the one model or ONNX file it was built from, not {len(targets)}"
         )
 
 

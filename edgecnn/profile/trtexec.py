@@ -93,7 +93,8 @@ def _profile_from(data: Any, path: Path) -> TrtexecProfile:
 
 
 def read_profile(path: str | Path) -> TrtexecProfile:
-    """trtexec ``--exportProfile``: ``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}, ...]``."""
+    """trtexec ``--exportProfile``:
+    ``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}, ...]``."""
     path = Path(path)
     return _profile_from(_read_json(path, "--exportProfile"), path)
 
@@ -493,11 +494,13 @@ def import_trtexec(directory: str | Path, model: onnx.ModelProto | str | Path | 
     for kind, entries in found.items():
         if len(entries) > 1:
             raise UsageError(
-                f"{directory} holds {len(entries)} trtexec {kind} files ({', '.join(p.name for p, _ in entries)}): keep one run per directory"
+                f"{directory} holds {len(entries)} trtexec {kind} files "
+                f"({', '.join(p.name for p, _ in entries)}): keep one run per directory"
             )
     if not found:
         raise UsageError(
-            f"{directory} has no trtexec output (--exportProfile, --exportLayerInfo, --exportTimes JSON or a trtexec log)"
+            f"{directory} has no trtexec output "
+            "(--exportProfile, --exportLayerInfo, --exportTimes JSON or a trtexec log)"
         )
     picked = {kind: entries[0] for kind, entries in found.items()}
     log: LogSummary | None = picked["log"][1] if "log" in picked else None

@@ -95,7 +95,8 @@ DLA_RULES: tuple[DlaRule, ...] = (
         ("ConvTranspose",),
         "2-D only; one group, no dilation; padding 0; kernel and stride [1, 32] "
         "(or 64/96/128 in one dimension and 1 in the other)",
-        f"{NVINFER}: IDeconvolutionLayer setKernelSizeNd, setStrideNd, setPaddingNd, setNbGroups; {DLA_GUIDE}: Deconvolution Layer",
+        f"{NVINFER}: IDeconvolutionLayer setKernelSizeNd, setStrideNd, setPaddingNd, setNbGroups; "
+        f"{DLA_GUIDE}: Deconvolution Layer",
     ),
     DlaRule(
         "Pooling",
@@ -133,8 +134,8 @@ DLA_RULES: tuple[DlaRule, ...] = (
         ("Add", "Sub", "Mul", "Max", "Min", "Sum"),
         "Sum, Sub, Product, Max, Min only (not Div, not Pow); equal shapes, or broadcast of an NC11 / N111 operand; "
         "in INT8 both inputs need the same dynamic range",
-        f"{NVINFER}: IElementWiseLayer ('DLA supports only kSUM, kPROD, kMAX, kMIN, and kSUB', the INT8 range warning); "
-        f"{DLA_GUIDE}: ElementWise Layer",
+        f"{NVINFER}: IElementWiseLayer ('DLA supports only kSUM, kPROD, kMAX, kMIN, and kSUB', "
+        f"the INT8 range warning); {DLA_GUIDE}: ElementWise Layer",
     ),
     DlaRule(
         "Unary", ("Abs",), "Abs only", f"{NVINFER}: IUnaryLayer ('only UnaryOperation::kABS'); {DLA_SW}: Abs 'Native'"
@@ -606,7 +607,8 @@ def _general_dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaConte
     reasons = []
     if context.precision == "fp32":
         reasons.append(
-            "FP32: DLA runs FP16 and INT8 only, and a strongly typed network keeps the ONNX's types [DLA guide: general restrictions]"
+            "FP32: DLA runs FP16 and INT8 only, and a strongly typed network keeps the ONNX's types "
+            "[DLA guide: general restrictions]"
         )
     if not context.static:
         reasons.append("dynamic shapes: DLA needs min = opt = max [DLA guide: general restrictions]")
@@ -763,7 +765,8 @@ def _resize_reasons(node: onnx.NodeProto, graph: _Graph) -> list[str]:
     reasons = []
     if mode == b"nearest" and (transform, rounding) not in _RESIZE_NEAREST:
         reasons.append(
-            f"nearest with {transform.decode()}/{rounding.decode()}: DLA takes asymmetric/floor or half_pixel/round_prefer_floor|ceil"
+            f"nearest with {transform.decode()}/{rounding.decode()}: "
+            "DLA takes asymmetric/floor or half_pixel/round_prefer_floor|ceil"
         )
     elif mode == b"linear" and transform != b"half_pixel":
         reasons.append(f"linear with {transform.decode()}: DLA takes half_pixel")
@@ -839,7 +842,8 @@ def _dla_reasons(node: onnx.NodeProto, graph: _Graph, context: _DlaContext) -> l
             high_value = float(np.asarray(high)) if high is not None else float(_attributes(node).get("max", np.inf))
             if low_value != 0 or not 1 <= high_value <= 127:
                 reasons.append(
-                    f"Clip to [{low_value:g}, {high_value:g}]: Clipped ReLU needs [0, max] with max in [1, 127] [DLA guide: Activation]"
+                    f"Clip to [{low_value:g}, {high_value:g}]: "
+                    "Clipped ReLU needs [0, max] with max in [1, 127] [DLA guide: Activation]"
                 )
     elif op == "PRelu":
         slope = graph.shape(node.input[1]) or []
@@ -905,8 +909,8 @@ def _input_issues(
                     Issue(
                         "error",
                         "static-input-profile",
-                        f"input {value.name} has a static shape {shape}: --batch/--shapes must match its batch {shape[0]}, "
-                        "or re-export with --dynamic-batch",
+                        f"input {value.name} has a static shape {shape}: "
+                        f"--batch/--shapes must match its batch {shape[0]}, or re-export with --dynamic-batch",
                     )
                 )
             continue
@@ -926,7 +930,8 @@ def _input_issues(
                 Issue(
                     "error",
                     "dynamic-batch",
-                    f"input {value.name} has a dynamic batch {shape} and no optimization profile: give --batch N or --shapes min,opt,max",
+                    f"input {value.name} has a dynamic batch {shape} and no optimization profile: "
+                    "give --batch N or --shapes min,opt,max",
                 )
             )
         elif not profile.is_static:
@@ -936,7 +941,8 @@ def _input_issues(
                     Issue(
                         "warning",
                         "dla-dynamic",
-                        f"--shapes {profile.minimum},{profile.optimum},{profile.maximum}: DLA needs min = opt = max, so every layer runs on the GPU; give --batch N",
+                        f"--shapes {profile.minimum},{profile.optimum},{profile.maximum}: DLA needs min = opt = max, "
+                        "so every layer runs on the GPU; give --batch N",
                     )
                 )
     return issues, inputs, static
@@ -957,13 +963,15 @@ def check_model(
             model = onnx.load(str(path))
         except Exception as error:
             raise UsageError(
-                f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
+                f"{path} is not a readable ONNX model: "
+                f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
             ) from None
         name = name or path.name
     version = tensorrt or device.tensorrt
     if not version:
         raise UsageError(
-            f"{device.id} runs no TensorRT ({device.processor} device): check against a Jetson, e.g. --device jetson-orin-nano-8gb"
+            f"{device.id} runs no TensorRT ({device.processor} device): check against a Jetson, "
+            "e.g. --device jetson-orin-nano-8gb"
         )
     major, _ = parse_version(version)
     if values_without_shape(model):
@@ -1014,7 +1022,8 @@ def check_model(
                 Issue(
                     "note",
                     "dla-precision",
-                    "DLA runs FP16 and INT8 only: for DLA this FP32 model is built with TensorRT's FP16 flag (weakly typed)",
+                    "DLA runs FP16 and INT8 only: "
+                    "for DLA this FP32 model is built with TensorRT's FP16 flag (weakly typed)",
                 )
             )
         if precision == "int8":
@@ -1022,8 +1031,9 @@ def check_model(
                 Issue(
                     "note",
                     "dla-int8",
-                    "DLA takes INT8 through implicit quantization: edgecnn compile turns the Q/DQ scales into per-tensor "
-                    "dynamic ranges, made equal where DLA needs it (ElementWise inputs, pooling input and output)",
+                    "DLA takes INT8 through implicit quantization: "
+                    "edgecnn compile turns the Q/DQ scales into per-tensor dynamic ranges, "
+                    "made equal where DLA needs it (ElementWise inputs, pooling input and output)",
                 )
             )
     context = _DlaContext(int(device.dla_version or 1), major, dla_precision or precision, static, _release(version))

@@ -147,7 +147,8 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
             key = next((k for k in ARTIFACT_PREFERENCE if k in files), None)
             if key is None:
                 raise UsageError(
-                    f"{path}/{MANIFEST_NAME} lists no ONNX artifact TensorRT can build (onnx-int8-cpu is for CPUs): re-run edgecnn export"
+                    f"{path}/{MANIFEST_NAME} lists no ONNX artifact TensorRT can build (onnx-int8-cpu is for CPUs): "
+                    "re-run edgecnn export"
                 )
         model = _load(files[key])
         return Artifact(
@@ -263,7 +264,8 @@ def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -
             )
         if options.batch is not None and options.batch != shape[0]:
             raise UsageError(
-                f"input {input_name} has a static batch of {shape[0]}, not {options.batch}: drop --batch or re-export with --dynamic-batch"
+                f"input {input_name} has a static batch of {shape[0]}, not {options.batch}: "
+                "drop --batch or re-export with --dynamic-batch"
             )
         return None
     if options.batch is not None:
@@ -271,7 +273,8 @@ def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -
     if options.shapes is not None:
         return options.shapes
     raise UsageError(
-        f"input {input_name} has a dynamic batch {shape}: give --batch N or --shapes min,opt,max for the optimization profile"
+        f"input {input_name} has a dynamic batch {shape}: "
+        "give --batch N or --shapes min,opt,max for the optimization profile"
     )
 
 
@@ -288,7 +291,8 @@ def _workspace(device: Device, workspace_mb: float | None, notes: list[str]) -> 
         )
     if workspace_mb * 2**20 > device.budget_bytes:
         notes.append(
-            f"workspace {workspace_mb:g} MB exceeds the device's {device.budget_bytes / 2**20:,.0f} MB budget: the build may run out of memory"
+            f"workspace {workspace_mb:g} MB exceeds the device's {device.budget_bytes / 2**20:,.0f} MB budget: "
+            "the build may run out of memory"
         )
     return int(workspace_mb * 2**20)
 
@@ -304,7 +308,8 @@ def _precision_path(
         source = artifact.fp32_path
         if source is None:
             raise UsageError(
-                f"--calib calibrates an FP32 model, and {artifact.path.name} has no FP32 sibling: compile the export directory or the FP32 .onnx"
+                f"--calib calibrates an FP32 model, and {artifact.path.name} has no FP32 sibling: "
+                "compile the export directory or the FP32 .onnx"
             )
         flags = ["INT8", "FP16"] if dla else ["INT8"]
         return "weakly-typed", "int8", flags, "entropy-calibrator", source
@@ -332,11 +337,13 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
     if dla:
         if device.dla_cores == 0:
             raise UsageError(
-                f"{device.id} has no DLA cores: drop --dla-core, or pick a device with DLA (jetson-orin-nx-16gb, jetson-agx-orin-*, jetson-*xavier*)"
+                f"{device.id} has no DLA cores: drop --dla-core, "
+                "or pick a device with DLA (jetson-orin-nx-16gb, jetson-agx-orin-*, jetson-*xavier*)"
             )
         if not 0 <= options.dla_core < device.dla_cores:
             raise UsageError(
-                f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: --dla-core {options.dla_core} does not exist"
+                f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: "
+                f"--dla-core {options.dla_core} does not exist"
             )
         from edgecnn.export.tensorrt.check import DLA_VERSIONS, dla_supported
 
@@ -350,7 +357,8 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
         raise UsageError("--gpu-fallback only applies with --dla-core N")
     if options.calibration is not None and major >= 11:
         raise UsageError(
-            "TensorRT 11 removed INT8 calibrators: export a Q/DQ model (edgecnn export MODEL --int8 --target tensorrt) and compile it"
+            "TensorRT 11 removed INT8 calibrators: "
+            "export a Q/DQ model (edgecnn export MODEL --int8 --target tensorrt) and compile it"
         )
     resolved, model = resolve_artifact(artifact, options.precision)
     if dla and major >= 11 and resolved.precision == "fp32":
@@ -363,7 +371,8 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
     profile = _profile(input_name, input_shape, options)
     if dla and profile is not None and not profile.is_static:
         raise UsageError(
-            f"DLA needs static shapes (min = opt = max), not --shapes {profile.minimum},{profile.optimum},{profile.maximum}: give --batch N"
+            "DLA needs static shapes (min = opt = max), "
+            f"not --shapes {profile.minimum},{profile.optimum},{profile.maximum}: give --batch N"
         )
     workspace = _workspace(device, options.workspace_mb, notes)
     network, precision, flags, int8_source, build_onnx = _precision_path(
@@ -875,12 +884,14 @@ def check_engine_compatibility(sidecar: dict[str, Any], tensorrt_version: str, g
     if gpu is not None and built_gpu.get("compute_capability"):
         if built_gpu["compute_capability"] != gpu.compute_capability:
             raise EdgecnnError(
-                f"{engine} was built for {built_gpu.get('name')} (compute capability {built_gpu['compute_capability']}); "
+                f"{engine} was built for {built_gpu.get('name')} "
+                f"(compute capability {built_gpu['compute_capability']}); "
                 f"this GPU is {gpu.name} ({gpu.compute_capability}): rebuild it here with edgecnn compile"
             )
         if built_gpu.get("name") and built_gpu["name"] != gpu.name:
             warnings.append(
-                f"{engine} was built on {built_gpu['name']}, running on {gpu.name} (same compute capability): timings may differ"
+                f"{engine} was built on {built_gpu['name']}, running on {gpu.name} (same compute capability): "
+                "timings may differ"
             )
     return warnings
 
@@ -989,7 +1000,7 @@ def measure_engine(path: str | Path, *, batch: int = 1, warmup: int = 20, iterat
     )
 
 
-# ----------------------------------------------------------------------------------------------- ONNX Runtime TensorRT EP
+# --------------------------------------------------------------------------------------------- ONNX Runtime TensorRT EP
 
 
 def tensorrt_ep_options(plan: BuildPlan, cache_dir: Path) -> dict[str, Any]:

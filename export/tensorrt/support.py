@@ -48,7 +48,10 @@ SequenceErase SequenceInsert SequenceLength SoftmaxCrossEntropyLoss SplitToSeque
 TfIdfVectorizer Unique
 """.split()
 
-_ADDED_IN_8_5 = "GridSample HardSwish MeanVarianceNormalization Mod NonZero OneHot RandomNormal RandomNormalLike Reciprocal RoiAlign Shrink Trilu".split()
+_ADDED_IN_8_5 = (
+    "GridSample HardSwish MeanVarianceNormalization Mod NonZero OneHot RandomNormal RandomNormalLike Reciprocal "
+    "RoiAlign Shrink Trilu"
+).split()
 _ADDED_IN_10 = """
 Attention BlackmanWindow CastLike DeformConv Gelu GroupNormalization HammingWindow HannWindow Hardmax IsInf
 LayerNormalization Mish RMSNormalization RotaryEmbedding STFT TensorScatter
@@ -65,7 +68,10 @@ _RESTRICTIONS_8 = {
     "CumSum": "axis must be an initializer",
     "TopK": "K must be an initializer",
     "InstanceNormalization": "scale and B must be initializers; input rank 3 to 5",
-    "Resize": "modes nearest and linear only; coordinate transformations half_pixel, pytorch_half_pixel, tf_half_pixel_for_nn, asymmetric, align_corners",
+    "Resize": (
+        "modes nearest and linear only; coordinate transformations half_pixel, pytorch_half_pixel, "
+        "tf_half_pixel_for_nn, asymmetric, align_corners"
+    ),
 }
 _RESTRICTIONS_10 = {
     "AveragePool": "2D or 3D pooling only; dilations must be empty or all ones",

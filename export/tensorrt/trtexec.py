@@ -203,7 +203,8 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
     lines = [
         "#!/usr/bin/env bash",
         f"# {plan.model} on {plan.device} with TensorRT {plan.tensorrt}: written by edgecnn compile --emit-trtexec.",
-        "# Copy this folder to the device and run it there (JetPack: export PATH=$PATH:/usr/src/tensorrt/bin); bring the",
+        "# Copy this folder to the device and run it there "
+        "(JetPack: export PATH=$PATH:/usr/src/tensorrt/bin); bring the",
         f"# *.json files and {names['log']} back and run: edgecnn profile {plan.model} --import-trtexec DIR",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
@@ -212,12 +213,13 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
         lines.append(f"# note: {note}")
     if plan.int8_source == "qdq-ranges":
         lines.append(
-            f"# DLA takes INT8 through implicit quantization: {names['float_onnx']} is the Q/DQ model without Q/DQ, and "
-            f"{names['calib']} carries its Q/DQ scales as a TensorRT calibration cache."
+            f"# DLA takes INT8 through implicit quantization: {names['float_onnx']} is the Q/DQ model without Q/DQ, "
+            f"and {names['calib']} carries its Q/DQ scales as a TensorRT calibration cache."
         )
     elif plan.int8_source == "entropy-calibrator" and "calib" in inputs:
         lines.append(
-            f"# {inputs['calib']}: the INT8 scales trtexec reads with --calib (without the file it would calibrate on random data)."
+            f"# {inputs['calib']}: the INT8 scales trtexec reads with --calib "
+            "(without the file it would calibrate on random data)."
         )
     build, profile = commands
     lines += [

@@ -73,7 +73,8 @@ def _bind(owner: str, name: str, overloads: list[dict], args: tuple, kwargs: dic
             return overload
     shown = "; ".join("(" + ", ".join(f"{p['name']}: {p['type']}" for p in o["parameters"]) + ")" for o in overloads)
     raise TypeError(
-        f"{owner}.{name}(): incompatible function arguments {args[1:]!r} {kwargs!r}; the supported signatures are: {shown}"
+        f"{owner}.{name}(): incompatible function arguments {args[1:]!r} {kwargs!r}; "
+        f"the supported signatures are: {shown}"
     )
 
 
