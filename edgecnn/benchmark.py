@@ -35,7 +35,7 @@ from edgecnn.datasets import DIGITS, load_labelled, write_digits_split
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.evaluate import evaluate
 from edgecnn.options import parse_batches
-from edgecnn.runtime import create_session, run_session, session_settings, usable_cores
+from edgecnn.runtime import create_session, run_session, session_settings, time_runs, usable_cores
 
 __all__ = [
     "OK",
@@ -126,14 +126,9 @@ def measure_alternating(
         for name in order.sample(names, len(names)):
             run = candidates[name]
             time.sleep(settle_seconds)
-            started = time.perf_counter()
-            for _ in range(max_runs_per_round):
-                begin = time.perf_counter()
-                run()
-                end = time.perf_counter()
-                samples[name].append((end - begin) * 1000.0)
-                if end - started >= round_seconds:
-                    break
+            samples[name] += time_runs(
+                lambda run=run: (run(), None)[1], min_runs=1, min_seconds=round_seconds, max_runs=max_runs_per_round
+            )
     return {name: Latency(tuple(values)) for name, values in samples.items()}
 
 

@@ -18,11 +18,13 @@ __all__ = [
     "STRIPPED_MARK",
     "KEEP_ELEMENTS",
     "QUANTIZED_OPS",
+    "GraphIndex",
     "load_onnx",
     "opset_version",
     "input_dims",
     "value_shape",
     "graph_precision",
+    "values_without_shape",
     "is_stripped",
     "strip_weights",
     "fill_weights",
@@ -74,6 +76,51 @@ def input_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
             else []
         )
     return dims
+
+
+def values_without_shape(model: onnx.ModelProto) -> list[str]:
+    """Names of node outputs that shape inference left without a complete tensor shape."""
+    typed = {
+        value.name: value for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
+    }
+    missing = []
+    for node in model.graph.node:
+        for name in node.output:
+            value = typed.get(name)
+            if not name:
+                continue
+            if value is None or not value.type.tensor_type.HasField("shape"):
+                missing.append(name)
+                continue
+            dims = value.type.tensor_type.shape.dim
+            if any(not (d.HasField("dim_value") or d.HasField("dim_param")) for d in dims):
+                missing.append(name)
+    return missing
+
+
+class GraphIndex:
+    """Lookups over one graph that the cost model and the TensorRT checker both build on: initializers,
+    Constant nodes, each value's producer and readers (node, input index), and the declared value types."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.model = model
+        self.graph = graph
+        self.initializers: dict[str, onnx.TensorProto] = {tensor.name: tensor for tensor in graph.initializer}
+        self.constant_nodes = {
+            node.output[0]: node for node in graph.node if node.op_type == "Constant" and node.output
+        }
+        self.types = {value.name: value.type.tensor_type for value in [*graph.value_info, *graph.input, *graph.output]}
+        self.producers = {output: node for node in graph.node for output in node.output if output}
+        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+        for node in graph.node:
+            for index, name in enumerate(node.input):
+                if name:
+                    self.consumers.setdefault(name, []).append((node, index))
+
+    def readers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes that read value ``name``, in graph order."""
+        return [node for node, _ in self.consumers.get(name, [])]
 
 
 def graph_precision(model: onnx.ModelProto) -> str:

@@ -60,6 +60,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecnn.errors import UsageError
+from edgecnn.onnx_facts import load_onnx
 
 __all__ = [
     "DEFAULT_OPTIMIZER",
@@ -187,13 +188,7 @@ def _load(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         model = onnx.ModelProto()
         model.CopyFrom(source)
         return model
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise UsageError(f"no such ONNX file: {path}")
-    try:
-        return onnx.load(path)
-    except Exception as error:
-        raise UsageError(f"{path} is not a readable ONNX model: {_first_line(error)}") from None
+    return load_onnx(os.fspath(source))
 
 
 def _walk(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:

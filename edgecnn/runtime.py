@@ -9,6 +9,8 @@ what :func:`create_session` applies, for export manifests and benchmark reports.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from edgecnn.artifact.formats import get_format
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 
 __all__ = [
+    "time_runs",
     "cpu_session_optimization",
     "OPTIMIZATION_LEVELS",
     "EXECUTION_MODES",
@@ -195,3 +198,29 @@ def run_session(session, batch: np.ndarray) -> np.ndarray:
     """Run a single-input, single-output classifier session on a float32 batch."""
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def time_runs(
+    run: Callable[[], float | None],
+    *,
+    warmup: int = 0,
+    min_runs: int = 1,
+    min_seconds: float = 0.0,
+    max_runs: int = 1000,
+) -> list[float]:
+    """Milliseconds per call of ``run``: the one timing loop behind host, benchmark and engine latency.
+
+    After ``warmup`` untimed calls, ``run`` is called until it has run ``min_runs`` times and ``min_seconds``
+    have passed, or ``max_runs`` times. A call that returns a number reports its own time in ms (a CUDA event
+    pair, say); otherwise its wall-clock time is taken.
+    """
+    for _ in range(warmup):
+        run()
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < max_runs and (len(samples) < min_runs or time.perf_counter() - started < min_seconds):
+        begin = time.perf_counter()
+        reported = run()
+        elapsed = (time.perf_counter() - begin) * 1e3
+        samples.append(float(reported) if reported is not None else elapsed)
+    return samples

@@ -16,6 +16,7 @@ import onnx
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.export.to_onnx import load_inline, mark_external
 from edgecnn.heap import release_free_heap
+from edgecnn.onnx_facts import values_without_shape
 
 __all__ = ["OPTIMIZERS", "DEFAULT_OPTIMIZER", "clean_graph", "check_graph", "values_without_shape"]
 
@@ -113,26 +114,6 @@ def clean_graph(
     if destination is not None:
         onnx.save_model(cleaned, os.fspath(destination))
     return cleaned
-
-
-def values_without_shape(model: onnx.ModelProto) -> list[str]:
-    """Names of node outputs that shape inference left without a complete tensor shape."""
-    typed = {
-        value.name: value for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
-    }
-    missing = []
-    for node in model.graph.node:
-        for name in node.output:
-            value = typed.get(name)
-            if not name:
-                continue
-            if value is None or not value.type.tensor_type.HasField("shape"):
-                missing.append(name)
-                continue
-            dims = value.type.tensor_type.shape.dim
-            if any(not (d.HasField("dim_value") or d.HasField("dim_param")) for d in dims):
-                missing.append(name)
-    return missing
 
 
 def check_graph(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> None:

@@ -27,7 +27,7 @@ from edgecnn.artifact import (
     sha256_file,
     staged_directory,
 )
-from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
 from edgecnn.export.fp16 import to_fp16
 from edgecnn.export.ort_format import to_ort_format
@@ -40,6 +40,7 @@ from edgecnn.export.to_onnx import (
 )
 from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
 from edgecnn.heap import release_free_heap
+from edgecnn.onnx_facts import load_onnx
 from edgecnn.runtime import create_session, run_session, usable_cores
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "export_many", "DYNAMIC_CHECK_BATCHES"]
@@ -247,12 +248,7 @@ def _package_onnx(
     source: ModelSource, options: ExportOptions, staging: Path
 ) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
     """An existing ONNX file: checked, run once in ONNX Runtime, and packaged with a manifest."""
-    try:
-        model = onnx.load(str(source.onnx_path))
-    except Exception as error:
-        raise UsageError(
-            f"{source.onnx_path} is not a readable ONNX model (truncated or not ONNX?): {first_line(error)}"
-        ) from None
+    model = load_onnx(source.onnx_path)
     check_graph(onnx.shape_inference.infer_shapes(model))
     graph_input = model.graph.input[0]
     shape = _graph_shape(model, graph_input)

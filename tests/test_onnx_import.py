@@ -252,7 +252,7 @@ def test_an_unnamed_shape_needs_a_single_input(built):
 
 
 def test_missing_and_unreadable_files(tmp_path):
-    assert "no such ONNX file" in _one_line_usage_error(tmp_path / "absent.onnx")
+    assert "does not exist" in _one_line_usage_error(tmp_path / "absent.onnx")
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00\x01not an onnx model at all" * 10)
     assert "is not a readable ONNX model" in _one_line_usage_error(garbage)

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "edgecnn.cli.profile:profile_command",
         "Cost, memory, fit and latency on edge devices; best within a budget.",
     ),
-    "check": ("edgecnn.cli.compile:check_command", "Will TensorRT (and DLA) on DEVICE run this model? Node by node."),
+    "check": ("edgecnn.cli.check:check_command", "Will TensorRT (and DLA) on DEVICE run this model? Node by node."),
     "compile": (
         "edgecnn.cli.compile:compile_command",
         "Build a TensorRT engine, or write the trtexec commands to build it.",

@@ -31,7 +31,7 @@ from typing import Any
 import onnx
 
 from edgecnn.errors import EdgecnnError, UnknownNameError, UsageError, first_line
-from edgecnn.onnx_facts import graph_precision, input_dims
+from edgecnn.onnx_facts import GraphIndex, graph_precision, input_dims
 from edgecnn.precisions import PRECISION_BYTES, PRECISIONS
 
 __all__ = [
@@ -586,20 +586,13 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) 
 _MAC_WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 
 
-class _Graph:
-    """Lookups over one shape-resolved graph: shapes, dtypes, producers, consumers and constant folding."""
+class _Graph(GraphIndex):
+    """The cost model's view of one shape-resolved graph: shapes, dtypes and constant folding (which weights
+    each value derives from)."""
 
     def __init__(self, model: onnx.ModelProto):
+        super().__init__(model)
         graph = model.graph
-        self.graph = graph
-        self.initializers: dict[str, onnx.TensorProto] = {tensor.name: tensor for tensor in graph.initializer}
-        self.types = {value.name: value.type.tensor_type for value in [*graph.value_info, *graph.input, *graph.output]}
-        self.producers = {output: node for node in graph.node for output in node.output if output}
-        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-        for node in graph.node:
-            for index, name in enumerate(node.input):
-                if name:
-                    self.consumers.setdefault(name, []).append((node, index))
         self.roots: dict[str, set[str]] = {name: {name} for name in self.initializers}
         self.folded: set[int] = set()
         for node in graph.node:

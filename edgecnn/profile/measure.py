@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from edgecnn.runtime import (
     create_session,
     session_options,
     session_settings,
+    time_runs,
     usable_cores,
 )
 
@@ -122,14 +122,13 @@ def measure_latency(
     session = create_session(_as_source(model), threads=threads)
     feeds = _session_inputs(session, shapes)
     try:
-        for _ in range(warmup):
-            session.run(None, feeds)
-        samples: list[float] = []
-        started = time.perf_counter()
-        while len(samples) < max_runs and (len(samples) < min_runs or time.perf_counter() - started < min_seconds):
-            begin = time.perf_counter()
-            session.run(None, feeds)
-            samples.append((time.perf_counter() - begin) * 1e3)
+        samples = time_runs(
+            lambda: session.run(None, feeds),
+            warmup=warmup,
+            min_runs=min_runs,
+            min_seconds=min_seconds,
+            max_runs=max_runs,
+        )
     except Exception as error:  # onnxruntime's own error types
         first = first_line(error, 300)
         raise EdgecnnError(f"ONNX Runtime failed to run the model: {first}") from None

@@ -31,8 +31,8 @@ from onnx import numpy_helper
 
 from edgecnn.devices import Device, fast_int8_note
 from edgecnn.errors import UsageError
-from edgecnn.export.cleanup import values_without_shape
 from edgecnn.export.tensorrt.support import operator_support, parse_version
+from edgecnn.onnx_facts import GraphIndex, graph_precision, load_onnx, opset_version, values_without_shape
 
 __all__ = [
     "DLA_GUIDE",
@@ -376,21 +376,11 @@ def _no_dla_reason(tensorrt_version: str, device: Device) -> str:
     return f"TensorRT {tensorrt_version} has no DLA support on JetPack: every layer runs on the GPU [{DLA_VERSIONS}]"
 
 
-class _Graph:
+class _Graph(GraphIndex):
     """The facts about a graph the checks need: constants, shapes, producers and consumers."""
 
     def __init__(self, model: onnx.ModelProto, batch: int | None) -> None:
-        self.model = model
-        self.graph = model.graph
-        self.initializers = {init.name: init for init in self.graph.initializer}
-        self.constant_nodes = {
-            node.output[0]: node for node in self.graph.node if node.op_type == "Constant" and node.output
-        }
-        self.producer = {out: node for node in self.graph.node for out in node.output if out}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
+        super().__init__(model)
         self.batch = batch
         self.shapes: dict[str, list[int | None]] = {}
         self.dtypes: dict[str, int] = {}
@@ -416,7 +406,7 @@ class _Graph:
         if name in self._constant_cache:
             return self._constant_cache[name]
         self._constant_cache[name] = False
-        node = self.producer.get(name)
+        node = self.producers.get(name)
         if name in self.initializers or name in self.constant_nodes:
             result = True
         elif node is None:
@@ -454,20 +444,8 @@ def _node_name(node: onnx.NodeProto, index: int) -> str:
     return node.name or f"{node.op_type}_{index}"
 
 
-def model_precision(model: onnx.ModelProto) -> str:
-    """``int8`` (Q/DQ nodes), ``fp16`` (float16 weights or compute) or ``fp32``: what a strongly typed build runs."""
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    for node in model.graph.node:
-        if node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in node.attribute):
-            return "fp16"
-    return "fp32"
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+model_precision = graph_precision
+"""What a strongly typed build runs: :func:`edgecnn.onnx_facts.graph_precision`."""
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -556,7 +534,7 @@ def _weight_axis(node: onnx.NodeProto, graph: _Graph) -> int | None:
     outputs = [node.output[0]]
     consumer = None
     for _ in range(3):
-        users = graph.consumers.get(outputs[0], [])
+        users = graph.readers(outputs[0])
         if not users:
             return None
         consumer = users[0]
@@ -959,13 +937,7 @@ def check_model(
     """Check ``model`` for ``device`` (its TensorRT version, or ``tensorrt`` to ask about another)."""
     if not isinstance(model, onnx.ModelProto):
         path = Path(model)
-        try:
-            model = onnx.load(str(path))
-        except Exception as error:
-            raise UsageError(
-                f"{path} is not a readable ONNX model: "
-                f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
-            ) from None
+        model = load_onnx(path)
         name = name or path.name
     version = tensorrt or device.tensorrt
     if not version:
@@ -982,7 +954,7 @@ def check_model(
     batch = profile.optimum if profile is not None else None
     graph = _Graph(model, batch)
     table = operator_support("Conv", version).table
-    opset = _opset(model)
+    opset = opset_version(model)
     precision = model_precision(model)
     dla_evaluated = device.dla_cores > 0 and dla_supported(version, device)
     issues: list[Issue] = []

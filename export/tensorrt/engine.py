@@ -37,6 +37,8 @@ from edgecnn.devices import Device, get_device
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model, model_precision
 from edgecnn.export.tensorrt.support import parse_version
+from edgecnn.onnx_facts import load_onnx
+from edgecnn.runtime import time_runs
 
 __all__ = [
     "NOT_INSTALLED",
@@ -103,19 +105,6 @@ class Artifact:
     fp32_path: Path | None
 
 
-def _load(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: give an .onnx file or an edgecnn export directory")
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{path} is not a readable ONNX model (truncated or not ONNX?): {first}") from None
-    if not model.graph.node:
-        raise UsageError(f"{path} is not a readable ONNX model: it has no graph nodes")
-    return model
-
-
 PRECISION_FORMATS = {"fp32": "onnx-fp32", "fp16": "onnx-fp16", "int8": "onnx-int8-tensorrt"}
 
 
@@ -150,13 +139,13 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
                     f"{path}/{MANIFEST_NAME} lists no ONNX artifact TensorRT can build (onnx-int8-cpu is for CPUs): "
                     "re-run edgecnn export"
                 )
-        model = _load(files[key])
+        model = load_onnx(files[key])
         return Artifact(
             files[key], model_name, model_precision(model), key, path, manifest, files.get("onnx-fp32")
         ), model
     if path.suffix.lower() != ".onnx":
         raise UsageError(f"{path} is neither an .onnx file nor an edgecnn export directory")
-    model = _load(path)
+    model = load_onnx(path)
     found = model_precision(model)
     if precision is not None and precision != found:
         raise UsageError(
@@ -976,18 +965,17 @@ def measure_engine(path: str | Path, *, batch: int = 1, warmup: int = 20, iterat
         )
         context.set_tensor_address(name, buffers[name].data_ptr())
     stream = torch.cuda.Stream()
-    for _ in range(warmup):
-        context.execute_async_v3(stream.cuda_stream)
-    stream.synchronize()
-    times = []
-    for _ in range(iterations):
+
+    def run() -> float:
+        """One inference, timed on the GPU by a CUDA event pair around it."""
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
         context.execute_async_v3(stream.cuda_stream)
         end.record(stream)
         end.synchronize()
-        times.append(start.elapsed_time(end))
-    values = np.asarray(times)
+        return start.elapsed_time(end)
+
+    values = np.asarray(time_runs(run, warmup=warmup, min_runs=iterations, max_runs=iterations))
     return EngineTiming(
         batch,
         iterations,
