@@ -345,13 +345,15 @@ def test_shipped_zoo_graphs_are_current():
 @pytest.mark.parametrize("name", ["lenet5", "squeezenet1_1", "shufflenet_v2_x0_5"])
 def test_shipped_graph_is_what_a_fresh_build_gives(name):
     """Structure byte for byte; the few small initializers a shape-only graph keeps (folded biases) to
-    float rounding, since another CPU's vector kernels may round BatchNorm folding differently."""
-    from edgecnn.artifact import package_versions as _library_versions
+    float rounding, since another CPU's vector kernels may round BatchNorm folding differently: a rebuild of
+    all 59 on a Xeon differed from the committed graphs (built on an EPYC) by at most 4.8e-7, a few float32
+    ulps at these magnitudes."""
+    from edgecnn.artifact import package_versions
     from edgecnn.export.zoo_graphs import GRAPH_LIBRARIES, _build_zoo_graph, shipped_graph
 
     index = _shipped_index()
     built_with = {package: index["libraries"].get(package) for package in GRAPH_LIBRARIES}
-    here = _library_versions(GRAPH_LIBRARIES)
+    here = package_versions(GRAPH_LIBRARIES)
     if built_with != here:
         pytest.skip(f"the shipped graphs were built with {built_with}, this environment has {here}")
     spec = get_spec(name)
@@ -362,7 +364,7 @@ def test_shipped_graph_is_what_a_fresh_build_gives(name):
     fresh_values = {t.name: numpy_helper.to_array(t) for t in fresh.graph.initializer if t.raw_data}
     assert shipped_values.keys() == fresh_values.keys()
     for key, value in shipped_values.items():
-        np.testing.assert_allclose(fresh_values[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(fresh_values[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
     for graph in (shipped, fresh):
         for tensor in graph.graph.initializer:
             tensor.ClearField("raw_data")
