@@ -106,7 +106,6 @@ def write_cache(path: str | Path, key: CacheKey, ranges, calibration: dict[str, 
         "ranges": {name: [_scalar(data.range_value[0]), _scalar(data.range_value[1])] for name, data in ranges.items()},
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
     except OSError as error:
         raise UsageError(f"cannot write the calibration cache {path}: {error.strerror or error}") from None

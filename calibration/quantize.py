@@ -26,6 +26,7 @@ Ranges come from :func:`edgecnn.calibration.ranges.compute_ranges` (bounded memo
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import tempfile
@@ -40,14 +41,14 @@ import numpy as np
 import onnx
 
 from edgecnn.artifact import AddedArtifact, get_format
-from edgecnn.artifact.formats import artifact_name
+from edgecnn.artifact.formats import artifact_name, model_name_of
 from edgecnn.artifact.manifest import (
     MANIFEST_NAME,
     manifest_json,
     read_manifest,
     sha256_file,
 )
-from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.artifact.staging import cannot_write, publish, write_bytes_atomic
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
@@ -361,7 +362,7 @@ def auto_cache_path(
 
     output_path = Path(output_path)
     digest = hashlib.sha256(f"{calibration_sha256}/{method_key(method, percentile)}".encode()).hexdigest()[:12]
-    return output_path.parent / f"{output_path.name.split('.')[0]}.calib-{method}-{digest}.json"
+    return output_path.parent / f"{model_name_of(output_path.name)}.calib-{method}-{digest}.json"
 
 
 def _cache_path(cache, output_path: Path, calibration: CalibrationSet, method: str, percentile: float) -> Path | None:
@@ -422,6 +423,7 @@ def quantize_onnx(
     preprocessing: Preprocessing | Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     check_samples: int = CHECK_SAMPLES,
+    force: bool = False,
 ) -> QuantizationResult:
     """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 at ``output_path`` (written atomically).
 
@@ -430,7 +432,9 @@ def quantize_onnx(
     lists the file), else ImageNet-style preprocessing at the model's input size. ``exclude``: node names
     or globs kept in float. ``cache``: a JSON path (reused when its key matches, refused when it does not,
     written otherwise), ``"auto"`` (a file named by the key, next to ``output_path``) or None.
-    ``progress(done, total)`` is called as calibration samples go through the model.
+    ``progress(done, total)`` is called as calibration samples go through the model. An existing
+    ``output_path`` is replaced only when its manifest entry says it was made from the same FP32 model,
+    calibration data and settings, or with ``force`` (see :func:`refuse_replacing`).
     """
     fp32_path, output_path = Path(fp32_path), Path(output_path)
     if target not in PRESETS:
@@ -449,6 +453,20 @@ def quantize_onnx(
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
     collected = list(calibration.warnings)
     excluded = resolve_excluded(model, list(exclude))
+    fp32_sha256 = _sha256(fp32_path)
+    if output_path.exists() and not force:
+        refuse_replacing(
+            output_path,
+            {
+                "fp32_sha256": fp32_sha256,
+                "target": target,
+                "method": method,
+                "percentile": percentile if method == "percentile" else None,
+                "per_channel": per_channel,
+                "excluded_nodes": excluded,
+                "calibration": calibration.sha256,
+            },
+        )
     depthwise = depthwise_convs(model)
     if not per_channel and depthwise:
         collected.append(
@@ -457,7 +475,6 @@ def quantize_onnx(
         )
         warnings.warn(collected[-1], QuantizationWarning, stacklevel=2)
 
-    fp32_sha256 = _sha256(fp32_path)
     key = CacheKey(fp32_sha256, calibration.sha256, method_key(method, percentile))
     cache_path = _cache_path(cache, output_path, calibration, method, percentile)
     started = time.perf_counter()
@@ -501,7 +518,7 @@ def quantize_onnx(
                 f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; "
                 "nothing was written"
             )
-        os.replace(temporary, output_path)
+        publish(temporary, output_path)
     finally:
         for path, _, _ in made:
             path.unlink(missing_ok=True)
@@ -532,6 +549,42 @@ def quantize_onnx(
     )
 
 
+def refuse_replacing(output_path: Path, inputs: Mapping[str, Any]) -> None:
+    """Raise a one-line error naming ``--force`` unless the INT8 file at ``output_path`` was made from ``inputs``
+    (FP32 model, target, calibration data and settings), as the manifest beside it records."""
+    entry = None
+    if (output_path.parent / MANIFEST_NAME).is_file():
+        with contextlib.suppress(UsageError):
+            manifest = read_manifest(output_path.parent)
+            entry = next((a for a in manifest.get("artifacts", []) if a.get("file") == output_path.name), None)
+    if entry is None:
+        raise UsageError(
+            f"{output_path} exists and no manifest records how it was made: pass --force to replace it, "
+            "or give another --output"
+        )
+    quantization = entry.get("quantization") or {}
+    recorded = {key: quantization.get(key) for key in inputs}
+    recorded["calibration"] = (quantization.get("calibration") or {}).get("sha256")
+    recorded["excluded_nodes"] = list(recorded.get("excluded_nodes") or [])
+    changed = [
+        f"{key} {_brief(recorded.get(key))} there, {_brief(value)} now"
+        for key, value in inputs.items()
+        if recorded.get(key) != (list(value) if isinstance(value, (list, tuple)) else value)
+    ]
+    if changed:
+        what = (quantization.get("calibration") or {}).get("description")
+        raise UsageError(
+            f"{output_path} was made from other inputs ({'; '.join(changed)}"
+            + (f"; calibrated on {what}" if what else "")
+            + "): pass --force to replace it, or keep both with --output FILE"
+        )
+
+
+def _brief(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text[:12] if len(text) == 64 else text
+
+
 def _sha256(path: Path) -> str:
     return sha256_file(path)
 
@@ -555,7 +608,7 @@ def _quantize_to_temporary(
         handle, name = tempfile.mkstemp(prefix=f".{output_path.name}.tmp-", dir=output_path.parent)
         os.close(handle)
     except OSError as error:
-        raise UsageError(f"cannot write to {output_path.parent}: {error.strerror or error}") from None
+        raise cannot_write(output_path, error) from None
     temporary = Path(name)
     try:
         with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as workdir, quiet_ort():
@@ -665,7 +718,7 @@ def locate(model: str | Path, target: str, output: str | Path | None = None) -> 
                 directory, manifest = path.parent, candidate
     else:
         raise UsageError(f"{path} is neither an .onnx file nor an export directory")
-    name = manifest["model"]["name"] if manifest else fp32_path.name.split(".")[0]
+    name = manifest["model"]["name"] if manifest else model_name_of(fp32_path.name)
     output_path = Path(output) if output else fp32_path.parent / artifact_name(name, PRESETS[target].format_key)
     if output_path.resolve() == fp32_path.resolve():
         raise UsageError(f"the INT8 output would overwrite the FP32 model {fp32_path}: give another --output")
@@ -693,7 +746,9 @@ def quantize_export(
 ) -> QuantizationResult:
     """Quantize an export directory (or a .onnx file) and record the INT8 artifact in its manifest.json.
 
-    See :func:`locate` for where the file goes; ``options`` are those of :func:`quantize_onnx`.
+    See :func:`locate` for where the file goes; ``options`` are those of :func:`quantize_onnx` (an INT8 file
+    made from other inputs is replaced only with ``force=True``). The manifest is rewritten atomically and
+    keeps every other artifact's entry.
     """
     location = locate(model, target, output)
     result = quantize_onnx(location.fp32_path, location.output_path, target=target, cache=cache, **options)

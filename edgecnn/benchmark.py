@@ -19,6 +19,8 @@ machine falls on all formats alike and the speed-ups (PyTorch eager p50 / format
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +32,7 @@ import numpy as np
 
 from edgecnn.artifact.formats import FORMATS, Format, artifact_name, get_format
 from edgecnn.artifact.manifest import read_manifest, sha256_file
+from edgecnn.cache import cache_dir
 from edgecnn.calibration import Preprocessing, cpu_session_optimization, quantize_export
 from edgecnn.datasets import DIGITS, load_labelled, write_digits_split
 from edgecnn.errors import EdgecnnError, UsageError
@@ -373,8 +376,9 @@ def benchmark(
 ) -> BenchmarkReport:
     """Benchmark ``model`` in each of ``formats`` (default: all of them) at each of ``batches``.
 
-    Missing artifacts are exported to ``export_dir/<model>/`` (with a dynamic batch; an existing export
-    is reused when its manifest matches the model, weights, input size and batches). ``data`` (``digits``
+    An existing export in ``export_dir/<model>/`` is used (never changed) when its manifest matches the
+    model, weights, input size and batches; what is missing is made in the benchmark's own cache directory
+    (see :func:`prepare_artifacts`). ``data`` (``digits``
     or an ImageFolder tree) adds top-1 and its drop against FP32; with ``digits``, no ``weights`` and a
     model that has digits reference weights, those are used. INT8 is calibrated on ``calibration``
     (default: the digits calibration split for ``digits``, else edgecnn's builtin images) with
@@ -513,13 +517,17 @@ def prepare_artifacts(
     calibration: str | None = None,
     quantize_options: Mapping[str, Any] | None = None,
     source=None,
+    work_dir: str | Path | None = None,
 ) -> Artifacts:
-    """Find or make the ONNX artifacts of ``keys`` (onnx-fp32, onnx-fp16, ort, onnx-int8-*) in ``export_dir/<model>/``.
+    """Find or make the ONNX artifacts of ``keys`` (onnx-fp32, onnx-fp16, ort, onnx-int8-*).
 
-    An existing export is reused when its manifest matches the model, weights, config, class count,
-    input size and ``batches``; otherwise the model is exported again (with a dynamic batch). INT8
-    artifacts are reused when they were quantized from the current FP32 file and no ``calibration`` is
-    given (``data="digits"`` calibrates on the digits calibration split, else builtin images), else made with
+    The user's export ``export_dir/<model>/`` is read, never written: it is used when its manifest matches
+    the model, weights, config, class count, input size and ``batches`` and it holds the direct formats
+    asked for. What the benchmark has to make goes to its own directory, ``work_dir`` (default
+    ``$EDGECNN_CACHE/benchmark``) ``/<key of those inputs>/<model>/``, reused on later runs: an export with a
+    dynamic batch, and INT8 files (made from the FP32 model of whichever export is used). INT8 artifacts are
+    reused when they were quantized from the current FP32 file and no ``calibration`` is given
+    (``data="digits"`` calibrates on the digits calibration split, else builtin images), else made with
     :func:`edgecnn.calibration.quantize_export` (``quantize_options`` are its keyword options). A step
     that fails leaves its keys in ``failures`` with the reason. ``source`` is the resolved
     :class:`~edgecnn.export.ModelSource` when the caller has one.
@@ -532,38 +540,40 @@ def prepare_artifacts(
         source = resolve_source(
             model, weights=weights, num_classes=num_classes, input_size=input_size, config=dict(config or {})
         )
-    directory = Path(export_dir) / source.name
-    artifacts = Artifacts(directory)
+    user_dir = Path(export_dir) / source.name
+    work = Path(work_dir) if work_dir is not None else cache_dir() / "benchmark"
+    work = work / _inputs_key(source) / source.name
+    artifacts = Artifacts(user_dir)
     if not keys:
         return artifacts
-    manifest: dict[str, Any] = {}
-    if (directory / "manifest.json").is_file():
-        with contextlib.suppress(EdgecnnError):
-            manifest = read_manifest(directory)
-        unfit = _export_is_reusable(manifest, source, batches) if manifest else "its manifest is unreadable"
-        if unfit:
-            artifacts.notes.append(f"re-exported {directory}: {unfit}")
-        else:
-            artifacts.files = _listed_files(directory, manifest)
     direct = {"onnx-fp32"} | ({"onnx-fp16", "ort"} & set(keys))
-    if not direct <= set(artifacts.files):
+    manifest: dict[str, Any] = {}
+    for directory in (user_dir, work):
+        found, files, unfit = _fitting_export(directory, source, batches, direct)
+        if found is not None:
+            manifest, artifacts.directory, artifacts.files = found, directory, files
+            break
+        if unfit and directory == user_dir:
+            artifacts.notes.append(f"{user_dir} left as it is ({unfit}): the benchmark's artifacts are in {work}")
+    else:
         try:
             result = export_model(
                 model,
-                output_dir=export_dir,
+                output_dir=work.parent,
                 weights=weights,
                 num_classes=num_classes,
                 input_size=input_size,
                 config=dict(config or {}),
                 dynamic_batch=True,
-                fp16="onnx-fp16" in direct or "onnx-fp16" in artifacts.files,
-                ort="ort" in direct or "ort" in artifacts.files,
+                fp16="onnx-fp16" in direct,
+                ort="ort" in direct,
+                force=True,
             )
         except Exception as error:  # a benchmark records any failure as its formats' reason and goes on
             artifacts.failures = {key: f"export failed: {_reason(error)}" for key in keys}
             artifacts.files = {}
             return artifacts
-        manifest, artifacts.files = result.manifest, dict(result.files)
+        manifest, artifacts.directory, artifacts.files = result.manifest, work, dict(result.files)
     scratch = None
     try:
         for key in (k for k in keys if k.startswith("onnx-int8-")):
@@ -577,19 +587,62 @@ def prepare_artifacts(
                 options = dict(quantize_options or {})
                 if calibration is None and data == "digits":
                     options.setdefault("samples", _split_size(source_images))
-                result = quantize_export(
-                    directory, target=key.removeprefix("onnx-int8-"), calibration=source_images, **options
-                )
+                target = key.removeprefix("onnx-int8-")
+                if artifacts.directory == work:
+                    result = quantize_export(work, target=target, calibration=source_images, force=True, **options)
+                else:
+                    result = quantize_export(
+                        artifacts.files["onnx-fp32"],
+                        target=target,
+                        output=work / artifact_name(source.name, key),
+                        calibration=source_images,
+                        force=True,
+                        **options,
+                    )
             except Exception as error:  # as above: the INT8 row says why, the other formats go on
                 artifacts.files.pop(key, None)
                 artifacts.failures[key] = f"INT8 quantization failed: {_reason(error)}"
                 continue
             artifacts.files[key] = result.path
-            manifest = read_manifest(directory)
+            if artifacts.directory == work:
+                manifest = read_manifest(work)
     finally:
         if scratch is not None:
             scratch.cleanup()
     return artifacts
+
+
+def _inputs_key(source) -> str:
+    """A short key of what an export of ``source`` is made from: one benchmark directory per distinct model."""
+    inputs = {
+        "reference": source.reference,
+        "config": source.config,
+        "classes": source.num_classes,
+        "weights": source.weights_sha256,
+        "input": [source.in_chans, *source.input_size],
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _fitting_export(
+    directory: Path, source, batches: Sequence[int], direct: set[str]
+) -> tuple[dict[str, Any] | None, dict[str, Path], str]:
+    """(manifest, files, "") of the export in ``directory`` when it fits this benchmark and holds the ``direct``
+    formats; else (None, {}, why not) ("" when there is no export there)."""
+    if not (directory / "manifest.json").is_file():
+        return None, {}, ""
+    try:
+        manifest = read_manifest(directory)
+    except EdgecnnError:
+        return None, {}, "its manifest is unreadable"
+    unfit = _export_is_reusable(manifest, source, batches)
+    if unfit:
+        return None, {}, unfit
+    files = _listed_files(directory, manifest)
+    missing = sorted(direct - set(files))
+    if missing:
+        return None, {}, f"it has no {', '.join(missing)}"
+    return manifest, files, ""
 
 
 def _make_runner(fmt: Format, source, path: Path | None, threads: int | None) -> _Runner:

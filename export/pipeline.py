@@ -24,6 +24,7 @@ from edgecnn.artifact import (
     artifact_name,
     library_versions,
     manifest_json,
+    read_manifest,
     sha256_file,
     staged_directory,
 )
@@ -52,6 +53,10 @@ DYNAMIC_CHECK_BATCHES = (1, 7)
 class ExportOptions:
     """Options of ``edgecnn export``; the CLI fills one of these and calls :func:`export_model`.
 
+    ``name`` names the export directory and its files (default: the model's name, see
+    :func:`~edgecnn.export.source.resolve_source`); ``force`` lets the export replace an export of that name
+    made from other inputs (see :func:`export_model`).
+
     ``steps`` add artifacts made from the verified FP32 model inside the same staging directory, so the
     export stays all-or-nothing: ``edgecnn export --int8`` passes an
     :class:`edgecnn.calibration.Int8Step` (see :class:`~edgecnn.artifact.ArtifactStep`).
@@ -71,6 +76,8 @@ class ExportOptions:
     check_samples: int = 8
     config: dict[str, Any] = field(default_factory=dict)
     steps: tuple[ArtifactStep, ...] = ()
+    name: str | None = None
+    force: bool = False
 
 
 @dataclass
@@ -174,6 +181,7 @@ def _build_manifest(
         "model": {
             "name": source.name,
             "origin": source.origin,
+            "source": source.reference,
             "config": source.config,
             "num_classes": source.num_classes,
             "weights": (
@@ -281,6 +289,13 @@ def _package_onnx(
 def export_model(model: str, options: ExportOptions | None = None, **overrides) -> ExportResult:
     """Export ``model`` (zoo name or alias, ``file.py:fn`` or ``file.onnx``) to ``options.output_dir/<name>/``.
 
+    An existing export there is never lost: when it was made from the same inputs (model, weights, config,
+    classes, input shape, opset, exporter, clean-up) the new artifacts are added to it, each replacing only
+    its own rebuilt namesake, and the manifest is updated last; an INT8 artifact that would replace one
+    made with other calibration settings, or an export from other inputs, is refused with a one-line error
+    naming ``--force`` (which replaces the whole directory). The work is staged, so an interrupted or failed
+    export leaves the directory as it was.
+
     Keyword ``overrides`` set fields of :class:`ExportOptions`, so ``export_model("resnet18", fp16=True)`` works.
     """
     options = ExportOptions(**{**(options.__dict__ if options else {}), **overrides})
@@ -292,9 +307,13 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
         num_classes=options.num_classes,
         input_size=options.input_size,
         config=options.config,
+        name=options.name,
     )
     final = options.output_dir / source.name
-    with staged_directory(final) as staging:
+    previous = _previous_export(final, options.force)
+    if previous is not None:
+        _refuse_other_inputs(final, _identity(previous), _early_identity(source, options))
+    with staged_directory(final, replace=previous is None) as staging:
         if source.module is not None:
             files, verifications, artifacts, reference_model = _export_torch(source, options, staging)
         else:
@@ -311,6 +330,9 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
             artifacts.append(addition.entry)
             added.append(addition)
         manifest = _build_manifest(source, reference_model, options, artifacts)
+        if previous is not None:
+            _refuse_other_inputs(final, _identity(previous), _identity(manifest))
+            manifest["artifacts"] = _merged_artifacts(final, previous, artifacts)
         (staging / MANIFEST_NAME).write_text(manifest_json(manifest))
     return ExportResult(
         name=source.name,
@@ -322,6 +344,133 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
         manifest=manifest,
         added=[_moved(addition, staging, final) for addition in added],
     )
+
+
+_IDENTITY_LABELS = {
+    "name": "model",
+    "origin": "origin",
+    "config": "config",
+    "weights": "weights",
+    "num_classes": "classes",
+    "input": "input shape",
+    "source_sha256": "source ONNX file",
+    "opset": "opset",
+    "exporter": "exporter",
+    "optimizer": "clean-up",
+}
+_INT8_INPUTS = ("target", "method", "percentile", "per_channel", "excluded_nodes")
+
+
+def _previous_export(final: Path, force: bool) -> dict[str, Any] | None:
+    """The manifest of the export already at ``final`` that new artifacts are added to; None when there is none
+    or ``force`` replaces it. A directory that is not an edgecnn export is refused unless ``force``."""
+    if force or not final.exists():
+        return None
+    if not final.is_dir() or not (final / MANIFEST_NAME).is_file():
+        if final.is_dir() and not any(final.iterdir()):
+            return None
+        raise UsageError(
+            f"{final} exists and is not an edgecnn export: pass --force to replace it, or choose --name or -o"
+        )
+    try:
+        return read_manifest(final)
+    except UsageError:
+        raise UsageError(
+            f"{final}/{MANIFEST_NAME} is unreadable: pass --force to replace that export, or choose --name or -o"
+        ) from None
+
+
+def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What an export was made from, by the manifest: artifacts made from equal identities are the same."""
+    model = manifest.get("model") or {}
+    shape = list((manifest.get("input") or {}).get("shape") or [])
+    if shape and not isinstance(shape[0], int):
+        shape[0] = "dynamic"
+    fp32 = next((a for a in manifest.get("artifacts", []) if a.get("format") == "onnx-fp32"), {})
+    return {
+        "name": model.get("name"),
+        "origin": model.get("origin"),
+        "config": model.get("config") or {},
+        "weights": (model.get("weights") or {}).get("sha256"),
+        "num_classes": model.get("num_classes"),
+        "input": shape,
+        "source_sha256": fp32.get("sha256") if model.get("origin") == "onnx" else None,
+        "opset": manifest.get("opset"),
+        "exporter": manifest.get("exporter"),
+        "optimizer": manifest.get("optimizer"),
+    }
+
+
+def _early_identity(source: ModelSource, options: ExportOptions) -> dict[str, Any]:
+    """The part of :func:`_identity` known before exporting (a PyTorch model), to refuse before the work."""
+    if source.module is None:
+        return {"name": source.name, "origin": source.origin}
+    shape = ["dynamic" if options.dynamic_batch else options.batch, source.in_chans, *source.input_size]
+    return {
+        "name": source.name,
+        "origin": source.origin,
+        "config": source.config or {},
+        "weights": source.weights_sha256,
+        "num_classes": source.num_classes,
+        "input": shape,
+        "opset": options.opset,
+        "exporter": options.exporter,
+        "optimizer": options.optimizer,
+    }
+
+
+def _refuse_other_inputs(final: Path, previous: dict[str, Any], current: dict[str, Any]) -> None:
+    differences = [
+        f"{_IDENTITY_LABELS[key]} {_short(previous.get(key))} there, {_short(value)} now"
+        for key, value in current.items()
+        if previous.get(key) != value
+    ]
+    if differences:
+        raise UsageError(
+            f"{final} holds an export made from other inputs ({'; '.join(differences)}): "
+            "pass --force to replace it, or keep both with --name NAME or -o DIR"
+        )
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text[:12] if len(text) == 64 else text
+
+
+def _merged_artifacts(final: Path, previous: dict[str, Any], artifacts: list[dict]) -> list[dict]:
+    """The previous export's manifest entries with this export's added or rebuilt ones in their place.
+
+    An INT8 artifact rebuilt with other calibration settings or data is refused (the manifest holds one
+    artifact per format, which check, compile, eval and benchmark choose by format).
+    """
+    new = {entry["format"]: entry for entry in artifacts}
+    for entry in previous.get("artifacts", []):
+        made = new.get(entry.get("format"))
+        if made is None or "quantization" not in made:
+            continue
+        before, now = _int8_inputs(entry), _int8_inputs(made)
+        if before != now:
+            changed = ", ".join(
+                f"{key} {_short(before.get(key))} there, {_short(now.get(key))} now"
+                for key in now
+                if before.get(key) != now.get(key)
+            )
+            raise UsageError(
+                f"{final}/{entry.get('file')} was made with other INT8 settings ({changed}): pass --force to "
+                f"replace it, or keep both with edgecnn quantize {final} --output FILE"
+            )
+    kept = [entry for entry in previous.get("artifacts", []) if entry.get("format") not in new]
+    order = [entry.get("format") for entry in previous.get("artifacts", [])]
+    merged = kept + artifacts
+    return sorted(merged, key=lambda e: order.index(e["format"]) if e["format"] in order else len(order))
+
+
+def _int8_inputs(entry: dict[str, Any]) -> dict[str, Any]:
+    quantization = entry.get("quantization") or {}
+    inputs = {key: quantization.get(key) for key in _INT8_INPUTS}
+    calibration = quantization.get("calibration") or {}
+    inputs["calibration"] = calibration.get("sha256")
+    return inputs
 
 
 def _moved(addition: AddedArtifact, staging: Path, final: Path) -> AddedArtifact:

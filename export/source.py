@@ -38,13 +38,22 @@ class ModelSource:
     onnx_path: Path | None = None
     weights_path: Path | None = None
     weights_sha256: str | None = None
+    factory_sets_weights: bool = False
+    reference: str = ""
+    """What the user named: the zoo name, ``file.py:fn`` or the .onnx path (``edgecnn export REFERENCE``)."""
 
     @property
     def randomly_initialized(self) -> bool:
-        return self.origin == "zoo" and self.weights_path is None
+        """True when no weights were given and the module's weights are its seeded random initialization (a
+        factory that loads its own weights builds the same module under any seed)."""
+        if self.weights_path is not None or self.origin == "onnx":
+            return False
+        return not self.factory_sets_weights
 
 
-def _load_factory(reference: str, num_classes: int | None, config: dict[str, Any]) -> tuple[str, nn.Module]:
+def _load_factory(
+    reference: str, num_classes: int | None, config: dict[str, Any], seed: int = 0
+) -> tuple[str, nn.Module, Any]:
     file_part, _, function_name = reference.rpartition(":")
     path = Path(file_part)
     if not path.is_file():
@@ -66,6 +75,7 @@ def _load_factory(reference: str, num_classes: int | None, config: dict[str, Any
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
+        torch.manual_seed(seed)
         module = factory(**kwargs)
     except Exception as error:
         raise UsageError(
@@ -73,7 +83,26 @@ def _load_factory(reference: str, num_classes: int | None, config: dict[str, Any
         ) from None
     if not isinstance(module, nn.Module):
         raise UsageError(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
-    return function_name, module.eval()
+    return function_name, module.eval(), lambda: _build_seeded(factory, kwargs, seed + 1)
+
+
+def _build_seeded(factory, kwargs: dict[str, Any], seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return factory(**kwargs)
+
+
+def _sets_own_weights(module: nn.Module, rebuild) -> bool:
+    """Whether a factory's module holds weights of its own: built again under another seed, it is the same."""
+    first = module.state_dict()
+    try:
+        second = rebuild().state_dict()
+    except Exception:  # the factory worked once; a second call that fails says nothing about its weights
+        return False
+    floats = [key for key, value in first.items() if value.is_floating_point() and value.numel() > 1]
+    return bool(floats) and all(
+        key in second and second[key].shape == first[key].shape and torch.equal(second[key], first[key])
+        for key in floats
+    )
 
 
 def _first_conv_channels(module: nn.Module) -> int:
@@ -88,8 +117,15 @@ def resolve_source(
     num_classes: int | None = None,
     input_size: str | tuple[int, int] | None = None,
     config: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> ModelSource:
-    """Resolve ``model`` (zoo name or alias, ``file.py:fn``, or ``file.onnx``) and load ``weights`` into it."""
+    """Resolve ``model`` (zoo name or alias, ``file.py:fn``, or ``file.onnx``) and load ``weights`` into it.
+
+    The source is named ``name`` when given, else by the zoo's name or by the whole stem of the file
+    (``net.v1.onnx`` -> ``net.v1``, ``mynet.py:build`` -> ``mynet``), so different files never share a name.
+    """
+    if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):
+        raise UsageError(f"--name {name!r} is not a usable directory name: give a plain name such as 'mynet_v2'")
     config = dict(config or {})
     if model.endswith(".onnx"):
         path = Path(model)
@@ -98,7 +134,8 @@ def resolve_source(
         if weights is not None:
             raise UsageError("--weights applies to PyTorch models, not to an existing .onnx file")
         return ModelSource(
-            name=path.stem.split(".")[0],
+            name=name or path.stem,
+            reference=str(path),
             origin="onnx",
             module=None,
             input_size=parse_size(input_size) if input_size else (0, 0),
@@ -109,17 +146,22 @@ def resolve_source(
             onnx_path=path,
         )
     if ".py:" in model:
-        name, module = _load_factory(model, num_classes, config)
+        _, module, rebuild = _load_factory(model, num_classes, config)
         size = parse_size(input_size) if input_size is not None else (224, 224)
         in_chans = _first_conv_channels(module)
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
-        source = ModelSource(name, "factory", module, size, in_chans, num_classes, mean, std, config=config)
+        file_name = Path(model.rpartition(":")[0]).stem
+        source = ModelSource(
+            name or file_name, "factory", module, size, in_chans, num_classes, mean, std, config=config
+        )
+        source.factory_sets_weights = weights is None and _sets_own_weights(module, rebuild)
+        source.reference = model
     else:
         spec = get_spec(model)
         size = parse_input_size(input_size, spec)
         module = get_model(spec.name, num_classes=num_classes, **config)
         source = ModelSource(
-            name=spec.name,
+            name=name or spec.name,
             origin="zoo",
             module=module,
             input_size=size,
@@ -129,6 +171,7 @@ def resolve_source(
             std=spec.std,
             min_input_size=spec.min_input_size,
             config=config,
+            reference=spec.name,
         )
     if weights is not None:
         source.weights_sha256 = load_weights(source.module, weights)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from edgecnn.benchmark import (
     parse_batches,
     parse_formats,
 )
+from edgecnn.cache import cache_dir
 from edgecnn.cli import main
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.export import export_model
@@ -82,9 +84,9 @@ def test_runnable_formats_are_timed_against_eager(report):
     assert report.row("torch").speedup == 1.0
 
 
-def test_sizes_are_the_artifacts(report, export_dir):
+def test_sizes_are_the_artifacts(report):
     fp32 = report.row("onnx-fp32")
-    assert fp32.size_mb == pytest.approx((export_dir / MODEL / fp32.file).stat().st_size / 1e6)
+    assert fp32.size_mb == pytest.approx((Path(report.directory) / fp32.file).stat().st_size / 1e6)
     assert report.row("onnx-int8-cpu").size_mb < 0.3 * fp32.size_mb
     assert report.row("torch").size_mb == pytest.approx(fp32.size_mb, rel=0.05)
 
@@ -98,23 +100,30 @@ def test_tensorrt_formats_show_as_not_available_with_the_reason(report):
         assert row.p50_ms is None and row.speedup is None
 
 
+def test_what_the_benchmark_builds_goes_to_its_cache(report, export_dir):
+    assert Path(report.directory).is_relative_to(cache_dir() / "benchmark")
+    assert not any(export_dir.iterdir()), "the user's export directory is never written"
+
+
 def test_a_second_run_reuses_the_export(report, export_dir):
-    directory = export_dir / MODEL
+    directory = Path(report.directory)
     before = {path.name: path.stat().st_mtime_ns for path in directory.iterdir()}
     again = benchmark(
         MODEL, ["onnx-fp32", "onnx-int8-cpu"], batches=(2,), input_size=SIZE, export_dir=export_dir, **FAST
     )
     assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == before
     assert [row.status for row in again.rows] == [OK, OK]
-    assert not any("re-exported" in note for note in again.notes)
+    assert not any("left as it is" in note for note in again.notes)
 
 
-def test_a_static_export_is_replaced_when_another_batch_is_asked(tmp_path):
+def test_a_static_export_is_kept_when_another_batch_is_asked(tmp_path):
     export_model(MODEL, output_dir=tmp_path, input_size=SIZE, check_samples=1)
+    before = (tmp_path / MODEL / "manifest.json").read_text()
     result = benchmark(MODEL, ["onnx-fp32"], batches=(1, 3), input_size=SIZE, export_dir=tmp_path, **FAST)
-    assert any("re-exported" in note and "fixed at 1" in note for note in result.notes)
+    assert any("left as it is" in note and "fixed at 1" in note for note in result.notes)
     assert result.row("onnx-fp32", 3).status == OK
-    assert json.loads((tmp_path / MODEL / "manifest.json").read_text())["dynamic_batch"] is True
+    assert (tmp_path / MODEL / "manifest.json").read_text() == before
+    assert json.loads((Path(result.directory) / "manifest.json").read_text())["dynamic_batch"] is True
 
 
 def test_accuracy_on_an_image_folder(image_folder, tmp_path):
@@ -213,10 +222,10 @@ def test_cli_json_and_csv(tmp_path):
     assert result.stdout.splitlines()[0].startswith("format,batch,status,size_mb,top1")
 
 
-def test_session_settings_are_applied_and_reported(report, export_dir):
+def test_session_settings_are_applied_and_reported(report):
     assert session_settings(threads=1)["intra_op_threads"] == 1
     assert session_settings()["allow_spinning"] == MEASURED_SETTINGS.allow_spinning
-    path = export_dir / MODEL / f"{MODEL}.onnx"
+    path = Path(report.directory) / f"{MODEL}.onnx"
     session = create_session(path, settings=replace(MEASURED_SETTINGS, allow_spinning=False, intra_op_threads=1))
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -144,9 +144,12 @@ def test_exporting_twice_is_byte_identical(tmp_path):
         assert first.files[key].read_bytes() == second.files[key].read_bytes()
 
 
-def test_re_export_replaces_the_directory_atomically(tmp_path):
+def test_re_export_keeps_what_it_did_not_remake_and_force_replaces_the_directory(tmp_path):
     export_model("squeezenet1_1", output_dir=tmp_path, input_size="64", fp16=True)
     export_model("squeezenet1_1", output_dir=tmp_path, input_size="64")
+    kept = ["manifest.json", "squeezenet1_1.fp16.onnx", "squeezenet1_1.onnx"]
+    assert sorted(p.name for p in (tmp_path / "squeezenet1_1").iterdir()) == kept
+    export_model("squeezenet1_1", output_dir=tmp_path, input_size="64", force=True)
     assert sorted(p.name for p in (tmp_path / "squeezenet1_1").iterdir()) == ["manifest.json", "squeezenet1_1.onnx"]
     assert [p.name for p in tmp_path.iterdir()] == ["squeezenet1_1"]
 

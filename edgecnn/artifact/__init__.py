@@ -5,7 +5,7 @@ is the manifest (``manifest.json``: model, input, preprocessing, outputs, artifa
 format table (one row per artifact kind), atomic staging (nothing half-written) and the preprocessing record.
 """
 
-from edgecnn.artifact.formats import FORMATS, Format, artifact_name, get_format
+from edgecnn.artifact.formats import FORMATS, Format, artifact_name, get_format, model_name_of
 from edgecnn.artifact.manifest import (
     MANIFEST_NAME,
     AddedArtifact,
@@ -23,13 +23,14 @@ from edgecnn.artifact.preprocessing import (
     find_images,
     read_image,
 )
-from edgecnn.artifact.staging import staged_directory, write_bytes_atomic
+from edgecnn.artifact.staging import cannot_write, staged_directory, staged_file, umask_mode, write_bytes_atomic
 
 __all__ = [
     "FORMATS",
     "Format",
     "artifact_name",
     "get_format",
+    "model_name_of",
     "MANIFEST_NAME",
     "AddedArtifact",
     "ArtifactStep",
@@ -43,6 +44,9 @@ __all__ = [
     "Preprocessing",
     "find_images",
     "read_image",
+    "cannot_write",
     "staged_directory",
+    "staged_file",
+    "umask_mode",
     "write_bytes_atomic",
 ]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgecnn.errors import UnknownNameError
 
-__all__ = ["Format", "FORMATS", "get_format", "artifact_name"]
+__all__ = ["Format", "FORMATS", "get_format", "artifact_name", "model_name_of"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,11 @@ def get_format(key: str) -> Format:
 def artifact_name(model_name: str, key: str) -> str:
     """File name of a model's artifact in format ``key``, e.g. ``mobilenet_v2.fp16.onnx``."""
     return model_name + get_format(key).suffix
+
+
+def model_name_of(file_name: str) -> str:
+    """The model name in an artifact's file name: the name less its format suffix (the longest that matches),
+    so ``net.v1.int8-cpu.onnx`` -> ``net.v1`` and ``ch_model_v2.0_det.onnx`` -> ``ch_model_v2.0_det``."""
+    suffixes = sorted((fmt.suffix for fmt in FORMATS if fmt.suffix), key=len, reverse=True)
+    suffix = next((s for s in suffixes if file_name.endswith(s) and len(file_name) > len(s)), "")
+    return file_name.removesuffix(suffix) if suffix else Path(file_name).stem

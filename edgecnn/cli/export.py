@@ -145,6 +145,15 @@ def _export_rows(result) -> list[dict]:
     type=click.IntRange(min=1),
     help="Export several models in this many processes (default: one per core, at most 4).",
 )
+@click.option(
+    "--name",
+    help="Name of the export directory and its files (default: the zoo name or the file's whole stem).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an export of the same name made from other inputs (by default it is kept and this is refused).",
+)
 @int8_options
 @output_format_option
 def export_command(
@@ -163,6 +172,8 @@ def export_command(
     optimizer,
     int8,
     jobs,
+    name,
+    force,
     calib,
     calib_samples,
     calib_method,
@@ -200,6 +211,8 @@ def export_command(
             names.append(model)
     if export_all:
         names += list_models()
+    if len(names) > 1 and name is not None:
+        raise UsageError("--name applies to one model: export several models without it, or one model with it")
     if len(names) > 1 and weights is not None:
         raise UsageError("--weights applies to one model: export several models without it, or one model with it")
     options = ExportOptions(
@@ -214,6 +227,8 @@ def export_command(
         ort=ort,
         exporter=exporter,
         optimizer=optimizer,
+        name=name,
+        force=force,
     )
     int8_step = (
         Int8Step(

@@ -1,8 +1,10 @@
 """The ``edgecnn`` command group: thin click wrappers over the Python API, one module per command.
 
 Errors the user can act on (:class:`edgecnn.errors.EdgecnnError`) print as one line and exit non-zero;
-``edgecnn --debug ...`` shows the traceback instead. Each command's module is imported only when that
-command runs, so ``edgecnn --help`` and the device-side commands do not load PyTorch.
+``edgecnn --debug ...`` shows the traceback instead. Ctrl-C prints one line and exits 130 (128 + SIGINT);
+artifacts are staged, so the files an interrupted command was writing are removed and earlier ones kept.
+Each command's module is imported only when that command runs, so ``edgecnn --help`` and the device-side
+commands do not load PyTorch.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ class EdgecnnGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(
+                "\nInterrupted: what this command had not finished was removed; earlier files are kept.", err=True
+            )
+            sys.exit(130)
 
 
 @click.group(cls=EdgecnnGroup, context_settings={"help_option_names": ["-h", "--help"]})

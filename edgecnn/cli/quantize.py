@@ -244,6 +244,11 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help=CACHE_HELP)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write a calibration cache.")
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an INT8 file made from other calibration data or settings (by default this is refused).",
+)
+@click.option(
     "--analyze",
     is_flag=True,
     help="List per-layer quantization error (SQNR), worst first, instead of writing the INT8 model.",
@@ -296,6 +301,7 @@ def quantize_command(
     input_size,
     cache,
     no_cache,
+    force,
     analyze,
     analyze_samples,
     top,
@@ -341,11 +347,27 @@ def quantize_command(
             _run_analysis(model, chosen_target, output, cache_option, options, analyze_samples, top, fmt)
             return
         if auto_fallback:
-            _run_fallback(model, chosen_target, reason, output, cache_option, options, max_drop, eval_data, fmt)
+            _run_fallback(
+                model,
+                chosen_target,
+                reason,
+                output,
+                cache_option,
+                {**options, "force": force},
+                max_drop,
+                eval_data,
+                fmt,
+            )
             return
         with calibration_progress(fmt == "table") as progress:
             result = quantize_export(
-                model, target=chosen_target, output=output, cache=cache_option, progress=progress, **options
+                model,
+                target=chosen_target,
+                output=output,
+                cache=cache_option,
+                progress=progress,
+                force=force,
+                **options,
             )
     print_warnings(result.warnings)
     if fmt == "json":

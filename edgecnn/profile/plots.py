@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecnn.artifact.staging import staged_file
 from edgecnn.errors import UsageError
 from edgecnn.profile.report import MB, ProfileReport, ProfileRow
 
@@ -174,6 +175,6 @@ def plot_profile(report: ProfileReport, path: str | Path) -> Path:
     figure.suptitle(
         "edgecnn profile: latency figures are estimated (roofline x efficiency factors), not measured", fontsize=10
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150)
+    with staged_file(path) as temporary:
+        figure.savefig(temporary, dpi=150, format=path.suffix.lstrip(".").lower() or None)
     return path

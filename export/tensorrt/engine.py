@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgecnn.artifact.formats import model_name_of
 from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
 from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.devices import Device, get_device
@@ -127,10 +128,14 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
         if precision is not None:
             key = PRECISION_FORMATS[precision]
             if key not in files:
-                hint = " --int8 --target tensorrt" if precision == "int8" else " --fp16" if precision == "fp16" else ""
+                reference = manifest.get("model", {}).get("source") or model_name
+                hint = (
+                    f"edgecnn quantize {path} --target tensorrt"
+                    if precision == "int8"
+                    else f"edgecnn export {reference}" + (" --fp16" if precision == "fp16" else "")
+                )
                 raise UsageError(
-                    f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): "
-                    f"export it first, e.g. edgecnn export {model_name}{hint}"
+                    f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): make it first, e.g. {hint}"
                 )
         else:
             key = next((k for k in ARTIFACT_PREFERENCE if k in files), None)
@@ -151,7 +156,7 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
         raise UsageError(
             f"{path.name} is a {found} model, not {precision}: drop --precision, or give the {precision} file"
         )
-    name = path.name.split(".")[0]
+    name = model_name_of(path.name)
     sibling = path.with_name(f"{name}.onnx")
     fp32 = sibling if sibling.is_file() and sibling != path else (path if found == "fp32" else None)
     manifest = None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import onnx
 
+from edgecnn.artifact.staging import cannot_write, staged_file, write_bytes_atomic
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.engine import BuildPlan, calibration_cache_text, qdq_to_ranges
 from edgecnn.export.tensorrt.support import parse_version
@@ -145,7 +146,8 @@ def _place(source: Path, target: Path) -> None:
         raise UsageError(
             f"{target} already exists and is not {source}: write the trtexec script to another directory (-o)"
         )
-    shutil.copyfile(source, target)
+    with staged_file(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def _entropy_cache_text(plan: BuildPlan) -> str:
@@ -183,20 +185,23 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
     under bash with ``set -euo pipefail`` from its own folder, so a failed build stops it.
     """
     base = Path(directory) if directory is not None else plan.engine_path.parent
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(base, error) from None
     names = _artifact_names(plan)
     inputs = _inputs(plan)
     if plan.int8_source == "qdq-ranges":
         converted, ranges = qdq_to_ranges(onnx.load(str(plan.build_onnx)))
-        onnx.save(converted, str(base / names["float_onnx"]))
-        (base / names["calib"]).write_text(calibration_cache_text(ranges, plan.tensorrt))
+        write_bytes_atomic(base / names["float_onnx"], converted.SerializeToString())
+        write_bytes_atomic(base / names["calib"], calibration_cache_text(ranges, plan.tensorrt).encode())
     else:
         _place(plan.build_onnx, base / inputs["onnx"])
     if plan.int8_source == "entropy-calibrator" and "calib" in inputs:
         if plan.calibration_cache is not None and plan.calibration_cache.is_file():
             _place(plan.calibration_cache, base / inputs["calib"])
         else:
-            (base / inputs["calib"]).write_text(_entropy_cache_text(plan))
+            write_bytes_atomic(base / inputs["calib"], _entropy_cache_text(plan).encode())
     if plan.timing_cache.is_file():
         _place(plan.timing_cache, base / plan.timing_cache.name)
     commands = trtexec_commands(plan, base)
@@ -229,6 +234,5 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
         f"{profile.line} 2>&1 | tee {names['log']}",
     ]
     path = base / f"{plan.engine_path.name.removesuffix('.engine')}.trtexec.sh"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o755)
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode(), mode=0o777)
     return path
