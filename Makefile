@@ -6,10 +6,11 @@ STAMP := $(VENV)/.edgecnn-installed
 
 .PHONY: demo test clean zoo-graphs
 
-$(STAMP): pyproject.toml
+# constraints.txt pins what pyproject.toml's ranges allow to the tested set (torch 2.13.0, CPU build).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # WEIGHTS=path/to/checkpoint.pt exports your trained weights instead of the seeded random ones.

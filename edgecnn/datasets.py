@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.artifact import Preprocessing, find_images
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.errors import UsageError
+from edgecnn.extras import missing_extra
 
 __all__ = [
     "DIGITS",
@@ -122,9 +123,7 @@ def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise EdgecnnError(
-            "the digits set ships with scikit-learn, which is not installed: pip install scikit-learn"
-        ) from None
+        raise missing_extra("sklearn", "the digits set (it ships with scikit-learn)") from None
     bunch = sklearn_digits()
     images = np.rint(bunch.images * (255.0 / _DIGITS_LEVELS)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)

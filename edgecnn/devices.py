@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any
 
 from edgecnn.errors import UnknownNameError, UsageError
+from edgecnn.extras import available
 
 __all__ = [
     "Device",
@@ -134,14 +135,21 @@ def _timed_best(function, repeats: int) -> float:
 
 @functools.cache
 def measure_host() -> Device:
-    """This machine as a device: peak from a float32 GEMM (all cores), bandwidth from a 256 MB copy."""
+    """This machine as a device: peak from a float32 GEMM (all cores; torch where installed, else numpy),
+    bandwidth from a 256 MB copy."""
     import numpy as np
-    import torch
 
     n = 1024
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    seconds = _timed_best(lambda: torch.mm(a, b), 8)
+    if available("torch"):
+        import torch
+
+        library, a, b, matmul = "torch", torch.randn(n, n), torch.randn(n, n), torch.mm
+    else:
+        generator = np.random.default_rng(0)
+        a, b = generator.standard_normal((n, n), np.float32), generator.standard_normal((n, n), np.float32)
+        library, matmul = "numpy", np.matmul
+    matmul(a, b)
+    seconds = _timed_best(lambda: matmul(a, b), 8)
     gflops = 2 * n**3 / seconds / 1e9
     source = np.ones(32 * 2**20, dtype=np.float64)
     target = np.empty_like(source)
@@ -160,11 +168,11 @@ def measure_host() -> Device:
         overhead_mb=600,
         gpu="none: CPU through ONNX Runtime",
         sources={
-            "peak_gflops.fp32": f"measured now: {n}x{n} float32 GEMM in torch, best of 8",
+            "peak_gflops.fp32": f"measured now: {n}x{n} float32 GEMM in {library}, best of 8",
             "peak_gflops.fp16": "ONNX Runtime runs FP16 on x86 CPUs through FP32 kernels: FP32 rate",
             "peak_gflops.int8": "AVX2 without VNNI has no INT8 compute advantage (devices.md): FP32 rate",
             "bandwidth_gbps": "measured now: 256 MB numpy copy (read + write), best of 5",
-            "overhead_mb": "estimate: Python + torch + ONNX Runtime resident size",
+            "overhead_mb": f"estimate: Python + {library} + ONNX Runtime resident size",
         },
     )
 

@@ -17,6 +17,7 @@ import onnx
 
 from edgecnn.calibration import quantize_for_timing
 from edgecnn.errors import UnknownNameError, UsageError
+from edgecnn.extras import available
 from edgecnn.profile import (
     GraphSource,
     ProfileOptions,
@@ -26,14 +27,19 @@ from edgecnn.profile import (
     onnx_file_source,
     profile,
 )
-from edgecnn.registry import get_spec, list_models
+from edgecnn.registry import get_spec, list_models, reference_table
 
 __all__ = ["resolve_targets", "convert_for_measurement", "profile_targets", "profile_models"]
 
 
 def _with_reference(sources: list[GraphSource]) -> list[GraphSource]:
+    """Attach the zoo's tags and reference top-1; without PyTorch (the core install) the zoo's model files
+    cannot be imported, so the reference table alone gives top-1 and there are no tags."""
+    torch_free = not available("torch")
     for source in sources:
-        if source.model_name is not None and source.model_name in list_models():
+        if source.model_name is not None and torch_free and source.model_name in reference_table():
+            source.ref_top1 = reference_table()[source.model_name].top1
+        elif source.model_name is not None and not torch_free and source.model_name in list_models():
             spec = get_spec(source.model_name)
             source.tags = sorted(spec.tags)
             source.ref_top1 = spec.reference.top1 if spec.reference else None

@@ -2,6 +2,8 @@
 
 Modelled on torchvision's ``_api.py`` and timm's ``_registry.py``: builders register themselves with a
 decorator, ``list_models`` filters names with fnmatch, ``get_model`` builds by name or family alias.
+Importing this module does not import PyTorch (``import edgecnn`` stays torch-free for the device side);
+listing the zoo imports the model files, and so PyTorch.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.artifact.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from edgecnn.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -229,6 +231,8 @@ def get_model(name: str, num_classes: int | None = None, *, seed: int = 0, **con
     ``config`` goes to the builder (for example ``width_mult`` for MobileNet, ``aux_logits`` for
     GoogLeNet). The returned module carries its spec as ``model.spec``.
     """
+    import torch
+
     spec = get_spec(name)
     classes = spec.num_classes if num_classes is None else int(num_classes)
     if classes < 1:

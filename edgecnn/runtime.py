@@ -31,6 +31,7 @@ __all__ = [
     "session_settings",
     "session_options",
     "create_session",
+    "best_providers",
     "run_session",
 ]
 
@@ -151,21 +152,33 @@ def create_session(
     threads: int | None = None,
     optimization: str | None = None,
     settings: SessionSettings | None = None,
+    providers: list[str] | None = None,
 ):
-    """A CPU ONNX Runtime session with :data:`MEASURED_SETTINGS`.
+    """An ONNX Runtime session with :data:`MEASURED_SETTINGS`, on the CPU unless ``providers`` says otherwise.
 
     ``threads`` and ``optimization`` (disable/basic/extended/all) override those settings; ``settings`` replaces
-    them altogether (bench/ort_settings.py measures variants this way).
+    them altogether (bench/ort_settings.py measures variants this way). ``providers``: execution providers in
+    order of preference (:func:`best_providers` for the fastest this onnxruntime build has).
     """
     import onnxruntime as ort
 
     options = session_options(_settings(threads, optimization, settings))
     source = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
         first = first_line(error)
         raise EdgecnnError(f"ONNX Runtime cannot load the model: {first[:300]}") from None
+
+
+def best_providers() -> list[str]:
+    """The execution providers to run an artifact with: CUDA where this onnxruntime build has it (Jetson and
+    GPU builds), then the CPU. The TensorRT provider is left out: it builds an engine on first run, which
+    ``edgecnn compile`` does once instead."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
 
 
 def cpu_session_optimization(artifact) -> str:

@@ -126,11 +126,13 @@ def _weights_set_aside(captured: dict[str, torch.Tensor]) -> Iterator[None]:
     Without them the serialized graph names each weight as an input, and :func:`_attach_weights` turns
     those inputs back into initializers, streamed to a file one tensor at a time. There is no public switch
     for this (torch uses external data only above 2 GB), so ``torch._C.Graph._export_onnx`` is wrapped for
-    the duration of the call; torch is pinned, and the test suite checks that the result equals torch's
-    own serialization byte for byte.
+    the duration of the call. It is private: :func:`_private_serializer` checks that it exists, and
+    :func:`_streamed_as_expected` that the graph it gave names exactly the captured weights as inputs;
+    otherwise the export is redone with the public exporter alone (the test suite checks both ways give
+    torch's own serialization byte for byte).
     """
     graph_class = torch._C.Graph
-    serialize = graph_class._export_onnx
+    serialize = _private_serializer()
 
     def serialize_without_weights(graph, params, *args, **kwargs):
         captured.update(params)
@@ -141,6 +143,21 @@ def _weights_set_aside(captured: dict[str, torch.Tensor]) -> Iterator[None]:
         yield
     finally:
         graph_class._export_onnx = serialize
+
+
+def _private_serializer():
+    """``torch._C.Graph._export_onnx`` (graph, params, opset, ...) when this torch has it, else None."""
+    serializer = getattr(getattr(torch._C, "Graph", None), "_export_onnx", None)
+    return serializer if callable(serializer) else None
+
+
+def _streamed_as_expected(path: Path, weights: dict[str, torch.Tensor]) -> bool:
+    """Whether the graph at ``path`` is what the wrapped serializer should give: every input but the image
+    is a captured weight, and every captured weight is an input (none lost, none inline twice)."""
+    model = onnx.load(str(path), load_external_data=False)
+    inputs = {value.name for value in model.graph.input} - {INPUT_NAME}
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    return inputs == set(weights) and not (initializers & set(weights))
 
 
 def _attach_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
@@ -211,8 +228,8 @@ def torch_to_onnx_file(
         ):
             warnings.simplefilter("ignore")
             if exporter == "torchscript":
-                weights: dict[str, torch.Tensor] = {}
-                with _weights_set_aside(weights):
+
+                def export_torchscript() -> None:
                     torch.onnx.export(
                         module,
                         (example,),
@@ -224,7 +241,16 @@ def torch_to_onnx_file(
                         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
                         do_constant_folding=True,
                     )
-                _attach_weights(path, weights)
+
+                if _private_serializer() is not None:
+                    weights: dict[str, torch.Tensor] = {}
+                    with _weights_set_aside(weights):
+                        export_torchscript()
+                    if _streamed_as_expected(path, weights):
+                        _attach_weights(path, weights)
+                        return path
+                    remove_onnx_file(path)
+                export_torchscript()
                 return path
             program = torch.onnx.export(
                 module,

@@ -402,3 +402,46 @@ def test_weights_set_aside_give_torchs_own_serialization(name, tmp_path):
             do_constant_folding=True,
         )
     assert load_inline(ours).SerializeToString() == (tmp_path / "torch.onnx").read_bytes()
+
+
+def _streamed_and_public(tmp_path, monkeypatch, break_streaming) -> tuple[bytes, bytes, bool]:
+    """LeNet-5 exported with the private serializer wrapped, then with ``break_streaming`` applied; the second
+    export's bytes (weights inline) and whether it left a weights file."""
+    from edgecnn.export import to_onnx
+
+    module = get_model("lenet5").eval()
+    shape = (1, 1, 32, 32)
+    streamed = to_onnx.load_inline(to_onnx.torch_to_onnx_file(module, shape, tmp_path / "streamed.onnx"))
+    break_streaming(monkeypatch, to_onnx)
+    public = to_onnx.torch_to_onnx_file(module, shape, tmp_path / "public.onnx")
+    return streamed.SerializeToString(), public.read_bytes(), to_onnx.weights_file(public).exists()
+
+
+def test_exporter_falls_back_to_the_public_api_without_the_private_serializer(tmp_path, monkeypatch):
+    """A torch without ``torch._C.Graph._export_onnx`` gets the public exporter's file, weights inline."""
+
+    def without_private_api(monkeypatch, to_onnx):
+        monkeypatch.setattr(to_onnx, "_private_serializer", lambda: None)
+
+    streamed, public, has_weights_file = _streamed_and_public(tmp_path, monkeypatch, without_private_api)
+    assert public == streamed and not has_weights_file
+
+
+def test_exporter_falls_back_when_the_private_serializer_misbehaves(tmp_path, monkeypatch):
+    """A private serializer whose graph does not name exactly the captured weights is not trusted: the export
+    is redone with the public exporter and gives the same bytes."""
+    import contextlib
+
+    def misbehaving(monkeypatch, to_onnx):
+        real = to_onnx._weights_set_aside
+
+        @contextlib.contextmanager
+        def captures_a_stray_weight(captured):
+            with real(captured):
+                yield
+            captured["not.in.the.graph"] = torch.zeros(1)
+
+        monkeypatch.setattr(to_onnx, "_weights_set_aside", captures_a_stray_weight)
+
+    streamed, public, has_weights_file = _streamed_and_public(tmp_path, monkeypatch, misbehaving)
+    assert public == streamed and not has_weights_file

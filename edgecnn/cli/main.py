@@ -4,7 +4,8 @@ Errors the user can act on (:class:`edgecnn.errors.EdgecnnError`) print as one l
 ``edgecnn --debug ...`` shows the traceback instead. Ctrl-C prints one line and exits 130 (128 + SIGINT);
 artifacts are staged, so the files an interrupted command was writing are removed and earlier ones kept.
 Each command's module is imported only when that command runs, so ``edgecnn --help`` and the device-side
-commands do not load PyTorch.
+commands do not load PyTorch; a command that reaches an optional dependency which is not installed names the
+extra to install (``edgecnn export needs torch: pip install 'edgecnn[export]'``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.extras import extra_for, missing_extra
 
 __all__ = ["COMMANDS", "main"]
 
@@ -42,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "edgecnn.cli.benchmark:benchmark_command",
         "Every format of a model: size, top-1, latency, speed-up.",
     ),
+    "predict": (
+        "edgecnn.cli.predict:predict_command",
+        "Run an exported model on images or a .npy: top-k classes or output statistics.",
+    ),
     "devices": ("edgecnn.cli.devices:devices_command", "The device catalog: Jetsons, Raspberry Pis and this host."),
 }
 """Command name -> (``module:attribute`` of its click command, the one-line help ``edgecnn --help`` shows)."""
@@ -57,7 +63,13 @@ class EdgecnnGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attribute = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if not error.name or extra_for(error.name) is None:
+                raise
+            raise missing_extra(error.name, f"edgecnn {name}") from error
+        return getattr(module, attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -65,7 +77,13 @@ class EdgecnnGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ModuleNotFoundError as error:
+                if not error.name or extra_for(error.name) is None:
+                    raise
+                command = " ".join(filter(None, ["edgecnn", ctx.invoked_subcommand]))
+                raise missing_extra(error.name, command) from error
         except EdgecnnError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
