@@ -129,9 +129,7 @@ def measure_alternating(
         for name in order.sample(names, len(names)):
             run = candidates[name]
             time.sleep(settle_seconds)
-            samples[name] += time_runs(
-                lambda run=run: (run(), None)[1], min_runs=1, min_seconds=round_seconds, max_runs=max_runs_per_round
-            )
+            samples[name] += time_runs(run, min_runs=1, min_seconds=round_seconds, max_runs=max_runs_per_round)
     return {name: Latency(tuple(values)) for name, values in samples.items()}
 
 

@@ -8,6 +8,7 @@ what :func:`create_session` applies, for export manifests and benchmark reports.
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from collections.abc import Callable
@@ -214,7 +215,7 @@ def run_session(session, batch: np.ndarray) -> np.ndarray:
 
 
 def time_runs(
-    run: Callable[[], float | None],
+    run: Callable[[], Any],
     *,
     warmup: int = 0,
     min_runs: int = 1,
@@ -224,8 +225,8 @@ def time_runs(
     """Milliseconds per call of ``run``: the one timing loop behind host, benchmark and engine latency.
 
     After ``warmup`` untimed calls, ``run`` is called until it has run ``min_runs`` times and ``min_seconds``
-    have passed, or ``max_runs`` times. A call that returns a number reports its own time in ms (a CUDA event
-    pair, say); otherwise its wall-clock time is taken.
+    have passed, or ``max_runs`` times. A call that returns a real number reports its own time in ms (a CUDA
+    event pair, say); for any other return value (outputs, None) its wall-clock time is taken.
     """
     for _ in range(warmup):
         run()
@@ -235,5 +236,5 @@ def time_runs(
         begin = time.perf_counter()
         reported = run()
         elapsed = (time.perf_counter() - begin) * 1e3
-        samples.append(float(reported) if reported is not None else elapsed)
+        samples.append(float(reported) if isinstance(reported, numbers.Real) else elapsed)
     return samples
