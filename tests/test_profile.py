@@ -39,7 +39,8 @@ def one_line_error(result, exit_code=2):
         ("1.5GB", int(1.5 * 2**30)),
         ("256 KiB", 256 * 2**10),
         ("2g", 2 * 2**30),
-        ("4096", 4096),
+        ("4096B", 4096),
+        (4096, 4096),
     ],
 )
 def test_memory_sizes(text, expected):
@@ -50,6 +51,11 @@ def test_memory_sizes(text, expected):
 def test_bad_memory_sizes(text):
     with pytest.raises(UsageError):
         parse_memory_size(text)
+
+
+def test_a_number_without_a_unit_is_refused_naming_the_units():
+    with pytest.raises(UsageError, match=r"'10' has no unit: add KB, MB or GB \(for example 10MB\), or B for bytes"):
+        parse_memory_size("10")
 
 
 def test_option_parsers():

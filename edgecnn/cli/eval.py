@@ -74,7 +74,7 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=fmt == "json",
+        disable=fmt == "json" or not err_console.is_terminal,
     )
     tasks = []
 

@@ -278,6 +278,7 @@ def export_command(
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     ) as progress:
         task = progress.add_task("exporting", total=len(names))
         outcomes = export_many(

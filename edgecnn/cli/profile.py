@@ -57,12 +57,13 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
             )
         else:
             entry["model_mb"] = (row.weight_bytes + row.peak_activation_bytes) / MB
+            entry["ref_top1"] = row.ref_top1
             for fit in row.devices:
                 entry[fit.device] = f"{fit.estimated_ms:,.2f} {'✓' if fit.fits else '✗'}"
         if measured:
             entry["host_p50_ms"] = row.measured.p50_ms if row.measured else None
             entry["host_per_s"] = row.measured.throughput_per_s if row.measured else None
-        entry["ref_top1"] = row.ref_top1
+        entry.setdefault("ref_top1", row.ref_top1)
         if row.uncounted:
             entry["uncounted"] = ",".join(f"{op}x{n}" for op, n in row.uncounted.items())
         rows.append(entry)
@@ -80,8 +81,12 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
         "ref_top1": "top-1 (ref)",
         "precision": "prec.",
     }
-    headers.update({device: f"{_short(device)} est. ms" for device in report.devices})
+    headers.update({device: _short(device) for device in report.devices})
     return rows, headers
+
+
+# Left out first when a terminal is too narrow for every column (all of them are in --csv and --json).
+_OPTIONAL = ("params_m", "weight_mb", "peak_act_mb", "total_mb", "host_per_s", "headroom_mb", "gmacs")
 
 
 def long_rows(report: ProfileReport) -> list[dict[str, Any]]:
@@ -132,7 +137,7 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
             "Zoo fp16/int8 rows are costed from the FP32 graph with that precision's byte sizes (see docs/profile.md)."
         )
     if len(report.devices) > 1:
-        lines.append("Device columns: estimated ms per batch; ✓ fits the memory budget, ✗ does not.")
+        lines.append("Device columns: estimated ms per batch on that device; ✓ fits the memory budget, ✗ does not.")
     if measured:
         lines.append(f"host p50 ms = {report.measured_label}.")
         notes = sorted({row.measure_note for row in report.rows if row.measure_note})
@@ -339,6 +344,7 @@ def profile_command(
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,
         ) as progress:
             task = progress.add_task("profiling", total=len(targets))
             report = profile_targets(
@@ -361,8 +367,20 @@ def profile_command(
         emit(render_rows(long_rows(report), "csv"))
         return
     rows, headers = report_rows(report, measure)
-    title = f"profile on {', '.join(report.devices)}"
-    emit(render_rows(rows, fmt, headers=headers, title=title, footer=_footer(report, measure), console=console))
+    where = ", ".join(report.devices) if len(report.devices) <= 3 else f"{len(report.devices)} devices"
+    title = f"profile on {where}"
+    emit(
+        render_rows(
+            rows,
+            fmt,
+            headers=headers,
+            title=title,
+            footer=_footer(report, measure),
+            console=console,
+            keys=("model", "precision", "batch"),
+            optional=_OPTIONAL,
+        )
+    )
     if layers:
         _layer_tables(report, fmt)
         _trtexec_table(report, fmt)

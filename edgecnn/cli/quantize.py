@@ -149,6 +149,7 @@ def calibration_progress(enabled: bool = True) -> Iterator:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     )
     task = None
 
