@@ -224,6 +224,33 @@ def test_measure_and_layers_on_the_host():
         assert sum(shares) == pytest.approx(100.0, abs=0.5)
 
 
+def test_host_fp16_measurement_says_why_it_is_slow():
+    result = invoke("profile", "lenet5", "--precision", "fp16", "--measure")
+    assert result.exit_code == 0, result.output
+    assert "Host FP16 is no speed-up on a CPU" in result.output and "OperatorKernels.md" in result.output
+
+
+def test_quantizing_for_timing_leaves_no_ort_warnings_behind(tmp_path):
+    """In a fresh process (pytest installs its own log handlers): ORT's pre-processing reminder is silenced, and
+    its logging.warning call leaves no stderr handler on the root logger to print later messages."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "from edgecnn.calibration import quantize_for_timing\n"
+        "import onnx\n"
+        "from edgecnn.export.zoo_graphs import zoo_graph\nfrom edgecnn.onnx_facts import fill_weights\n"
+        f"onnx.save(fill_weights(zoo_graph('lenet5')), {str(tmp_path / 'fp32.onnx')!r})\n"
+        f"quantize_for_timing({str(tmp_path / 'fp32.onnx')!r}, {str(tmp_path / 'int8.onnx')!r})\n"
+        "print(len(logging.getLogger().handlers))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pre-processing" not in done.stderr and "WARNING:root" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "0", "ORT's logging.warning left a stderr handler on the root logger"
+
+
 def test_export_directory_is_profiled_at_its_precisions(tmp_path):
     from edgecnn.export import export_model
 

@@ -140,6 +140,12 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
         lines.append("Device columns: estimated ms per batch on that device; ✓ fits the memory budget, ✗ does not.")
     if measured:
         lines.append(f"host p50 ms = {report.measured_label}.")
+        if any(row.precision == "fp16" and row.measured for row in report.rows):
+            lines.append(
+                "  Host FP16 is no speed-up on a CPU: ONNX Runtime's CPU execution provider has float16 kernels for "
+                "few ops, so it converts to FP32 and back around the rest (operator list: "
+                "github.com/microsoft/onnxruntime/blob/main/docs/OperatorKernels.md); FP16 pays off on the GPU."
+            )
         notes = sorted({row.measure_note for row in report.rows if row.measure_note})
         lines += [f"  {note}" for note in notes[:5]]
     uncounted = sorted({op for row in report.rows for op in row.uncounted})
