@@ -318,3 +318,16 @@ def test_wide_tables_are_not_folded_outside_a_terminal():
     assert len(lines) == 3 + len(rows) + 1
     assert sum("inception_resnet_v" in line for line in lines) == 2
     assert all("123.456" in line for line in lines if "inception_resnet_v" in line)
+
+
+def test_zoo_models_are_profiled_at_another_input_size():
+    def macs(*args: str) -> int:
+        result = invoke("profile", "squeezenet1_1", "--precision", "fp32", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["rows"][0]["macs"]
+
+    # About the area ratio; SqueezeNet's unpadded stem and pools make it 0.224 rather than 0.25.
+    assert macs("--input-size", "112") / macs() == pytest.approx((112 / 224) ** 2, rel=0.15)
+    fixed = one_line_error(invoke("profile", "squeezenet1_1", "--input-shape", "1x3x112x112"))
+    assert "fixes it at 224" in fixed and "--input-size" in fixed
+    assert "too small" in one_line_error(invoke("profile", "squeezenet1_1", "--input-size", "8"))

@@ -279,6 +279,7 @@ def _layer_tables(report: ProfileReport, fmt: str) -> None:
     help="Memory a model may use, e.g. 512MB, 10MB, 1.5GB (default: the device's RAM less its overhead).",
 )
 @click.option("--max-latency", type=float, help="Latency limit in ms per batch (estimated) for the recommendation.")
+@click.option("--input-size", help="Zoo models at this input size: H or HxW (default: each model's own).")
 @click.option("--input-shape", help="Shape for dynamic dims of an ONNX input: 1x3x224x224 or name=Nx3x224x224.")
 @click.option("--measure", is_flag=True, help="Also measure latency on this host with ONNX Runtime (p50/p90/p99).")
 @click.option("--layers", is_flag=True, help="Per-layer tables (estimated ms; host ms and time share with --measure).")
@@ -305,6 +306,7 @@ def profile_command(
     batch,
     memory_budget,
     max_latency,
+    input_size,
     input_shape,
     measure,
     layers,
@@ -322,6 +324,7 @@ def profile_command(
     edgecnn profile --tag efficient,heavy --device jetson-orin-nano-8gb
     edgecnn profile --all --device jetson --precision int8 --memory-budget 10MB
     edgecnn profile mobilenet resnet50 --measure --batch 1,8
+    edgecnn profile mobilenet --input-size 160 --device jetson-orin-nano-8gb
     edgecnn profile resnet18 --device jetson-orin-nano-8gb --precision fp16 --layers --import-trtexec runs/resnet18
     """
     if max_latency is not None and max_latency <= 0:
@@ -339,7 +342,7 @@ def profile_command(
         input_shapes=parse_input_shape(input_shape),
         trtexec_dir=trtexec_dir,
     )
-    targets = resolve_targets(models, all_models, tags)
+    targets = resolve_targets(models, all_models, tags, input_size)
     check_targets(targets, options)
     if len(targets) > 1:
         with Progress(
