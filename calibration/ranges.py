@@ -53,15 +53,21 @@ def quantizable_op_types() -> list[str]:
 @contextlib.contextmanager
 def quiet_ort():
     """Silence ORT quantization's prints and root-logger messages (pre-processing reminders,
-    unmatched shared biases) while it runs."""
+    unmatched shared biases) while it runs.
+
+    ORT calls ``logging.warning``, which installs a stderr handler on a root logger that has none: a
+    placeholder handler stops that, so no ``WARNING:root:`` line can surface later either."""
     root = logging.getLogger()
     level = root.level
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
     root.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         root.setLevel(level)
+        root.removeHandler(placeholder)
 
 
 @contextlib.contextmanager

@@ -114,10 +114,22 @@ class EvaluationReport:
                 else f"evaluated {len(self.results)} artifacts on {self.data}"
             )
         return "\n".join(
-            f"{r.artifact}: top-1 {r.top1:.2f}% is {r.drop:.2f} points below FP32 {r.top1 + r.drop:.2f}% "
-            f"({self.data}, {r.images} images), over the {self.max_drop}-point budget"
+            f"FAIL: {r.artifact}: top-1 {r.top1:.2f}% is {_points(r.drop)} FP32 {r.top1 + r.drop:.2f}% "
+            f"({self.data}, {r.images} images), {_budget(self.max_drop)}"
             for r in self.failures
         )
+
+
+def _points(drop: float) -> str:
+    """``0.56 points below`` or, for a negative drop, ``0.56 points above``: never a signed distance."""
+    size = abs(drop)
+    return f"{size:.2f} {'point' if round(size, 2) == 1 else 'points'} {'below' if drop >= 0 else 'above'}"
+
+
+def _budget(max_drop: float | None) -> str:
+    if max_drop is not None and max_drop < 0:
+        return f"short of the required gain of {-max_drop:g} {'point' if max_drop == -1 else 'points'}"
+    return f"over the {max_drop:g}-point budget"
 
 
 def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:

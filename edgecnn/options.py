@@ -15,17 +15,23 @@ __all__ = ["MB", "parse_memory_size", "parse_batches", "parse_input_shape", "par
 
 MB = 2**20
 _UNITS = {
-    "": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": MB, "mb": MB, "mib": MB,
+    "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": MB, "mb": MB, "mib": MB,
     "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40,
 }  # fmt: skip
 
 
 def parse_memory_size(text: str | int) -> int:
-    """``512MB``, ``10MB``, ``1.5GB``, ``256KiB`` or a byte count to bytes (KB/MB/GB are binary, as in the catalog)."""
+    """``512MB``, ``10MB``, ``1.5GB``, ``256KiB`` or ``4096B`` to bytes (KB/MB/GB are binary, as in the catalog).
+
+    A bare number is refused rather than read as bytes: ``--memory-budget 10`` meant 10 MB or GB, never 10 bytes."""
     if isinstance(text, int):
         return text
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else None
+    if unit == "":
+        raise UsageError(
+            f"memory size {text!r} has no unit: add KB, MB or GB (for example {match.group(1)}MB), or B for bytes"
+        )
     if match is None or unit not in _UNITS:
         raise UsageError(
             f"memory size {text!r} is not a size: give a number with KB, MB or GB (for example 512MB or 1.5GB)"

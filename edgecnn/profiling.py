@@ -18,6 +18,7 @@ import onnx
 from edgecnn.calibration import quantize_for_timing
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.extras import available
+from edgecnn.options import parse_input_size
 from edgecnn.profile import (
     GraphSource,
     ProfileOptions,
@@ -48,11 +49,14 @@ def _with_reference(sources: list[GraphSource]) -> list[GraphSource]:
     return sources
 
 
-def _zoo_target(name: str) -> ProfileTarget:
+def _zoo_target(name: str, input_size: str | None = None) -> ProfileTarget:
+    """A zoo model at its default input size, or at ``input_size`` (H or HxW, checked against its minimum)."""
+    size = parse_input_size(input_size, get_spec(name)) if input_size is not None else None
+
     def load() -> list[GraphSource]:
         from edgecnn.export.zoo_graphs import zoo_graph
 
-        return _with_reference([GraphSource(name, zoo_graph(name), "zoo", "fp32", None, name)])
+        return _with_reference([GraphSource(name, zoo_graph(name, size), "zoo", "fp32", None, name)])
 
     return ProfileTarget(name, "zoo", load)
 
@@ -66,12 +70,14 @@ def _file_target(path: Path) -> ProfileTarget:
 
 
 def resolve_targets(
-    models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = ()
+    models: Iterable[str] = (), all_models: bool = False, tags: Iterable[str] = (), input_size: str | None = None
 ) -> list[ProfileTarget]:
     """Zoo names, aliases and globs, ONNX files and export directories, plus ``--all`` / ``--tag`` (any of the tags).
 
-    Naming nothing profiles the whole zoo, as ``edgecnn profile --device jetson`` does.
+    Naming nothing profiles the whole zoo, as ``edgecnn profile --device jetson`` does. ``input_size`` (H or HxW)
+    builds the zoo models at that size; files and exports have their own graphs (``--input-shape`` for those).
     """
+    models = list(models)
     targets: list[ProfileTarget] = []
     for model in models:
         path = Path(model)
@@ -85,10 +91,10 @@ def resolve_targets(
             matched = list_models(model)
             if not matched:
                 raise UsageError(f"no model matches {model!r}: run 'edgecnn list'")
-            targets += [_zoo_target(name) for name in matched]
+            targets += [_zoo_target(name, input_size) for name in matched]
         else:
             try:
-                targets.append(_zoo_target(get_spec(model).name))
+                targets.append(_zoo_target(get_spec(model).name, input_size))
             except UnknownNameError:
                 if not path.is_dir():
                     raise
@@ -97,11 +103,16 @@ def resolve_targets(
     for tag in wanted_tags:
         if tag not in ("efficient", "heavy"):
             raise UsageError(f"unknown tag {tag!r}: choose efficient or heavy")
-        targets += [_zoo_target(name) for name in list_models(tags=[tag])]
+        targets += [_zoo_target(name, input_size) for name in list_models(tags=[tag])]
     if all_models:
-        targets += [_zoo_target(name) for name in list_models()]
+        targets += [_zoo_target(name, input_size) for name in list_models()]
     if not models and not wanted_tags:
-        targets = [_zoo_target(name) for name in list_models()]
+        targets = [_zoo_target(name, input_size) for name in list_models()]
+    if input_size is not None and any(t.origin != "zoo" for t in targets):
+        files = ", ".join(str(t.path or t.name) for t in targets if t.origin != "zoo")
+        raise UsageError(
+            f"--input-size builds zoo models at another size; {files} has its own graph: use --input-shape for it"
+        )
     return list({(t.origin, t.name, str(t.path)): t for t in targets}.values())
 
 
@@ -141,10 +152,11 @@ def profile_models(
     *,
     all_models: bool = False,
     tags: Iterable[str] = (),
+    input_size: str | None = None,
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[str], None] | None = None,
 ) -> ProfileReport:
     """Profile what ``models`` name (see :func:`resolve_targets`) with ``options``: the Python face of
     ``edgecnn profile``."""
-    targets = resolve_targets(models, all_models, tags)
+    targets = resolve_targets(models, all_models, tags, input_size)
     return profile_targets(targets, options or ProfileOptions(), on_start=on_start, on_done=on_done)

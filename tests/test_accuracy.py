@@ -391,3 +391,24 @@ def _empty_classes(root: Path) -> Path:
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
     return root
+
+
+def test_the_verdict_marks_every_failure_and_reads_as_a_distance():
+    from edgecnn.cli.eval import _count
+    from edgecnn.evaluate import ArtifactAccuracy, EvaluationReport
+
+    def result(name: str, top1: float, drop: float) -> ArtifactAccuracy:
+        return ArtifactAccuracy(
+            name, "lenet5", "onnx-int8-cpu", "int8", 360, top1, 99.0, "fp32.onnx", drop, 99.0, "fail", 1.0
+        )
+
+    report = EvaluationReport(
+        "digits", 360, 1, 5, -1.0, 0, [result("a.onnx", 90.56, -0.56), result("b.onnx", 89.0, 1.0)]
+    )
+    lines = report.verdict().splitlines()
+    assert len(lines) == 2 and all(line.startswith("FAIL: ") for line in lines)
+    assert "a.onnx: top-1 90.56% is 0.56 points above FP32 90.00%" in lines[0]
+    assert "short of the required gain of 1 point" in lines[0]
+    assert "b.onnx: top-1 89.00% is 1.00 point below FP32 90.00%" in lines[1]
+    assert "-0.56" not in report.verdict()
+    assert (_count(1, "class"), _count(10, "class"), _count(1, "image")) == ("1 class", "10 classes", "1 image")

@@ -101,3 +101,10 @@ def test_debug_shows_traceback():
     result = invoke("--debug", "info", "nosuchnet")
     assert result.exit_code == 2
     assert "Traceback" in (result.output + str(result.stderr_bytes or b""))
+
+
+def test_reports_start_with_their_title_not_a_blank_line():
+    """A progress display is for terminals: piped, several models' profile starts with the table's title."""
+    result = invoke("profile", "lenet5", "squeezenet1_1", "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("profile on host"), result.output[:200]

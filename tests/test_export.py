@@ -445,3 +445,18 @@ def test_exporter_falls_back_when_the_private_serializer_misbehaves(tmp_path, mo
 
     streamed, public, has_weights_file = _streamed_and_public(tmp_path, monkeypatch, misbehaving)
     assert public == streamed and not has_weights_file
+
+
+def test_the_export_tables_show_the_tolerance_beside_the_error(tmp_path):
+    """An absolute error means nothing without the output's scale: each table puts the tolerance next to it."""
+    one = invoke("export", "lenet5", "-o", tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    assert "max |err|" in one.output and "tolerance" in one.output
+    several = invoke("export", "lenet*", "-o", tmp_path / "several", "--csv")
+    assert several.exit_code == 0, several.output
+    header, *rows = several.stdout.strip().splitlines()
+    columns = header.split(",")
+    assert "max_abs_error" in columns and "tolerance" in columns
+    for row in rows:
+        values = dict(zip(columns, row.split(",")))
+        assert 0 <= float(values["max_abs_error"]) <= float(values["tolerance"])

@@ -39,7 +39,8 @@ def one_line_error(result, exit_code=2):
         ("1.5GB", int(1.5 * 2**30)),
         ("256 KiB", 256 * 2**10),
         ("2g", 2 * 2**30),
-        ("4096", 4096),
+        ("4096B", 4096),
+        (4096, 4096),
     ],
 )
 def test_memory_sizes(text, expected):
@@ -50,6 +51,11 @@ def test_memory_sizes(text, expected):
 def test_bad_memory_sizes(text):
     with pytest.raises(UsageError):
         parse_memory_size(text)
+
+
+def test_a_number_without_a_unit_is_refused_naming_the_units():
+    with pytest.raises(UsageError, match=r"'10' has no unit: add KB, MB or GB \(for example 10MB\), or B for bytes"):
+        parse_memory_size("10")
 
 
 def test_option_parsers():
@@ -218,6 +224,33 @@ def test_measure_and_layers_on_the_host():
         assert sum(shares) == pytest.approx(100.0, abs=0.5)
 
 
+def test_host_fp16_measurement_says_why_it_is_slow():
+    result = invoke("profile", "lenet5", "--precision", "fp16", "--measure")
+    assert result.exit_code == 0, result.output
+    assert "Host FP16 is no speed-up on a CPU" in result.output and "OperatorKernels.md" in result.output
+
+
+def test_quantizing_for_timing_leaves_no_ort_warnings_behind(tmp_path):
+    """In a fresh process (pytest installs its own log handlers): ORT's pre-processing reminder is silenced, and
+    its logging.warning call leaves no stderr handler on the root logger to print later messages."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "from edgecnn.calibration import quantize_for_timing\n"
+        "import onnx\n"
+        "from edgecnn.export.zoo_graphs import zoo_graph\nfrom edgecnn.onnx_facts import fill_weights\n"
+        f"onnx.save(fill_weights(zoo_graph('lenet5')), {str(tmp_path / 'fp32.onnx')!r})\n"
+        f"quantize_for_timing({str(tmp_path / 'fp32.onnx')!r}, {str(tmp_path / 'int8.onnx')!r})\n"
+        "print(len(logging.getLogger().handlers))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pre-processing" not in done.stderr and "WARNING:root" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "0", "ORT's logging.warning left a stderr handler on the root logger"
+
+
 def test_export_directory_is_profiled_at_its_precisions(tmp_path):
     from edgecnn.export import export_model
 
@@ -285,3 +318,16 @@ def test_wide_tables_are_not_folded_outside_a_terminal():
     assert len(lines) == 3 + len(rows) + 1
     assert sum("inception_resnet_v" in line for line in lines) == 2
     assert all("123.456" in line for line in lines if "inception_resnet_v" in line)
+
+
+def test_zoo_models_are_profiled_at_another_input_size():
+    def macs(*args: str) -> int:
+        result = invoke("profile", "squeezenet1_1", "--precision", "fp32", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["rows"][0]["macs"]
+
+    # About the area ratio; SqueezeNet's unpadded stem and pools make it 0.224 rather than 0.25.
+    assert macs("--input-size", "112") / macs() == pytest.approx((112 / 224) ** 2, rel=0.15)
+    fixed = one_line_error(invoke("profile", "squeezenet1_1", "--input-shape", "1x3x112x112"))
+    assert "fixes it at 224" in fixed and "--input-size" in fixed
+    assert "too small" in one_line_error(invoke("profile", "squeezenet1_1", "--input-size", "8"))

@@ -442,3 +442,15 @@ def test_export_int8_failure_leaves_nothing(tmp_path):
     assert leftovers == [], "a failed INT8 step leaves no directory, staging or partial file"
     options_without_int8 = invoke("export", "squeezenet1_1", "--calib-method", "entropy", "-o", tmp_path / "out")
     assert options_without_int8.exit_code == 2 and "add --int8" in options_without_int8.output
+
+
+def test_the_weight_range_note_says_what_to_make_of_it():
+    from types import SimpleNamespace
+
+    from edgecnn.cli.quantize import weight_range_note
+
+    seven = weight_range_note(SimpleNamespace(weight_bits=7, weight_range_sqnr_db={"8-bit": 14.2, "7-bit": 27.0}))
+    assert "8-bit 14.2 dB, 7-bit 27.0 dB" in seven and "higher is closer" in seven
+    assert "nothing needs doing" in seven and "VNNI" in seven
+    eight = weight_range_note(SimpleNamespace(weight_bits=8, weight_range_sqnr_db={"8-bit": 30.1, "7-bit": 28.0}))
+    assert "Nothing needs doing" in eight and "VNNI" not in eight

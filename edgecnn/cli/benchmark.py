@@ -118,6 +118,7 @@ def benchmark_command(
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,
         ) as progress:
             task = progress.add_task(f"{model}: starting", total=None)
 

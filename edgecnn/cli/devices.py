@@ -100,7 +100,17 @@ def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fm
         "budget = RAM less the documented runtime overhead.",
         f"JetPack / TensorRT: {which}; '(+DLA)' = TensorRT can use the DLA under it. Sources: edgecnn devices --json.",
     ]
-    emit(render_rows(rows, fmt, headers=headers, footer=footer, console=console, title="device catalog"))
+    emit(
+        render_rows(
+            rows,
+            fmt,
+            headers=headers,
+            footer=footer,
+            console=console,
+            title="device catalog",
+            optional=("name", "fp4", "fp8", "dla", "budget_gb"),
+        )
+    )
 
 
 def _release_cell(device: Device, release: JetpackRelease | None, jetpack: str | None) -> str | None:

@@ -74,7 +74,7 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=fmt == "json",
+        disable=fmt == "json" or not err_console.is_terminal,
     )
     tasks = []
 
@@ -103,13 +103,13 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
                 f"top{report.top_k}": r.topk,
                 "drop": r.drop,
                 "agreement": r.agreement,
-                "status": r.status,
+                "status": "FAIL" if r.status == "fail" else r.status,
                 "seconds": r.seconds,
             }
             for r in report.results
         ]
         footer = [
-            f"{report.data}: {report.images} images, {report.classes} classes; "
+            f"{report.data}: {_count(report.images, 'image')}, {_count(report.classes, 'class')}; "
             f"drop = FP32 top-1 minus this top-1 (budget {max_drop} points)"
         ]
         if report.skipped_images:
@@ -119,5 +119,10 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
     if report.skipped_images:
         err_console.print(f"[yellow]warning:[/] skipped {report.skipped_images} unreadable images in {report.data}")
     if not report.passed:
-        err_console.print(f"[red]FAIL:[/] {report.verdict()}", soft_wrap=True)
+        for line in report.verdict().splitlines():
+            err_console.print(line.replace("FAIL:", "[red]FAIL:[/]", 1), soft_wrap=True, highlight=False)
         sys.exit(1)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun if number == 1 else noun + ('es' if noun.endswith('s') else 's')}"

@@ -66,8 +66,8 @@ def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fm
         "ref_top1",
     ]
     footer = [
-        f"{len(rows)} models. (ref) = published reference figures, ImageNet 1000 classes; "
-        "MAC = one multiply-accumulate."
+        f"{len(rows)} {'model' if len(rows) == 1 else 'models'}. "
+        "(ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate."
     ]
     emit(
         render_rows(

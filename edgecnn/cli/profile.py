@@ -57,12 +57,13 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
             )
         else:
             entry["model_mb"] = (row.weight_bytes + row.peak_activation_bytes) / MB
+            entry["ref_top1"] = row.ref_top1
             for fit in row.devices:
                 entry[fit.device] = f"{fit.estimated_ms:,.2f} {'✓' if fit.fits else '✗'}"
         if measured:
             entry["host_p50_ms"] = row.measured.p50_ms if row.measured else None
             entry["host_per_s"] = row.measured.throughput_per_s if row.measured else None
-        entry["ref_top1"] = row.ref_top1
+        entry.setdefault("ref_top1", row.ref_top1)
         if row.uncounted:
             entry["uncounted"] = ",".join(f"{op}x{n}" for op, n in row.uncounted.items())
         rows.append(entry)
@@ -80,8 +81,12 @@ def report_rows(report: ProfileReport, measured: bool) -> tuple[list[dict[str, A
         "ref_top1": "top-1 (ref)",
         "precision": "prec.",
     }
-    headers.update({device: f"{_short(device)} est. ms" for device in report.devices})
+    headers.update({device: _short(device) for device in report.devices})
     return rows, headers
+
+
+# Left out first when a terminal is too narrow for every column (all of them are in --csv and --json).
+_OPTIONAL = ("params_m", "weight_mb", "peak_act_mb", "total_mb", "host_per_s", "headroom_mb", "gmacs")
 
 
 def long_rows(report: ProfileReport) -> list[dict[str, Any]]:
@@ -132,9 +137,15 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
             "Zoo fp16/int8 rows are costed from the FP32 graph with that precision's byte sizes (see docs/profile.md)."
         )
     if len(report.devices) > 1:
-        lines.append("Device columns: estimated ms per batch; ✓ fits the memory budget, ✗ does not.")
+        lines.append("Device columns: estimated ms per batch on that device; ✓ fits the memory budget, ✗ does not.")
     if measured:
         lines.append(f"host p50 ms = {report.measured_label}.")
+        if any(row.precision == "fp16" and row.measured for row in report.rows):
+            lines.append(
+                "  Host FP16 is no speed-up on a CPU: ONNX Runtime's CPU execution provider has float16 kernels for "
+                "few ops, so it converts to FP32 and back around the rest (operator list: "
+                "github.com/microsoft/onnxruntime/blob/main/docs/OperatorKernels.md); FP16 pays off on the GPU."
+            )
         notes = sorted({row.measure_note for row in report.rows if row.measure_note})
         lines += [f"  {note}" for note in notes[:5]]
     uncounted = sorted({op for row in report.rows for op in row.uncounted})
@@ -268,6 +279,7 @@ def _layer_tables(report: ProfileReport, fmt: str) -> None:
     help="Memory a model may use, e.g. 512MB, 10MB, 1.5GB (default: the device's RAM less its overhead).",
 )
 @click.option("--max-latency", type=float, help="Latency limit in ms per batch (estimated) for the recommendation.")
+@click.option("--input-size", help="Zoo models at this input size: H or HxW (default: each model's own).")
 @click.option("--input-shape", help="Shape for dynamic dims of an ONNX input: 1x3x224x224 or name=Nx3x224x224.")
 @click.option("--measure", is_flag=True, help="Also measure latency on this host with ONNX Runtime (p50/p90/p99).")
 @click.option("--layers", is_flag=True, help="Per-layer tables (estimated ms; host ms and time share with --measure).")
@@ -294,6 +306,7 @@ def profile_command(
     batch,
     memory_budget,
     max_latency,
+    input_size,
     input_shape,
     measure,
     layers,
@@ -311,6 +324,7 @@ def profile_command(
     edgecnn profile --tag efficient,heavy --device jetson-orin-nano-8gb
     edgecnn profile --all --device jetson --precision int8 --memory-budget 10MB
     edgecnn profile mobilenet resnet50 --measure --batch 1,8
+    edgecnn profile mobilenet --input-size 160 --device jetson-orin-nano-8gb
     edgecnn profile resnet18 --device jetson-orin-nano-8gb --precision fp16 --layers --import-trtexec runs/resnet18
     """
     if max_latency is not None and max_latency <= 0:
@@ -328,7 +342,7 @@ def profile_command(
         input_shapes=parse_input_shape(input_shape),
         trtexec_dir=trtexec_dir,
     )
-    targets = resolve_targets(models, all_models, tags)
+    targets = resolve_targets(models, all_models, tags, input_size)
     check_targets(targets, options)
     if len(targets) > 1:
         with Progress(
@@ -339,6 +353,7 @@ def profile_command(
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,
         ) as progress:
             task = progress.add_task("profiling", total=len(targets))
             report = profile_targets(
@@ -361,8 +376,20 @@ def profile_command(
         emit(render_rows(long_rows(report), "csv"))
         return
     rows, headers = report_rows(report, measure)
-    title = f"profile on {', '.join(report.devices)}"
-    emit(render_rows(rows, fmt, headers=headers, title=title, footer=_footer(report, measure), console=console))
+    where = ", ".join(report.devices) if len(report.devices) <= 3 else f"{len(report.devices)} devices"
+    title = f"profile on {where}"
+    emit(
+        render_rows(
+            rows,
+            fmt,
+            headers=headers,
+            title=title,
+            footer=_footer(report, measure),
+            console=console,
+            keys=("model", "precision", "batch"),
+            optional=_OPTIONAL,
+        )
+    )
     if layers:
         _layer_tables(report, fmt)
         _trtexec_table(report, fmt)

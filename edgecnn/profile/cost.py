@@ -526,6 +526,7 @@ def _concrete_inputs(
                 if isinstance(dim, int) and dim > 0 and dim != declared_dim:
                     raise UsageError(
                         f"--input-shape gives {name!r} dim {index} = {dim}, but the graph fixes it at {declared_dim}"
+                        + (": profile a zoo model at another size with --input-size H or HxW" if index >= 2 else "")
                     )
                 if index == 0 and batch not in (1, declared_dim):
                     raise UsageError(

@@ -121,9 +121,14 @@ def measure_latency(
     """Time ``model`` at the concrete input ``shapes`` (batch = dim 0 of the first input)."""
     session = create_session(_as_source(model), threads=threads)
     feeds = _session_inputs(session, shapes)
+
+    def run() -> None:
+        """One inference; returning None lets time_runs take the wall-clock time (it reads a number as ms)."""
+        session.run(None, feeds)
+
     try:
         samples = time_runs(
-            lambda: session.run(None, feeds),
+            run,
             warmup=warmup,
             min_runs=min_runs,
             min_seconds=min_seconds,
