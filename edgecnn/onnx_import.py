@@ -71,6 +71,7 @@ __all__ = [
     "OutputInfo",
     "graph_outputs_info",
     "import_onnx",
+    "inference_form",
     "is_classifier",
     "model_opset",
     "parameter_count",
@@ -176,6 +177,17 @@ def import_onnx(
     except onnx.checker.ValidationError as error:
         raise UsageError(f"the imported graph fails onnx's checker: {_first_line(error)}") from None
     return ImportResult(model, fixed, notes, opset, optimizer)
+
+
+def inference_form(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """The file as written, changed only where it would not infer: initializers out of the inputs, training
+    outputs dropped and BatchNormalization out of training mode. Export verifies an import against it, so
+    a training-mode file is compared with its own graph at inference, not with batch statistics."""
+    model = _load(source)
+    notes: list[str] = []
+    _initializers_out_of_inputs(model, notes)
+    _drop_training_outputs(model, notes)
+    return model
 
 
 def _first_line(error: BaseException) -> str:
