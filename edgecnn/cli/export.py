@@ -28,6 +28,7 @@ from edgecnn.errors import UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, OPTIMIZERS
 from edgecnn.export.pipeline import ExportOptions, export_many, export_model
 from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS
+from edgecnn.export.verify import SQNR_CAP_DB
 from edgecnn.options import parse_input_shape
 from edgecnn.registry import list_models
 from edgecnn.render import render_rows, to_json
@@ -75,7 +76,7 @@ def _verified_text(checks: list) -> str:
         return "yes, batches " + ",".join(str(v.batch) for v in checks)
     sqnr = min(v.sqnr_db for v in checks if v.sqnr_db is not None)
     outputs = f"{len(checks)} output{'s' if len(checks) > 1 else ''}"
-    return f"vs the original file, {outputs}, " + ("identical" if sqnr == float("inf") else f"SQNR >= {sqnr:.0f} dB")
+    return f"vs the original file, {outputs}, " + ("identical" if sqnr >= SQNR_CAP_DB else f"SQNR >= {sqnr:.0f} dB")
 
 
 def _import_footer(manifest: dict) -> list[str]:
