@@ -48,6 +48,7 @@ The module is a foundation: it imports only numpy, onnx, onnxruntime, onnxslim a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -290,7 +291,8 @@ def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _node_label(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} node '{node.name or node.output[0]}'"
+    op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+    return f"{op} node '{node.name or node.output[0]}'"
 
 
 def _drop_training_outputs(model: onnx.ModelProto, notes: list[str]) -> None:
@@ -545,10 +547,12 @@ def _shape_inference(model: onnx.ModelProto) -> onnx.ModelProto:
 def _symbolic_shape_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    try:
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:
-        return None
+    # it writes sym_shape_infer_temp.onnx into the working directory: run it in a scratch one
+    with tempfile.TemporaryDirectory(prefix="edgecnn-shapes-") as scratch, contextlib.chdir(scratch):
+        try:
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        except Exception:
+            return None
 
 
 def _infer_static_shapes(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:

@@ -240,7 +240,7 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
                 source.model,
                 list(dict.fromkeys([p for p, _ in wanted] + extra)),
                 batch=source.batch or batch,
-                input_shapes=_named_shapes(source.model, options.input_shapes),
+                input_shapes=None if target.load_at is not None else _named_shapes(source.model, options.input_shapes),
                 name=source.name,
             )
             for precision, basis in wanted:
