@@ -48,6 +48,7 @@ The module is a foundation: it imports only numpy, onnx, onnxruntime, onnxslim a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -71,6 +72,7 @@ __all__ = [
     "OutputInfo",
     "graph_outputs_info",
     "import_onnx",
+    "inference_form",
     "is_classifier",
     "model_opset",
     "parameter_count",
@@ -178,6 +180,17 @@ def import_onnx(
     return ImportResult(model, fixed, notes, opset, optimizer)
 
 
+def inference_form(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """The file as written, changed only where it would not infer: initializers out of the inputs, training
+    outputs dropped and BatchNormalization out of training mode. Export verifies an import against it, so
+    a training-mode file is compared with its own graph at inference, not with batch statistics."""
+    model = _load(source)
+    notes: list[str] = []
+    _initializers_out_of_inputs(model, notes)
+    _drop_training_outputs(model, notes)
+    return model
+
+
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return (lines[0] if lines else type(error).__name__)[:300]
@@ -278,7 +291,8 @@ def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _node_label(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} node '{node.name or node.output[0]}'"
+    op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+    return f"{op} node '{node.name or node.output[0]}'"
 
 
 def _drop_training_outputs(model: onnx.ModelProto, notes: list[str]) -> None:
@@ -533,10 +547,12 @@ def _shape_inference(model: onnx.ModelProto) -> onnx.ModelProto:
 def _symbolic_shape_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    try:
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:
-        return None
+    # it writes sym_shape_infer_temp.onnx into the working directory: run it in a scratch one
+    with tempfile.TemporaryDirectory(prefix="edgecnn-shapes-") as scratch, contextlib.chdir(scratch):
+        try:
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        except Exception:
+            return None
 
 
 def _infer_static_shapes(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:

@@ -66,7 +66,13 @@ def _export_target(path: Path) -> ProfileTarget:
 
 
 def _file_target(path: Path) -> ProfileTarget:
-    return ProfileTarget(path.name.split(".")[0], "onnx", lambda: [onnx_file_source(path)], path)
+    return ProfileTarget(
+        path.name.split(".")[0],
+        "onnx",
+        lambda: [onnx_file_source(path)],
+        path,
+        lambda batch, shapes: [onnx_file_source(path, shapes, batch)],
+    )
 
 
 def resolve_targets(

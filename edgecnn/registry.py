@@ -130,6 +130,9 @@ class ModelSpec:
     paper: str = ""
     min_input_size: int = 32
     torchvision_config: Mapping[str, Any] | None = None
+    training_heads: tuple[str, ...] = ()
+    """Submodules that only run in training (Inception v3's ``AuxLogits``): in PyTorch's parameter count,
+    not in the exported inference graph."""
 
     @property
     def reference(self) -> Reference | None:
@@ -156,6 +159,7 @@ def register_model(
     tags: Iterable[str] = (),
     min_input_size: int = 32,
     torchvision: bool | Mapping[str, Any] = False,
+    training_heads: Iterable[str] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register the decorated builder under its function name. A duplicate name raises ValueError.
 
@@ -185,6 +189,7 @@ def register_model(
             torchvision_config=(
                 dict(torchvision if isinstance(torchvision, Mapping) else {}) if torchvision is not False else None
             ),
+            training_heads=tuple(training_heads),
         )
         return builder
 

@@ -6,6 +6,7 @@ rows by the module path the exporter writes into each node's name (``/features/f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,15 @@ from edgecnn.precisions import PRECISION_BYTES
 from edgecnn.profile.cost import CONVENTION, analyze
 from edgecnn.registry import get_model, get_spec
 
-__all__ = ["LayerRow", "ModelSummary", "count_parameters", "module_macs", "summarize"]
+__all__ = [
+    "LayerRow",
+    "ModelSummary",
+    "count_parameters",
+    "module_macs",
+    "summarize",
+    "training_heads_note",
+    "training_only_parameters",
+]
 
 
 @dataclass
@@ -127,4 +136,37 @@ def summarize(
         layers=rows,
         macs=total_macs,
         convention=CONVENTION if total_macs is not None else "",
+    )
+
+
+@functools.cache
+def training_only_parameters(name: str) -> int:
+    """Parameters of zoo model ``name`` in submodules that only run in training (its spec's
+    ``training_heads``, e.g. Inception v3's auxiliary head): counted by :func:`count_parameters`
+    (PyTorch's ``parameters()``), absent from the inference graph that ``edgecnn profile`` costs."""
+    spec = get_spec(name)
+    if not spec.training_heads:
+        return 0
+    with torch.device("meta"):
+        model = spec.builder(num_classes=spec.num_classes)
+    return sum(p.numel() for head in spec.training_heads for p in model.get_submodule(head).parameters())
+
+
+def training_heads_note(name: str, view: str) -> str | None:
+    """One line that says which parameter count is which for a model with training-only heads; ``view`` is
+    ``list`` (PyTorch's count) or ``profile`` (the inference graph's)."""
+    extra = training_only_parameters(name)
+    if not extra:
+        return None
+    spec = get_spec(name)
+    heads = ", ".join(spec.training_heads)
+    total = count_parameters(name)
+    if view == "list":
+        return (
+            f"{name}: params {total / 1e6:.2f} M are PyTorch's, with {extra / 1e6:.2f} M in its training-only "
+            f"{heads}; edgecnn profile counts the inference graph, without it and with BatchNorm folded"
+        )
+    return (
+        f"{name}: params are the inference graph's, without the training-only {heads} "
+        f"({extra / 1e6:.2f} M; edgecnn list shows PyTorch's {total / 1e6:.2f} M)"
     )

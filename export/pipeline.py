@@ -28,7 +28,7 @@ from edgecnn.artifact import (
     sha256_file,
     staged_directory,
 )
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, check_graph, clean_graph
 from edgecnn.export.fp16 import to_fp16
 from edgecnn.export.ort_format import to_ort_format
@@ -39,9 +39,10 @@ from edgecnn.export.to_onnx import (
     remove_onnx_file,
     torch_to_onnx_file,
 )
-from edgecnn.export.verify import Verification, check_inputs, compare, torch_outputs
+from edgecnn.export.verify import Verification, check_inputs, compare, compare_outputs, torch_outputs
 from edgecnn.heap import release_free_heap
-from edgecnn.onnx_facts import load_onnx
+from edgecnn.onnx_facts import input_dims, load_onnx
+from edgecnn.onnx_import import graph_outputs_info, import_onnx, inference_form, is_classifier
 from edgecnn.runtime import create_session, run_session, usable_cores
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "export_many", "DYNAMIC_CHECK_BATCHES"]
@@ -78,6 +79,16 @@ class ExportOptions:
     steps: tuple[ArtifactStep, ...] = ()
     name: str | None = None
     force: bool = False
+    input_shapes: dict[str, list[int]] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    scale: str | None = None
+    channel_order: str | None = None
+    resize: int | None = None
+
+    @property
+    def declares_preprocessing(self) -> bool:
+        return any(v is not None for v in (self.mean, self.std, self.scale, self.channel_order, self.resize))
 
 
 @dataclass
@@ -159,7 +170,12 @@ def _graph_shape(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> list[int
 
 
 def _preprocessing(source: ModelSource) -> dict[str, Any]:
-    return Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std).as_dict()
+    if source.preprocessing is not None:
+        return source.preprocessing
+    return {
+        "declared": True,
+        **Preprocessing.default(source.input_size, source.in_chans, source.mean, source.std).as_dict(),
+    }
 
 
 def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> dict[str, Any]:
@@ -176,7 +192,7 @@ def _build_manifest(
     source: ModelSource, model: onnx.ModelProto, options: ExportOptions, artifacts: list[dict]
 ) -> dict[str, Any]:
     graph_input, graph_output = model.graph.input[0], model.graph.output[0]
-    return {
+    manifest = {
         "edgecnn_manifest": 1,
         "model": {
             "name": source.name,
@@ -203,13 +219,31 @@ def _build_manifest(
             "shape": _graph_shape(model, graph_output),
             "num_classes": source.num_classes,
         },
+        "outputs": [
+            {"name": info.name, "shape": list(info.shape), "dtype": info.dtype} for info in graph_outputs_info(model)
+        ],
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "exporter": options.exporter if source.origin != "onnx" else None,
-        "optimizer": options.optimizer if source.origin != "onnx" else None,
+        "optimizer": options.optimizer if source.origin != "onnx" else source.imported.get("optimizer"),
         "dynamic_batch": options.dynamic_batch,
         "artifacts": artifacts,
         "versions": library_versions(),
     }
+    if len(model.graph.input) > 1:
+        manifest["inputs"] = [
+            {"name": value.name, "shape": _graph_shape(model, value), "dtype": _dtype(value)}
+            for value in model.graph.input
+        ]
+    if source.num_classes is None:
+        del manifest["output"]["num_classes"]
+        manifest["output"]["task"] = "not a classifier: see outputs"
+    if source.imported:
+        manifest["import"] = source.imported
+    return manifest
+
+
+def _dtype(value: onnx.ValueInfoProto) -> str:
+    return onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
 
 
 def _export_torch(
@@ -252,38 +286,151 @@ def _export_torch(
     return files, all_verifications, artifacts, fp32
 
 
+def _onnx_input_shapes(model: onnx.ModelProto, source: ModelSource, options: ExportOptions) -> dict[str, list[int]]:
+    """Every input's fixed shape: ``--input-shape`` first, ``--input-size`` (a single NCHW input), then the
+    file's static dims, with ``--batch`` for a dynamic batch; what stays dynamic is a one-line error."""
+    declared = input_dims(model)
+    names = list(declared)
+    given = dict(options.input_shapes or {})
+    file = source.onnx_path.name if source.onnx_path else source.name
+    if "*" in given:
+        if len(names) != 1:
+            raise UsageError(
+                f"{file} has {len(names)} inputs ({', '.join(names)}): name each shape, "
+                f"e.g. --input-shape {names[0]}=DIMS"
+            )
+        given = {names[0]: given.pop("*")}
+    unknown = [name for name in given if name not in declared]
+    if unknown:
+        raise UsageError(f"{file} has no input named '{unknown[0]}': its inputs are {', '.join(names)}")
+    if source.input_size != (0, 0) and (len(names) != 1 or len(declared[names[0]]) != 4):
+        raise UsageError(
+            f"--input-size applies to one NCHW image input; {file} has {', '.join(names)}: "
+            "give each with --input-shape NAME=DIMS"
+        )
+    shapes: dict[str, list[int]] = {}
+    for name, dims in declared.items():
+        wanted: list[Any] = list(given.get(name, dims))
+        if name not in given and source.input_size != (0, 0):
+            wanted[2:] = list(source.input_size)
+        if wanted and not (isinstance(wanted[0], int) and wanted[0] > 0):
+            wanted[0] = options.batch
+        elif wanted and options.batch != 1 and wanted[0] != options.batch:
+            raise UsageError(
+                f"input '{name}' of {file} has a static batch of {wanted[0]}: drop --batch {options.batch}"
+            )
+        if not wanted or any(not isinstance(d, int) or d < 1 for d in wanted):
+            example = "x".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in wanted) or "DIMS"
+            hint = " or --input-size HxW" if len(names) == 1 and len(wanted) == 4 else ""
+            raise UsageError(
+                f"input '{name}' of {file} has dynamic dimensions ({example}): give --input-shape {name}={example} "
+                f"with each ? a number{hint}"
+            )
+        shapes[name] = [int(d) for d in wanted]
+    return shapes
+
+
+def _seeded_inputs(model: onnx.ModelProto, shapes: dict[str, list[int]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal float inputs (zeros for integer inputs), one array per graph input."""
+    inputs = {}
+    for index, value in enumerate(model.graph.input):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        shape = tuple(shapes[value.name])
+        inputs[value.name] = (
+            check_inputs(shape, seed=seed + index).astype(dtype)
+            if np.issubdtype(dtype, np.floating)
+            else np.zeros(shape, dtype)
+        )
+    return inputs
+
+
+def _run_all(model: str | Path | bytes, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = create_session(str(model) if isinstance(model, Path) else model)
+    names = [output.name for output in session.get_outputs()]
+    try:
+        return dict(zip(names, session.run(names, inputs)))
+    except Exception as error:
+        raise EdgecnnError(f"ONNX Runtime cannot run the model on seeded inputs: {first_line(error)}") from None
+
+
+def _declared_preprocessing(model: onnx.ModelProto, source: ModelSource, options: ExportOptions) -> dict[str, Any]:
+    """The preprocessing the user declared for a single NCHW image input, or the "not declared" block."""
+    inputs = list(model.graph.input)
+    dims = _graph_shape(model, inputs[0])
+    image = len(inputs) == 1 and len(dims) == 4
+    if not options.declares_preprocessing:
+        return Preprocessing.unknown((dims[2], dims[3]) if image else None, "NCHW" if image else None)
+    if not image:
+        what = f"{len(inputs)} inputs" if len(inputs) > 1 else f"input {inputs[0].name} of shape {dims}"
+        raise UsageError(
+            f"--mean/--std/--scale/--channel-order/--resize describe one NCHW image input; {source.name} has {what}"
+        )
+    declared = Preprocessing.declare(
+        (dims[2], dims[3]),
+        dims[1],
+        mean=options.mean,
+        std=options.std,
+        scale=options.scale,
+        channel_order=options.channel_order,
+        resize_shorter_side=options.resize,
+    )
+    return {"declared": True, **declared.as_dict()}
+
+
 def _package_onnx(
     source: ModelSource, options: ExportOptions, staging: Path
 ) -> tuple[dict[str, Path], list[Verification], list[dict], onnx.ModelProto]:
-    """An existing ONNX file: checked, run once in ONNX Runtime, and packaged with a manifest."""
-    model = load_onnx(source.onnx_path)
-    check_graph(onnx.shape_inference.infer_shapes(model))
-    graph_input = model.graph.input[0]
-    shape = _graph_shape(model, graph_input)
-    if len(shape) != 4:
+    """A foreign ONNX file: imported (:func:`edgecnn.onnx_import.import_onnx`: constants folded, Dropout
+    gone, shapes fixed), then every output compared with the original file's in ONNX Runtime on seeded
+    inputs; FP16 likewise when asked."""
+    if options.dynamic_batch:
         raise UsageError(
-            f"{source.onnx_path}: expected one NCHW image input, found {graph_input.name} with shape {shape}"
+            "--dynamic-batch applies to PyTorch models: an ONNX file is exported at fixed shapes "
+            "(--batch, --input-size or --input-shape)"
         )
-    concrete = [
-        dim if isinstance(dim, int) and dim > 0 else (options.batch if index == 0 else None)
-        for index, dim in enumerate(shape)
-    ]
-    if source.input_size != (0, 0):
-        concrete[2:] = list(source.input_size)
-    if None in concrete:
-        raise UsageError(
-            f"{source.onnx_path}: input {graph_input.name} has dynamic dimensions {shape}: give --input-size HxW"
-        )
-    session = create_session(str(source.onnx_path))
-    out = run_session(session, check_inputs(tuple(concrete)))
-    if not np.isfinite(out).all():
-        raise EdgecnnError(f"{source.onnx_path} produced NaN or infinity on a seeded input")
-    source.in_chans, source.input_size = concrete[1], (concrete[2], concrete[3])
-    source.num_classes = int(out.shape[-1])
-    source.mean, source.std = (source.mean, source.std) if source.in_chans == 3 else ((0.5,) * source.in_chans,) * 2
-    path = staging / artifact_name(source.name, "onnx-fp32")
-    path.write_bytes(source.onnx_path.read_bytes())
-    return {"onnx-fp32": path}, [], [_artifact_entry("onnx-fp32", path, [])], model
+    raw = load_onnx(source.onnx_path)
+    shapes = _onnx_input_shapes(raw, source, options)
+    imported = import_onnx(raw, shapes)
+    model = imported.model
+    classifier = is_classifier(model)
+    first = shapes[model.graph.input[0].name]
+    source.in_chans = first[1] if len(first) == 4 else 0
+    source.input_size = (first[2], first[3]) if len(first) == 4 else (0, 0)
+    source.num_classes = int(graph_outputs_info(model)[0].shape[1]) if classifier else None
+    source.preprocessing = _declared_preprocessing(model, source, options)
+    source.imported = {
+        "source_file": source.onnx_path.name,
+        "source_sha256": sha256_file(source.onnx_path),
+        "source_opset": imported.source_opset,
+        "input_shapes": imported.input_shapes,
+        "optimizer": imported.optimizer,
+        "classifier": classifier,
+        "notes": imported.notes,
+    }
+    inputs = _seeded_inputs(model, shapes)
+    reference = _run_all(inference_form(raw).SerializeToString(), inputs)
+    del raw
+    files, artifacts, all_verifications = {}, [], []
+
+    def add_verified(key: str, graph: onnx.ModelProto, precision: str) -> None:
+        path = staging / artifact_name(source.name, key)
+        _save(graph, path)
+        check_graph(graph, path)
+        verifications = compare_outputs(reference, _run_all(path, inputs), precision, classifier)
+        failed = next((v for v in verifications if not v.passed), None)
+        if failed is not None:
+            raise EdgecnnError(
+                f"{source.name}: the imported {precision} graph's output {failed.output} does not match the "
+                f"original file's: {failed.reason}"
+            )
+        files[key] = path
+        artifacts.append(_artifact_entry(key, path, verifications))
+        all_verifications.extend(verifications)
+
+    add_verified("onnx-fp32", model, "fp32")
+    if options.fp16:
+        add_verified("onnx-fp16", to_fp16(model), "fp16")
+    return files, all_verifications, artifacts, model
 
 
 def export_model(model: str, options: ExportOptions | None = None, **overrides) -> ExportResult:

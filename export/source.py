@@ -41,6 +41,8 @@ class ModelSource:
     factory_sets_weights: bool = False
     reference: str = ""
     """What the user named: the zoo name, ``file.py:fn`` or the .onnx path (``edgecnn export REFERENCE``)."""
+    preprocessing: dict[str, Any] | None = None
+    imported: dict[str, Any] = field(default_factory=dict)
 
     @property
     def randomly_initialized(self) -> bool:
@@ -133,6 +135,8 @@ def resolve_source(
             raise UsageError(f"ONNX file {path} does not exist")
         if weights is not None:
             raise UsageError("--weights applies to PyTorch models, not to an existing .onnx file")
+        if num_classes is not None:
+            raise UsageError("--num-classes applies to PyTorch models: an ONNX file's outputs are what it computes")
         return ModelSource(
             name=name or path.stem,
             reference=str(path),
@@ -140,9 +144,9 @@ def resolve_source(
             module=None,
             input_size=parse_size(input_size) if input_size else (0, 0),
             in_chans=0,
-            num_classes=num_classes,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            num_classes=None,
+            mean=(),
+            std=(),
             onnx_path=path,
         )
     if ".py:" in model:

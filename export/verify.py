@@ -4,6 +4,10 @@ FP32 passes when the max absolute error is at most 1e-4 x the output's scale (it
 FP16 passes when top-1 agrees on at least 99% of the check batch (a sample whose two classes are closer
 in FP32 than 1e-3 x the scale is a near-tie FP16 cannot order, and counts as agreeing) and the cosine
 similarity is at least 0.999.
+
+A foreign ONNX file has no PyTorch module: its import is compared with the original file in ONNX Runtime,
+every output by max absolute error, cosine and SQNR (:func:`compare_outputs`); top-1 agreement only when
+the model is a classifier.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 from edgecnn.runtime import create_session, run_session
 
-__all__ = ["Verification", "check_inputs", "torch_outputs", "compare", "verify_onnx"]
+__all__ = ["Verification", "check_inputs", "torch_outputs", "compare", "compare_outputs", "sqnr_db", "verify_onnx"]
 
 FP32_RELATIVE_TOLERANCE = 1e-4
 FP16_MIN_TOP1_AGREEMENT = 0.99
@@ -32,10 +36,12 @@ class Verification:
     output_scale: float
     tolerance: float
     cosine: float
-    top1_agreement: float
-    top1_agreement_raw: float
+    top1_agreement: float | None
+    top1_agreement_raw: float | None
     passed: bool
     reason: str
+    output: str | None = None
+    sqnr_db: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +113,73 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str) -> Ver
             )
         )
     return Verification(precision, len(reference), error, scale, tolerance, cosine, agreement, raw, passed, reason)
+
+
+SQNR_CAP_DB = 300.0
+"""Identical outputs report this SQNR (JSON has no infinity); float32 rounding alone stays far below it."""
+
+
+def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio of ``candidate`` against ``reference`` in dB, at most
+    :data:`SQNR_CAP_DB` (identical outputs); -SQNR_CAP_DB for a zero reference with a non-zero candidate."""
+    reference = reference.astype(np.float64)
+    noise = float(np.sum((reference - candidate.astype(np.float64)) ** 2))
+    signal = float(np.sum(reference**2))
+    if noise == 0:
+        return SQNR_CAP_DB
+    if signal == 0:
+        return -SQNR_CAP_DB
+    return min(10 * float(np.log10(signal / noise)), SQNR_CAP_DB)
+
+
+def compare_outputs(
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], precision: str, classifier: bool
+) -> list[Verification]:
+    """One :class:`Verification` per output of a model without a PyTorch reference: ``precision``'s rule
+    for a classifier's single output (top-1 included), otherwise max abs error within 1e-4 x scale at FP32
+    or cosine >= 0.999 at FP16."""
+    results = []
+    for name, expected in reference.items():
+        produced = candidate[name]
+        if classifier:
+            result = compare(expected, produced, precision)
+        else:
+            result = _compare_map(expected, produced, precision)
+        result.output = name
+        result.sqnr_db = sqnr_db(expected, produced) if expected.shape == produced.shape else None
+        results.append(result)
+    return results
+
+
+def _compare_map(reference: np.ndarray, candidate: np.ndarray, precision: str) -> Verification:
+    """Any output tensor (maps, boxes, sequences): max abs error, scale and cosine, no top-1."""
+    batch = int(reference.shape[0]) if reference.ndim else 1
+    if reference.shape != candidate.shape:
+        return Verification(
+            precision, batch, float("inf"), 0.0, 0.0, 0.0, None, None, False,
+            f"output shape {candidate.shape} differs from the original's {reference.shape}",
+        )  # fmt: skip
+    expected, produced = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
+    scale = float(np.abs(expected).max()) if expected.size else 1.0
+    scale = scale or 1.0
+    error = float(np.abs(expected - produced).max()) if expected.size else 0.0
+    denominator = np.linalg.norm(expected) * np.linalg.norm(produced)
+    cosine = float(expected @ produced / denominator) if denominator else float(np.array_equal(expected, produced))
+    if not np.isfinite(produced).all():
+        return Verification(
+            precision, batch, error, scale, 0.0, cosine, None, None, False, "the output holds NaN or infinity"
+        )
+    if precision == "fp32":
+        tolerance = FP32_RELATIVE_TOLERANCE * scale
+        passed = error <= tolerance
+        reason = (
+            "" if passed else f"max abs error {error:.3g} exceeds {tolerance:.3g} (1e-4 x output scale {scale:.3g})"
+        )
+    else:
+        tolerance = 0.0
+        passed = cosine >= FP16_MIN_COSINE
+        reason = "" if passed else f"cosine {cosine:.5f} (needs >= {FP16_MIN_COSINE})"
+    return Verification(precision, batch, error, scale, tolerance, cosine, None, None, passed, reason)
 
 
 def verify_onnx(model_bytes: bytes, reference: np.ndarray, inputs: np.ndarray, precision: str) -> Verification:

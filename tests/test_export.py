@@ -288,7 +288,10 @@ def test_existing_onnx_is_checked_and_packaged(tmp_path):
     result = export_model(str(copy), output_dir=tmp_path / "b")
     assert result.manifest["model"]["origin"] == "onnx"
     assert result.manifest["output"]["num_classes"] == 1000
-    assert result.files["onnx-fp32"].read_bytes() == copy.read_bytes()
+    assert result.manifest["import"]["source_file"] == "mine.onnx" and result.manifest["import"]["classifier"]
+    assert result.manifest["preprocessing"]["declared"] is False
+    assert [v.output for v in result.verifications] == [result.manifest["output"]["name"]]
+    assert result.verifications[0].passed and result.verifications[0].max_abs_error <= 1e-4
 
 
 @pytest.mark.parametrize("content", [b"this is not onnx", "truncate"])

@@ -30,6 +30,10 @@ class Preprocessing:
     Resize the shorter side to ``resize_shorter_side``, centre-crop ``input_size`` (padding with zeros where
     the resized image is smaller, as torchvision's CenterCrop does), scale to [0, 1], subtract ``mean`` and
     divide by ``std`` per channel, NCHW.
+
+    A manifest block with ``"declared": false`` records that nobody stated how images become inputs (an
+    ONNX file exported without ``--mean/--std`` or ``--scale``): it keeps only the input size and layout,
+    and :meth:`from_manifest` refuses it, so nothing feeds such a model guessed ImageNet tensors.
     """
 
     input_size: tuple[int, int]
@@ -44,7 +48,7 @@ class Preprocessing:
 
     @property
     def channels(self) -> int:
-        if self.channel_order == "RGB":
+        if self.channel_order in ("RGB", "BGR"):
             return 3
         if self.channel_order == "grayscale":
             return 1
@@ -74,7 +78,60 @@ class Preprocessing:
         )
 
     @classmethod
+    def declare(
+        cls,
+        input_size: tuple[int, int],
+        in_chans: int,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        scale: str | None = None,
+        channel_order: str | None = None,
+        resize_shorter_side: int | None = None,
+    ) -> Preprocessing:
+        """Preprocessing a user stated for a model edgecnn did not build: nothing ImageNet-specific is assumed.
+
+        ``scale`` defaults to ``1/255``; ``mean`` to 0 and ``std`` to 1 per channel; the shorter side is
+        resized to the input's shorter side (no crop margin) unless ``resize_shorter_side`` says otherwise.
+        """
+        height, width = (int(v) for v in input_size)
+        order = channel_order or ("RGB" if in_chans == 3 else "grayscale" if in_chans == 1 else f"{in_chans} channels")
+        if channel_order in ("RGB", "BGR") and in_chans != 3:
+            raise UsageError(f"--channel-order {channel_order} needs a 3-channel input; the model's has {in_chans}")
+        preprocessing = cls(
+            input_size=(height, width),
+            resize_shorter_side=int(resize_shorter_side or min(height, width)),
+            mean=tuple(float(m) for m in (mean if mean is not None else (0.0,) * in_chans)),
+            std=tuple(float(s) for s in (std if std is not None else (1.0,) * in_chans)),
+            channel_order=order,
+            scale=scale or "1/255",
+        )
+        if preprocessing.resize_shorter_side < min(height, width):
+            raise UsageError(
+                f"--resize {preprocessing.resize_shorter_side} is smaller than the input's shorter side "
+                f"{min(height, width)}: give at least {min(height, width)}"
+            )
+        preprocessing.check("the declared preprocessing")
+        return preprocessing
+
+    @staticmethod
+    def unknown(input_size: tuple[int, int] | None, layout: str | None = "NCHW") -> dict[str, Any]:
+        """The manifest block for a model whose preprocessing nobody declared."""
+        return {
+            "declared": False,
+            "input_size": list(input_size) if input_size else None,
+            "layout": layout,
+            "note": "not declared: re-export with --mean/--std (or --scale) and --channel-order to evaluate or "
+            "calibrate from images",
+        }
+
+    @classmethod
     def from_manifest(cls, block: Mapping[str, Any], origin: str = "manifest.json") -> Preprocessing:
+        if block and block.get("declared") is False:
+            raise UsageError(
+                f"{origin}: the model's preprocessing was not declared, so images cannot be turned into its inputs: "
+                "re-export it with --mean R,G,B --std R,G,B (or --scale 1/255) and --channel-order RGB|BGR"
+            )
         try:
             height, width = (int(v) for v in block["input_size"])
             preprocessing = cls(
@@ -154,6 +211,8 @@ class Preprocessing:
         pixels = np.asarray(image, dtype=np.uint8)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
+        if self.channel_order == "BGR":
+            pixels = pixels[:, :, ::-1]
         return _center_crop(pixels, self.input_size)
 
     def normalize(self, images: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ from edgecnn.errors import UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, OPTIMIZERS
 from edgecnn.export.pipeline import ExportOptions, export_many, export_model
 from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS
+from edgecnn.export.verify import SQNR_CAP_DB
+from edgecnn.options import parse_input_shape
 from edgecnn.registry import list_models
 from edgecnn.render import render_rows, to_json
 
@@ -50,6 +52,48 @@ INT8_PARAMETERS = (
 def _given(name: str) -> bool:
     """Whether option ``name`` was typed on the command line (not left at its default)."""
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+ONNX_PARAMETERS = ("input_shape", "mean", "std", "scale", "channel_order", "resize")
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``0.485,0.456,0.406`` -> a tuple of floats; a one-line error otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not comma-separated numbers (for example {option} 0.5,0.5,0.5)"
+        ) from None
+
+
+def _verified_text(checks: list) -> str:
+    if not checks:
+        return "-"
+    if checks[0].output is None:
+        return "yes, batches " + ",".join(str(v.batch) for v in checks)
+    sqnr = min(v.sqnr_db for v in checks if v.sqnr_db is not None)
+    outputs = f"{len(checks)} output{'s' if len(checks) > 1 else ''}"
+    return f"vs the original file, {outputs}, " + ("identical" if sqnr >= SQNR_CAP_DB else f"SQNR >= {sqnr:.0f} dB")
+
+
+def _import_footer(manifest: dict) -> list[str]:
+    """What the import did and what the user must know about a foreign ONNX file's artifact."""
+    imported = manifest.get("import")
+    if not imported:
+        return []
+    lines = [f"import: {note}" for note in imported["notes"]]
+    if not imported["classifier"]:
+        outputs = ", ".join(f"{o['name']} {'x'.join(map(str, o['shape']))}" for o in manifest["outputs"])
+        lines.append(f"not a classifier (outputs: {outputs}): no num_classes, no top-1")
+    if not manifest["preprocessing"].get("declared", True):
+        lines.append(
+            "preprocessing not declared: give --mean/--std (or --scale) and --channel-order to eval or "
+            "calibrate from images"
+        )
+    return lines
 
 
 def _is_pattern(model: str) -> bool:
@@ -96,8 +140,8 @@ def _export_rows(result) -> list[dict]:
                 "max_abs_error": worst.max_abs_error if worst else None,
                 "tolerance": worst.tolerance if worst else None,
                 "cosine": min(v.cosine for v in checks) if checks else None,
-                "top1_agreement": min(v.top1_agreement for v in checks) if checks else None,
-                "verified": ("yes, batches " + ",".join(str(v.batch) for v in checks)) if checks else "-",
+                "top1_agreement": min((v.top1_agreement for v in checks if v.top1_agreement is not None), default=None),
+                "verified": _verified_text(checks),
             }
         )
     return rows
@@ -120,7 +164,18 @@ def _export_rows(result) -> list[dict]:
     help="state_dict or checkpoint (loaded with torch.load(weights_only=True)).",
 )
 @click.option("--num-classes", type=click.IntRange(min=1), help="Number of output classes (default: the model's).")
-@click.option("--input-size", help="H or HxW (default: the model's).")
+@click.option("--input-size", help="H or HxW (default: the model's; for an ONNX file, its single NCHW input).")
+@click.option(
+    "--input-shape",
+    help="ONNX files: fix dynamic dims, NAME=1x3x640x640[,NAME2=...] (or DIMS for a single input).",
+)
+@click.option("--mean", help="ONNX files: per-channel mean after scaling, e.g. 0.485,0.456,0.406 (default 0).")
+@click.option("--std", help="ONNX files: per-channel std after scaling, e.g. 0.229,0.224,0.225 (default 1).")
+@click.option("--scale", type=click.Choice(["1/255", "1"]), help="ONNX files: pixel scale before mean/std.")
+@click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="ONNX files: channel order of the input.")
+@click.option(
+    "--resize", type=click.IntRange(min=1), help="ONNX files: shorter side before the centre crop (default: no margin)."
+)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic (verified at batch 1 and 7).")
 @click.option(
@@ -171,6 +226,12 @@ def export_command(
     weights,
     num_classes,
     input_size,
+    input_shape,
+    mean,
+    std,
+    scale,
+    channel_order,
+    resize,
     batch,
     dynamic_batch,
     opset,
@@ -223,6 +284,11 @@ def export_command(
         raise UsageError("--name applies to one model: export several models without it, or one model with it")
     if len(names) > 1 and weights is not None:
         raise UsageError("--weights applies to one model: export several models without it, or one model with it")
+    onnx_given = [f"--{name.replace('_', '-')}" for name in ONNX_PARAMETERS if _given(name)]
+    if onnx_given and not all(name.endswith(".onnx") for name in names):
+        raise UsageError(
+            f"{', '.join(onnx_given)} describe an ONNX file's input: export the .onnx file alone with them"
+        )
     options = ExportOptions(
         output_dir=output_dir,
         weights=weights,
@@ -237,6 +303,12 @@ def export_command(
         optimizer=optimizer,
         name=name,
         force=force,
+        input_shapes=parse_input_shape(input_shape),
+        mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"),
+        scale=scale,
+        channel_order=channel_order,
+        resize=resize,
     )
     int8_step = (
         Int8Step(
@@ -272,7 +344,8 @@ def export_command(
             )
         footer = [
             f"{result.name} -> {result.directory}/ in {result.seconds:.1f} s "
-            "(manifest.json describes the input, preprocessing and checks)"
+            "(manifest.json describes the input, preprocessing and checks)",
+            *_import_footer(result.manifest),
         ]
         if result.quantization is not None:
             footer += [

@@ -8,7 +8,7 @@ from edgecnn.cli.common import console, emit, output_format_option
 from edgecnn.errors import EdgecnnError
 from edgecnn.registry import get_spec, list_models
 from edgecnn.render import render_rows
-from edgecnn.summary import count_parameters, module_macs
+from edgecnn.summary import count_parameters, module_macs, training_heads_note
 
 __all__ = ["list_command"]
 
@@ -67,7 +67,9 @@ def list_command(pattern: str | None, tags: tuple[str, ...], with_macs: bool, fm
     ]
     footer = [
         f"{len(rows)} {'model' if len(rows) == 1 else 'models'}. "
-        "(ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate."
+        "(ref) = published reference figures, ImageNet 1000 classes; MAC = one multiply-accumulate. "
+        "params = PyTorch's parameters() of the module.",
+        *(note for note in (training_heads_note(row["name"], "list") for row in rows) if note),
     ]
     emit(
         render_rows(

@@ -22,6 +22,7 @@ from edgecnn.precisions import parse_precisions
 from edgecnn.profile import ProfileOptions, ProfileReport, check_targets
 from edgecnn.profiling import profile_targets, resolve_targets
 from edgecnn.render import render_rows, to_json
+from edgecnn.summary import training_heads_note
 
 __all__ = ["profile_command", "report_rows", "long_rows"]
 
@@ -128,6 +129,11 @@ def long_rows(report: ProfileReport) -> list[dict[str, Any]]:
 def _footer(report: ProfileReport, measured: bool) -> list[str]:
     lines = [
         f"MACs: {report.convention}. MB = 2^20 bytes. params and weights are the ONNX graph's (BatchNorm folded).",
+        *dict.fromkeys(
+            note
+            for note in (training_heads_note(row.model, "profile") for row in report.rows if row.origin == "zoo")
+            if note
+        ),
         f"est. ms = {report.estimated_label}, per batch; assumptions in --json.",
         f"Memory budget: {report.budget}; a model fits when model MB = weights + peak activations (liveness plan) "
         "is within it. total MB adds the device's runtime overhead.",

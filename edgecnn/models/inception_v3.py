@@ -235,7 +235,15 @@ class Inception3(nn.Module):
         return x
 
 
-@register_model(family="inception", paper=PAPER, input_size=299, tags=("heavy",), min_input_size=75, torchvision=True)
+@register_model(
+    family="inception",
+    paper=PAPER,
+    input_size=299,
+    tags=("heavy",),
+    min_input_size=75,
+    torchvision=True,
+    training_heads=("AuxLogits",),
+)
 def inception_v3(*, num_classes: int = 1000, **kwargs) -> Inception3:
     """Inception v3, torchvision's Inception3 with its auxiliary head (27.2M parameters), 299x299 input.
 

@@ -490,10 +490,11 @@ class GraphCost:
         }
 
 
-def _concrete_inputs(
+def concrete_inputs(
     model: onnx.ModelProto, batch: int, input_shapes: Mapping[str, Sequence[int]] | None
 ) -> dict[str, list[int]]:
-    """Every graph input's concrete shape: given shapes first, then a dynamic dim 0 set to ``batch``.
+    """Every graph input's concrete shape: given shapes first, then a dynamic dim 0 set to ``batch`` (a batch
+    written in ``input_shapes`` counts when ``batch`` is left at 1).
 
     A static dim 0 stays as it is when ``batch`` is 1 (the default: profile the graph as it was exported);
     another batch size for a static-batch graph is an error.
@@ -535,7 +536,7 @@ def _concrete_inputs(
                     )
                 resolved.append(declared_dim)
             elif index == 0:
-                resolved.append(batch)
+                resolved.append(dim if batch == 1 and isinstance(dim, int) and dim > 0 else batch)
             elif isinstance(dim, int) and dim > 0:
                 resolved.append(dim)
             else:
@@ -551,7 +552,8 @@ def _concrete_inputs(
 
 
 def _format_dims(dims: Sequence[int | str | None]) -> str:
-    return "x".join(str(d) if isinstance(d, int) and d > 0 else (d or "?") for d in dims)
+    """``1x3x?x?``: a dimension that is not a positive integer (None, 0, -1) shows as its name or ``?``."""
+    return "x".join(str(d) if isinstance(d, int) and d > 0 else (d if isinstance(d, str) and d else "?") for d in dims)
 
 
 def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
@@ -583,6 +585,9 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) 
         first = first_line(error, 200)
         raise UsageError(f"ONNX shape inference failed at the given input shapes: {first}") from None
 
+
+_STATE_INPUTS = {"BatchNormalization": (3, 4), "RNN": (5,), "GRU": (5,), "LSTM": (5, 6)}
+"""Constant inputs that are state, not parameters: running statistics, recurrent initial states (sized by the batch)."""
 
 _MAC_WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 
@@ -623,9 +628,8 @@ class _Graph(GraphIndex):
         self.statistics = {
             node.input[index]
             for node in graph.node
-            if node.op_type == "BatchNormalization"
-            for index in (3, 4)
-            if index < len(node.input)
+            for index in _STATE_INPUTS.get(node.op_type, ())
+            if index < len(node.input) and node.input[index]
         }
 
     def is_constant(self, name: str) -> bool:
@@ -776,7 +780,7 @@ def analyze_precisions(
     for precision in precisions:
         if precision is not None and precision not in PRECISIONS:
             raise UnknownNameError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-    shapes = _concrete_inputs(model, batch, input_shapes)
+    shapes = concrete_inputs(model, batch, input_shapes)
     graph = _Graph(resolve_shapes(model, shapes))
     own_precision = graph_precision(model)
     live_nodes = [node for node in graph.graph.node if id(node) not in graph.folded]

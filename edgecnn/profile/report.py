@@ -215,7 +215,7 @@ def _pick_source(sources: list[GraphSource], precision: str) -> tuple[GraphSourc
 
 
 def _profile_target(target: ProfileTarget, devices: list[Device], options: ProfileOptions) -> list[ProfileRow]:
-    sources = target.sources()
+    sources = target.sources(options.batches[0], options.input_shapes)
     explicit = options.precisions is not None
     if target.origin == "zoo":
         precisions = list(options.precisions or PRECISIONS)
@@ -227,6 +227,8 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
     rows: list[ProfileRow] = []
     measured_graphs: dict = {}
     for batch in options.batches:
+        if target.load_at is not None and batch != options.batches[0]:
+            sources = target.sources(batch, options.input_shapes)
         plan: dict[int, tuple[GraphSource, list[tuple[str, str]]]] = {}
         for precision in precisions:
             source, basis = _pick_source(sources, precision)
@@ -237,8 +239,8 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
             costs = analyze_precisions(
                 source.model,
                 list(dict.fromkeys([p for p, _ in wanted] + extra)),
-                batch=batch,
-                input_shapes=_named_shapes(source.model, options.input_shapes),
+                batch=source.batch or batch,
+                input_shapes=None if target.load_at is not None else _named_shapes(source.model, options.input_shapes),
                 name=source.name,
             )
             for precision, basis in wanted:
@@ -390,7 +392,9 @@ def profile(
             on_done(target.name)
     imported = None
     if options.trtexec_dir is not None:
-        imported = import_trtexec(options.trtexec_dir, targets[0].sources()[0].model)
+        imported = import_trtexec(
+            options.trtexec_dir, targets[0].sources(options.batches[0], options.input_shapes)[0].model
+        )
         _join_trtexec_times(rows, imported)
     precisions = sorted({row.precision for row in rows}, key=precision_order)
     budget = (

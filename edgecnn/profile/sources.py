@@ -16,6 +16,8 @@ import onnx
 from edgecnn.artifact import get_format, read_manifest
 from edgecnn.errors import UsageError
 from edgecnn.onnx_facts import graph_precision, load_onnx
+from edgecnn.onnx_import import import_onnx
+from edgecnn.profile.cost import concrete_inputs
 
 __all__ = ["GraphSource", "ProfileTarget", "export_dir_graphs", "onnx_file_source"]
 
@@ -37,6 +39,8 @@ class GraphSource:
     model_name: str | None = None
     tags: list[str] = field(default_factory=list)
     ref_top1: float | None = None
+    notes: list[str] = field(default_factory=list)
+    batch: int | None = None
 
 
 @dataclass
@@ -44,16 +48,18 @@ class ProfileTarget:
     """One thing named on the command line, resolved lazily to its graphs (zoo graphs take seconds to build).
 
     ``origin`` is ``zoo``, ``onnx`` (a file) or ``export`` (an ``edgecnn export`` directory); ``load`` gives
-    its graphs.
+    its graphs. ``load_at`` (ONNX files) gives them at one batch size and ``--input-shape``: a foreign file
+    is imported at fixed shapes, so each batch is its own graph.
     """
 
     name: str
     origin: str
     load: Callable[[], list[GraphSource]]
     path: Path | None = None
+    load_at: Callable[[int, dict[str, list[int]] | None], list[GraphSource]] | None = None
 
-    def sources(self) -> list[GraphSource]:
-        return self.load()
+    def sources(self, batch: int = 1, input_shapes: dict[str, list[int]] | None = None) -> list[GraphSource]:
+        return self.load_at(batch, input_shapes) if self.load_at is not None else self.load()
 
 
 def export_dir_graphs(directory: str | Path) -> list[GraphSource]:
@@ -78,7 +84,23 @@ def export_dir_graphs(directory: str | Path) -> list[GraphSource]:
     return sources
 
 
-def onnx_file_source(path: str | Path) -> GraphSource:
-    model = load_onnx(path)
+def onnx_file_source(path: str | Path, input_shapes: dict[str, list[int]] | None = None, batch: int = 1) -> GraphSource:
+    """An ONNX file as the cost model needs it: imported (:func:`edgecnn.onnx_import.import_onnx`) at the
+    given shapes, so Dropout-era files, weights stored as Constant nodes or constant subgraphs and
+    Shape-computed reshapes cost what the network holds; the import's notes come along."""
+    raw = load_onnx(path)
     path = Path(path)
-    return GraphSource(path.name.split(".")[0], model, "onnx", graph_precision(model), path, None)
+    shapes = concrete_inputs(raw, batch, input_shapes)
+    imported = import_onnx(raw, shapes)
+    model = imported.model
+    first = next(iter(shapes.values()))
+    return GraphSource(
+        path.name.split(".")[0],
+        model,
+        "onnx",
+        graph_precision(model),
+        path,
+        None,
+        notes=imported.notes,
+        batch=first[0] if first else batch,
+    )

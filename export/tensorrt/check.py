@@ -898,7 +898,8 @@ def _input_issues(
                 Issue(
                     "error",
                     "dynamic-dims",
-                    f"input {value.name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size",
+                    f"input {value.name} has dynamic non-batch dimensions {shape}: fix them with 'edgecnn export "
+                    f"FILE.onnx --input-shape {value.name}=DIMS' and check the export directory",
                 )
             )
             continue

@@ -249,7 +249,8 @@ def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -
     dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
     if dynamic and dynamic != [0]:
         raise UsageError(
-            f"input {input_name} has dynamic non-batch dimensions {shape}: re-export with a fixed --input-size"
+            f"input {input_name} has dynamic non-batch dimensions {shape}: fix them with 'edgecnn export FILE.onnx "
+            f"--input-shape {input_name}=DIMS' and use the export directory"
         )
     if not dynamic:
         if options.shapes is not None:
