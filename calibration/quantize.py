@@ -452,7 +452,7 @@ def _check(
         agreement = round(float(np.mean(fp32.reshape(count, -1).argmax(1) == int8.reshape(count, -1).argmax(1))), 4)
     return {
         "samples": count,
-        "data": "held-out calibration samples" if held_out else "calibration samples (too few to hold any out)",
+        "data": "held-out calibration samples" if held_out else "calibration samples (not held out)",
         "top1_agreement": agreement,
         "output_sqnr_db": min(o["sqnr_db"] for o in per_output.values()),
         "outputs": per_output,
@@ -698,21 +698,31 @@ def quantize_onnx(
         and len(imported.input_shapes[input_names[0]]) == 4
         and inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     )
-    if isinstance(calibration, (CalibrationSet, InputsSet)):
-        if isinstance(calibration, CalibrationSet):
-            resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], calibration.preprocessing)
-    elif image_like and not _names_inputs(calibration, input_names):
+    loaded_here = not isinstance(calibration, (CalibrationSet, InputsSet))
+    if isinstance(calibration, CalibrationSet):
+        resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], calibration.preprocessing)
+    elif loaded_here and image_like and not _names_inputs(calibration, input_names):
         prep = resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], preprocessing)
-        calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
-    else:
+        calibration = load_calibration(calibration, preprocessing=prep, samples=samples + check_samples, seed=seed)
+    elif loaded_here:
         per_sample = {name: imported.input_shapes[name][1:] for name in input_names}
-        calibration = load_inputs(calibration, per_sample, samples=samples, seed=seed)
-    collected += list(calibration.warnings)
-    held = min(check_samples, len(calibration) // 4)
-    calibrate_on = calibration.subset(0, len(calibration) - held) if held else calibration
-    check_on = (
-        calibration.subset(len(calibration) - held, len(calibration)) if held else calibration.head(check_samples)
-    )
+        calibration = load_inputs(calibration, per_sample, samples=samples + check_samples, seed=seed)
+    held = 0
+    if loaded_here:
+        extra = len(calibration) - samples
+        held = extra if extra > 0 else min(check_samples, len(calibration) // 4)
+        collected += [w for w in calibration.warnings if "usable samples, fewer than" not in w]
+        calibrate_on = replace(calibration.subset(0, len(calibration) - held), requested=samples)
+        check_on = calibration.subset(len(calibration) - held, len(calibration)) if held else calibration.head(1)
+        if len(calibrate_on) < samples:
+            collected.append(
+                f"calibration set {calibration.source} has {len(calibration)} usable samples, fewer than the "
+                f"{samples} asked for plus {check_samples} for the check: {len(calibrate_on)} calibrate, {held} "
+                "are held out for the check"
+            )
+    else:
+        collected += list(calibration.warnings)
+        calibrate_on, check_on = calibration, calibration.head(check_samples)
     excluded = resolve_excluded(model, list(exclude))
     depthwise = depthwise_convs(model)
     if not per_channel and depthwise:
@@ -818,7 +828,7 @@ def quantize_onnx(
         per_channel=facts["per_channel_weights"] > 0,
         excluded_nodes=excluded,
         calibration=summary,
-        calibration_description=calibration.describe() + (f", {held} of them held out for the check" if held else ""),
+        calibration_description=calibrate_on.describe() + (f", {held} more held out for the check" if held else ""),
         cache_path=cache_path,
         cache_hit=cache_hit,
         calibration_seconds=calibration_seconds,

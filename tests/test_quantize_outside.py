@@ -73,7 +73,7 @@ def test_image_models_quantize_for_both_targets(name, target, corpus_dir, tmp_pa
     assert result.per_channel and facts["per_channel_weights"] == facts["quantized_weights"]
     assert set(result.check["outputs"]) == set(info.outputs)
     assert all(o["sqnr_db"] > 15 for o in result.check["outputs"].values()), result.check
-    assert result.check["data"] == "held-out calibration samples" and result.check["samples"] == SAMPLES // 4
+    assert result.check["data"] == "held-out calibration samples" and result.check["samples"] == 16
     limit = 0.35 if info.parameters > 1_000_000 else 0.6
     assert result.size_ratio < limit
     assert (result.check["top1_agreement"] is not None) == info.classifier
@@ -111,7 +111,7 @@ def test_two_inputs_from_npz_and_synthetic(target, corpus_dir, tmp_path):
             path, tmp_path / "int8.onnx", calibration=source, target=target, input_shapes=info.input_shapes
         )
         assert result.check["output_sqnr_db"] > 15 and result.graph["quantized_weights"] > 0
-        total = 20 if source != "synthetic" else 200
+        total = 20 if source != "synthetic" else 216
         assert result.calibration["samples"] + result.calibration["held_out_for_check"] == total
     np.savez(tmp_path / "partial.npz", rgb=arrays["rgb"])
     with pytest.raises(UsageError, match="no array named 'depth'"):
@@ -163,7 +163,7 @@ def test_budget_sizes_the_chunks(corpus_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("edgecnn.calibration.quantize.compute_ranges", spy)
     with pytest.warns(Warning):
         quantize_onnx(path, tmp_path / "a.onnx", calibration="synthetic", samples=12, input_shapes=info.input_shapes)
-    assert seen[-1] == 9
+    assert seen[-1] == 12
     model = import_onnx(path, info.input_shapes).model
     wide = plan_calibration(model, batch=1, batches=9, data_bytes=0, budget=BASE_BYTES * 10)
     tight = plan_calibration(model, batch=1, batches=9, data_bytes=0, budget=wide.estimate(2))
