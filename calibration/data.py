@@ -9,7 +9,7 @@ The set itself is :class:`edgecnn.calibration.sets.CalibrationSet`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from edgecnn.calibration.builtin import load_builtin
 from edgecnn.calibration.sets import (
     CalibrationSet,
     CalibrationWarning,
+    InputsSet,
     check_counts,
     warn,
 )
@@ -34,7 +35,9 @@ __all__ = [
     "CalibrationWarning",
     "Preprocessing",
     "CalibrationSet",
+    "InputsSet",
     "load_calibration",
+    "load_inputs",
     "find_images",
     "IMAGE_EXTENSIONS",
     "DEFAULT_SAMPLES",
@@ -242,3 +245,65 @@ def load_calibration(
             "give a directory of images, a .npy/.npz file, 'builtin' or 'synthetic'"
         )
     return _load_directory(path, preprocessing, samples, seed)
+
+
+def load_inputs(
+    source: str | Path, shapes: Mapping[str, Sequence[int]], *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED
+) -> InputsSet:
+    """Calibration samples for a model whose inputs are not one image: a ``.npz`` holding one float array per
+    input name (axis 0: samples; the rest: that input's per-sample shape ``shapes[name]``) or
+    ``"synthetic"`` (seeded standard-normal samples, with a warning)."""
+    shapes = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+    names = ", ".join(shapes)
+    if samples < 1:
+        raise UsageError(f"the number of calibration samples must be at least 1, got {samples}")
+    if str(source) == "synthetic":
+        calibration = InputsSet(
+            "synthetic", "synthetic", "synthetic standard-normal inputs", shapes, samples, seed, samples,
+            synthetic_count=samples,
+        )  # fmt: skip
+        warn(
+            calibration,
+            "calibrating on synthetic random data: the ranges are meaningless for accuracy; "
+            f"give a .npz with one array per input ({names})",
+        )
+        return calibration
+    path = Path(source)
+    if path.suffix.lower() != ".npz":
+        raise UsageError(
+            f"the model's inputs ({names}) are not one image: calibrate from a .npz holding one array per input "
+            f"name or 'synthetic', not {source}"
+        )
+    if not path.is_file():
+        raise UsageError(f"calibration file {path} does not exist")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"{path} is not a readable .npz file: {first_line(error)}") from None
+    with archive:
+        missing = [name for name in shapes if name not in archive.files]
+        if missing:
+            raise UsageError(
+                f"{path} has no array named {missing[0]!r}: it needs one array per model input ({names}), "
+                f"it holds {', '.join(archive.files) or 'nothing'}"
+            )
+        arrays = {name: archive[name] for name in shapes}
+    counts = {len(a) if a.ndim else 0 for a in arrays.values()}
+    for name, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.floating) or tuple(array.shape[1:]) != shapes[name]:
+            raise UsageError(
+                f"{path} array {name!r} is {array.dtype} {tuple(array.shape)}: expected float samples of shape "
+                f"(N, {', '.join(map(str, shapes[name]))})"
+            )
+    if len(counts) != 1 or 0 in counts:
+        raise UsageError(f"{path}: every input array needs the same number of samples (at least 1), got {counts}")
+    available = counts.pop()
+    chosen = np.sort(np.random.default_rng(seed).permutation(available)[:samples])
+    chosen_arrays = {name: np.ascontiguousarray(array[chosen], dtype=np.float32) for name, array in arrays.items()}
+    if not all(np.isfinite(a).all() for a in chosen_arrays.values()):
+        raise UsageError(f"{path} contains NaN or infinity")
+    calibration = InputsSet(
+        str(path), "arrays", f"model inputs from {path.name} ({available} samples)", shapes, samples, seed, available,
+        arrays=chosen_arrays,
+    )  # fmt: skip
+    return check_counts(calibration)

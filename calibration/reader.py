@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from edgecnn.calibration.sets import CalibrationSet
+from edgecnn.calibration.sets import CalibrationSet, InputsSet
 
 __all__ = ["CalibrationReader"]
 
 
 class CalibrationReader(CalibrationDataReader):
-    """Feeds ``{input_name: batch}`` dicts; ``set_range`` limits it to a window of batches (ORT's chunking hook).
+    """Feeds ``{input_name: batch}`` dicts (every input when ``input_name`` is a list of names); ``set_range``
+    limits it to a window of batches (ORT's chunking hook).
 
     Every batch is full, whether or not the model's batch dimension is fixed (``static_batch``): ONNX Runtime's
     calibrators stack each batch's outputs, which fails on a short last batch. The last one is topped up
@@ -23,15 +24,15 @@ class CalibrationReader(CalibrationDataReader):
 
     def __init__(
         self,
-        calibration: CalibrationSet,
-        input_name: str,
+        calibration: CalibrationSet | InputsSet,
+        input_name: str | Sequence[str],
         batch_size: int = 1,
         *,
         static_batch: bool = True,
         on_batch: Callable[[int], None] | None = None,
     ):
         self.calibration = calibration
-        self.input_name = input_name
+        self.input_names = [input_name] if isinstance(input_name, str) else list(input_name)
         self.batch_size = max(1, batch_size)
         self.static_batch = static_batch
         self.on_batch = on_batch
@@ -55,7 +56,7 @@ class CalibrationReader(CalibrationDataReader):
         fresh = list(range(start, min(start + self.batch_size, count)))
         indices = [(start + offset) % count for offset in range(self.batch_size)]
         self._next += 1
-        batch = self.calibration.batch(indices)
+        feeds = self.calibration.feeds(indices, self.input_names)
         if self.on_batch is not None:
             self.on_batch(len(fresh))
-        return {self.input_name: batch}
+        return feeds

@@ -28,8 +28,10 @@ from edgecnn.calibration.data import (
     Preprocessing,
     load_calibration,
 )
+from edgecnn.calibration.memory import DEFAULT_MEMORY_FRACTION
 from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
+    DEFAULT_MIN_SQNR_DB,
     TARGETS,
     QuantizationResult,
     auto_cache_path,
@@ -47,7 +49,7 @@ from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
 from edgecnn.evaluate import top1_evaluator
 from edgecnn.onnx_facts import load_onnx
-from edgecnn.options import parse_size
+from edgecnn.options import parse_input_shape, parse_memory_size, parse_size
 from edgecnn.render import render_rows, to_json
 
 __all__ = [
@@ -193,7 +195,8 @@ def int8_rows(result: QuantizationResult) -> list[dict]:
             "vs_fp32": result.size_ratio,
             "method": f"{result.method} {result.percentile:g}" if result.percentile else result.method,
             "samples": result.calibration["samples"],
-            "float_nodes": len(result.excluded_nodes),
+            "int8_weights": result.graph.get("quantized_weights"),
+            "float_nodes": len(result.graph["float_nodes"]) if result.graph else len(result.excluded_nodes),
             "top1_agreement": result.check["top1_agreement"],
             "sqnr_db": result.check["output_sqnr_db"],
             "ranges": "cache" if result.cache_hit else "calibrated",
@@ -219,6 +222,7 @@ def weight_range_note(result: QuantizationResult) -> str:
 INT8_HEADERS = {
     "size_mb": "MB",
     "vs_fp32": "size vs FP32",
+    "int8_weights": "INT8 weights",
     "float_nodes": "float nodes",
     "top1_agreement": "top-1 agree",
     "sqnr_db": "SQNR dB",
@@ -249,6 +253,29 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
     help="INT8 file (default: <model>.int8-<target>.onnx beside the FP32 model, added to its manifest).",
 )
 @click.option("--input-size", help="H or HxW, for a bare .onnx with dynamic input dimensions.")
+@click.option(
+    "--input-shape",
+    metavar="[NAME=]DIMS[,...]",
+    help="Fix dynamic input dimensions for calibration, e.g. 1x3x640x640 or rgb=1x3x64x64,depth=1x1x64x64.",
+)
+@click.option(
+    "--opset-upgrade",
+    is_flag=True,
+    help="Upgrade a model older than opset 13 (per-channel Q/DQ) through the import step instead of refusing it.",
+)
+@click.option(
+    "--calib-memory",
+    metavar="SIZE",
+    help=f"Calibration memory budget, e.g. 2GB (default: {DEFAULT_MEMORY_FRACTION:.0%} of the memory available).",
+)
+@click.option(
+    "--min-sqnr",
+    type=float,
+    default=DEFAULT_MIN_SQNR_DB,
+    show_default=True,
+    help="Output SQNR (dB, worst output, on held-out samples) below which quantize warns (--strict: fails).",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 and write nothing when an output's SQNR is below --min-sqnr.")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help=CACHE_HELP)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write a calibration cache.")
 @click.option(
@@ -307,6 +334,11 @@ def quantize_command(
     calib_seed,
     output,
     input_size,
+    input_shape,
+    opset_upgrade,
+    calib_memory,
+    min_sqnr,
+    strict,
     cache,
     no_cache,
     force,
@@ -325,6 +357,8 @@ def quantize_command(
     edgecnn quantize exports/mobilenet_v2 --target tensorrt --calib ~/val --calib-samples 500
     edgecnn quantize exports/mobilenet_v2 --analyze             per-layer SQNR, worst first
     edgecnn quantize exports/resnet18 --auto-fallback --max-drop 0.5 --eval-data ~/val
+    edgecnn quantize det.onnx --input-shape 1x3x640x640 --opset-upgrade --calib ~/photos --strict
+    edgecnn quantize rgbd.onnx --calib inputs.npz          one array per input name
     """
     if auto_fallback and analyze:
         raise UsageError("--analyze and --auto-fallback exclude each other: give one")
@@ -375,19 +409,33 @@ def quantize_command(
                 cache=cache_option,
                 progress=progress,
                 force=force,
+                input_shapes=parse_input_shape(input_shape),
+                opset_upgrade=opset_upgrade,
+                calib_memory=parse_memory_size(calib_memory) if calib_memory else None,
+                min_sqnr=min_sqnr,
+                strict=strict,
                 **options,
             )
-    print_warnings(result.warnings)
+    print_warnings([w for w in result.warnings if w not in result.low_sqnr])
+    for message in result.low_sqnr:
+        err_console.print(f"[bold red]WARNING: {message}[/]", highlight=False)
     if fmt == "json":
         emit(to_json(_result_payload(result, reason)))
         return
+    facts = result.graph
     footer = [
         f"target {result.target} ({reason}): {result.preset.description}",
+        f"written graph: weights {result.weights_text()}; {facts.get('quantize_nodes', 0)} QuantizeLinear, "
+        f"{facts.get('dequantize_nodes', 0)} DequantizeLinear",
         f"calibration: {result.calibration_description}"
         + (f" (ranges reused from {result.cache_path})" if result.cache_hit else ""),
-        f"check on {result.check['samples']} calibration samples against FP32 "
-        "(not accuracy: use 'edgecnn eval' on labelled data)",
+        f"check on {result.check['samples']} {result.check['data']} against FP32, every output: "
+        + ", ".join(f"{name} {o['sqnr_db']:.1f} dB" for name, o in result.check.get("outputs", {}).items())
+        + " (not accuracy: use 'edgecnn eval' on labelled data)",
     ]
+    if result.plan is not None:
+        footer.append(f"calibration memory: {result.plan.describe()}")
+    footer += [f"import: {note}" for note in result.calibration.get("import", {}).get("notes", [])]
     if result.weight_range_sqnr_db:
         footer.append(weight_range_note(result))
     if result.excluded_nodes:
