@@ -212,7 +212,7 @@ def time_runs(
 
     After ``warmup`` untimed calls, ``run`` is called until it has run ``min_runs`` times and ``min_seconds``
     have passed, or ``max_runs`` times. A call that returns a number reports its own time in ms (a CUDA event
-    pair, say); otherwise its wall-clock time is taken.
+    pair, say); otherwise (None, or a session's outputs) its wall-clock time is taken.
     """
     for _ in range(warmup):
         run()
@@ -222,5 +222,5 @@ def time_runs(
         begin = time.perf_counter()
         reported = run()
         elapsed = (time.perf_counter() - begin) * 1e3
-        samples.append(float(reported) if reported is not None else elapsed)
+        samples.append(float(reported) if isinstance(reported, (int, float)) else elapsed)
     return samples
