@@ -16,7 +16,9 @@ transformer fold into the quantized layers; view ops (Reshape, Flatten, ...) cos
 
 Every figure is an estimate and is labelled so; the factors and their sources travel in every report's
 JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's batch-1 latency of half the zoo
-on the development host and checked on the other half (bench/profile_bench.py); the GPU factors are
+on the development host and checked on the other half (bench/profile_bench.py; leave-one-family-out
+results in docs/profile.md); ``edgecnn devices --calibrate-host`` fits them for this CPU
+(:mod:`edgecnn.profile.calibrate`), and ``host`` estimates then use those. The GPU factors are
 engineering estimates from published batch-1 results, to be replaced by measurement on a device.
 """
 
