@@ -5,6 +5,7 @@
     python bench/profile_bench.py estimator --nodes   # ... plus ONNX Runtime's per-node profile, for fitting
     python bench/profile_bench.py fit [--data FILE]   # fit the CPU execution class to saved measurements
     python bench/profile_bench.py render              # rewrite profile_estimator.md from its JSON
+    python bench/profile_bench.py lofo                # leave-one-family-out validation + run-to-run noise
 
 Results go to bench/results/profile_*.json. The estimator's figure of merit is the median absolute
 percentage error (MdAPE) of estimated against measured p50 latency over the zoo at batch 1.
@@ -294,6 +295,308 @@ def fit(args) -> None:
     print("written to", *write_results("profile_fit", payload, markdown))
 
 
+FIT_GRID = {
+    "conv": [0.8, 1.0, 1.2, 1.5, 2.0],
+    "pointwise": [0.6, 0.8, 1.0, 1.2, 1.5],
+    "depthwise": [0.2, 0.4, 0.6],
+    "half_size_macs": [1e5, 5e5, 2e6],
+    "layer_overhead_us": [5.0, 10.0, 20.0],
+    "memory_efficiency": [0.5, 0.8, 1.0, 1.5],
+}
+"""The grid ``fit`` searches; ``lofo`` refits it once per held-out family."""
+
+LOFO_SUBSET = [
+    "alexnet",
+    "squeezenet1_1",
+    "mobilenet_v1_0_5",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "shufflenet_v1_g1",
+    "shufflenet_v2_x0_5",
+    "resnet18",
+    "preact_resnet18",
+    "googlenet",
+    "densenet121",
+    "nin",
+]
+"""Twelve small models from twelve families: the cheap fresh measurement (batch 1, about a minute of CPU)."""
+
+
+class _FastEstimate:
+    """estimate_latency's CPU total for one graph under many factor settings, vectorized with numpy.
+
+    Which nodes are fused or free does not depend on the factors, so it is taken once from estimate_latency;
+    the constructor checks that the vectorized total equals estimate_latency's for the shipped factors.
+    """
+
+    def __init__(self, cost, host, base) -> None:
+        import numpy as np
+
+        from edgecnn.profile.estimate import estimate_latency
+
+        reference = estimate_latency(cost, host, base)
+        kept = [
+            (node, layer) for node, layer in zip(cost.nodes, reference.layers) if layer.bound not in ("fused", "free")
+        ]
+        self.kinds = [node.kind if node.kind in base.compute_efficiency else "other" for node, _ in kept]
+        self.kind_order = sorted(set(self.kinds))
+        self.kind_index = np.array([self.kind_order.index(kind) for kind in self.kinds], dtype=int)
+        self.macs = np.array([node.macs for node, _ in kept], dtype=float)
+        self.flops = np.array([node.flops if node.counted else 0 for node, _ in kept], dtype=float)
+        self.bytes = np.array([node.bytes_moved for node, _ in kept], dtype=float)
+        self.peak = host.peak_gflops["fp32"] * 1e9
+        self.bandwidth = host.bandwidth_gbps * 1e9
+        self.base = base
+        total = self(base.compute_efficiency, base.half_size_macs, base.layer_overhead_us, base.memory_efficiency)
+        assert abs(total - reference.total_ms) <= 1e-6 * max(1.0, reference.total_ms), (total, reference.total_ms)
+
+    def __call__(self, efficiency, half_size_macs, overhead_us, memory_efficiency) -> float:
+        import numpy as np
+
+        eff = np.array([efficiency[kind] for kind in self.kind_order])[self.kind_index]
+        size = np.where(self.macs > 0, self.macs / (self.macs + half_size_macs), 1.0)
+        compute = np.where(self.flops > 0, self.flops / (self.peak * eff * np.maximum(size, 1e-30)), 0.0)
+        memory = self.bytes / (self.bandwidth * memory_efficiency)
+        return float((np.maximum(compute, memory).sum() + overhead_us * 1e-6 * len(self.kinds)) * 1e3)
+
+
+def _grid_estimates(fast: dict, base) -> tuple[list[dict], dict[str, list[float]]]:
+    """Every FIT_GRID setting and, per model, its estimate under each."""
+    settings = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
+    table = {name: [] for name in fast}
+    for setting in settings:
+        efficiency = dict(
+            base.compute_efficiency,
+            conv=setting["conv"],
+            pointwise=setting["pointwise"],
+            depthwise=setting["depthwise"],
+        )
+        for name, estimate in fast.items():
+            table[name].append(
+                estimate(
+                    efficiency, setting["half_size_macs"], setting["layer_overhead_us"], setting["memory_efficiency"]
+                )
+            )
+    return settings, table
+
+
+def _lofo(measured: dict[str, float], hosts: dict, families: dict[str, str]) -> dict:
+    """Leave-one-family-out: per family, fit the grid on every other family and score the held-out one."""
+    from edgecnn.export.zoo_graphs import zoo_graph
+    from edgecnn.profile.cost import analyze
+    from edgecnn.profile.estimate import EXECUTION_CLASSES
+
+    base = EXECUTION_CLASSES["cpu"]
+    fast = {name: _FastEstimate(analyze(zoo_graph(name), name=name), hosts[name], base) for name in measured}
+    settings, table = _grid_estimates(fast, base)
+    names = sorted(measured)
+
+    def errors(index: int, subset) -> list[float]:
+        return [abs(table[n][index] - measured[n]) / measured[n] for n in subset]
+
+    rows, held_out_errors = [], []
+    for family in sorted(set(families[n] for n in names)):
+        test = [n for n in names if families[n] == family]
+        train = [n for n in names if families[n] != family]
+        best = min(range(len(settings)), key=lambda i: statistics.median(errors(i, train)))
+        test_errors = errors(best, test)
+        held_out_errors += test_errors
+        rows.append(
+            {
+                "family": family,
+                "models": len(test),
+                "train_mdape": statistics.median(errors(best, train)),
+                "held_out_mdape": statistics.median(test_errors),
+                "held_out_max_ape": max(test_errors),
+                "setting": settings[best],
+            }
+        )
+    shipped = [abs(fast[n](*_shipped_args(base)) - measured[n]) / measured[n] for n in names]
+    return {
+        "families": rows,
+        "models": len(names),
+        "lofo_mdape": statistics.median(held_out_errors),
+        "lofo_p90_ape": sorted(held_out_errors)[int(0.9 * (len(held_out_errors) - 1))],
+        "median_family_mdape": statistics.median(row["held_out_mdape"] for row in rows),
+        "shipped_factors_mdape": statistics.median(shipped),
+    }
+
+
+def _shipped_args(base) -> tuple:
+    return base.compute_efficiency, base.half_size_macs, base.layer_overhead_us, base.memory_efficiency
+
+
+def lofo(args) -> None:
+    """Leave-one-family-out validation of the CPU factors, and run-to-run noise on the same host.
+
+    Part 1 refits the grid on the committed full-zoo measurements (profile_estimator_fitdata.json: 59 models,
+    the AVX-512 EPYC host the shipped factors came from), holding out one family (registry ``spec.family``)
+    at a time. Part 2 measures LOFO_SUBSET twice on this host (batch 1), estimates each model with the host
+    figures measured around it, and reports the run-to-run change of p50 beside the LOFO error; it also
+    scores the shipped factors and this host's ``--calibrate-host`` factors (fitted in the same run).
+    """
+    import dataclasses as dc
+
+    from edgecnn.export.zoo_graphs import zoo_graph
+    from edgecnn.onnx_facts import fill_weights
+    from edgecnn.profile.calibrate import calibrate_host
+    from edgecnn.profile.cost import analyze
+    from edgecnn.profile.estimate import EXECUTION_CLASSES, estimate_latency
+    from edgecnn.profile.measure import measure_latency
+    from edgecnn.registry import get_spec
+
+    saved = json.loads(Path(args.data).read_text())
+    base_host = _saved_host(saved)
+    hosts = {
+        m["model"]: dataclasses.replace(
+            base_host,
+            peak_gflops={p: m["host_peak_gflops"] for p in base_host.peak_gflops},
+            bandwidth_gbps=m["host_bandwidth_gbps"],
+        )
+        for m in saved["models"]
+    }
+    measured = {m["model"]: m["measured_p50_ms"] for m in saved["models"]}
+    families = {name: get_spec(name).family for name in measured}
+    committed = _lofo(measured, hosts, families)
+    print(f"committed data: LOFO MdAPE {committed['lofo_mdape']:.1%} over {committed['models']} models", flush=True)
+
+    machine = machine_description()
+    started = time.perf_counter()
+    calibration = calibrate_host(save=False)
+    calibrated = dc.replace(
+        EXECUTION_CLASSES["cpu"],
+        compute_efficiency=dict(calibration.compute_efficiency),
+        memory_efficiency=calibration.memory_efficiency,
+        layer_overhead_us=calibration.layer_overhead_us,
+    )
+    passes: list[dict[str, dict]] = [{}, {}]
+    graphs = {name: fill_weights(zoo_graph(name)) for name in args.models}
+    costs = {name: analyze(zoo_graph(name), name=name) for name in args.models}
+    for index in range(2):
+        for name in args.models:
+            before = _host_now()
+            p50 = measure_latency(graphs[name], costs[name].input_shapes, warmup=2, min_runs=5, min_seconds=0.3).p50_ms
+            after = _host_now()
+            host = dc.replace(
+                before,
+                peak_gflops={p: (before.peak_gflops[p] + after.peak_gflops[p]) / 2 for p in before.peak_gflops},
+                bandwidth_gbps=(before.bandwidth_gbps + after.bandwidth_gbps) / 2,
+            )
+            passes[index][name] = {"p50_ms": p50, "host": host}
+            print(
+                f"pass {index + 1} {name:22s} {p50:8.2f} ms (host {host.peak_gflops['fp32']:.1f} GFLOP/s)", flush=True
+            )
+    seconds = time.perf_counter() - started
+    changes = {n: abs(passes[1][n]["p50_ms"] - passes[0][n]["p50_ms"]) / passes[0][n]["p50_ms"] for n in args.models}
+    fresh_measured = {n: passes[0][n]["p50_ms"] for n in args.models}
+    fresh_hosts = {n: passes[0][n]["host"] for n in args.models}
+    fresh = _lofo(fresh_measured, fresh_hosts, {n: get_spec(n).family for n in args.models})
+
+    def mdape(klass) -> float:
+        return statistics.median(
+            abs(estimate_latency(costs[n], fresh_hosts[n], klass).total_ms - fresh_measured[n]) / fresh_measured[n]
+            for n in args.models
+        )
+
+    machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    payload = {
+        "what": "leave-one-family-out validation of the CPU factors, and run-to-run noise (batch 1, FP32, ORT CPU)",
+        "committed_data": {"file": str(Path(args.data).name), "machine": saved.get("machine"), **committed},
+        "fresh": {
+            "machine": machine,
+            "models": args.models,
+            "seconds": round(seconds, 1),
+            "noise_median_abs_p50_change": statistics.median(changes.values()),
+            "noise_max_abs_p50_change": max(changes.values()),
+            "noise_per_model": changes,
+            "p50_ms": {n: [passes[0][n]["p50_ms"], passes[1][n]["p50_ms"]] for n in args.models},
+            "shipped_factors_mdape": mdape(EXECUTION_CLASSES["cpu"]),
+            "calibrated_factors_mdape": mdape(calibrated),
+            "calibration": calibration.as_dict(),
+            "lofo": fresh,
+        },
+    }
+    print("written to", *write_results("profile_lofo", payload, _lofo_markdown(payload)))
+
+
+def _saved_host(saved: dict):
+    """The host a saved measurement file was made on (its own figures, else this host measured now)."""
+    from edgecnn.devices import Device
+
+    return Device(**saved["host"]) if "host" in saved else _host_now()
+
+
+def _lofo_markdown(payload: dict) -> str:
+    committed, fresh = payload["committed_data"], payload["fresh"]
+
+    def family_rows(result: dict) -> list[dict]:
+        return [
+            {
+                "held-out family": row["family"],
+                "models": row["models"],
+                "MdAPE on the other families (fit)": f"{row['train_mdape']:.1%}",
+                "MdAPE held out": f"{row['held_out_mdape']:.1%}",
+                "max APE held out": f"{row['held_out_max_ape']:.1%}",
+            }
+            for row in result["families"]
+        ]
+
+    columns = [
+        "held-out family",
+        "models",
+        "MdAPE on the other families (fit)",
+        "MdAPE held out",
+        "max APE held out",
+    ]
+    return "\n".join(
+        [
+            "# CPU latency estimate: leave-one-family-out validation and run-to-run noise",
+            "",
+            "## 1. The committed full-zoo measurements (the host the shipped factors were fitted on)",
+            "",
+            f"Data: {committed['file']} ({committed['models']} models, batch 1, FP32, ONNX Runtime; 2-core AVX-512 "
+            "AMD EPYC). For each family (registry `spec.family`) the factor grid of `profile_bench.py fit` is refitted "
+            "on every other family and scored on the held-out one.",
+            "",
+            f"**Leave-one-family-out MdAPE over all held-out models: {committed['lofo_mdape']:.1%}** "
+            f"(90th percentile {committed['lofo_p90_ape']:.1%}; median of the per-family MdAPEs "
+            f"{committed['median_family_mdape']:.1%}); the shipped factors, fitted on all of it, score "
+            f"{committed['shipped_factors_mdape']:.1%} in-sample.",
+            "",
+            markdown_table(family_rows(committed), columns),
+            "",
+            "## 2. Fresh, cheap measurement on this host, twice (run-to-run noise)",
+            "",
+            describe_machine_markdown(fresh["machine"]),
+            f"The machine is shared with other engineers' work (see the load average): {len(fresh['models'])} small "
+            f"models from {len(fresh['models'])} families at batch 1, each measured twice (two passes), "
+            f"{fresh['seconds']:.0f} s in all including the host microbenchmark.",
+            "",
+            f"**Run-to-run noise: median |p50 change| between the passes {fresh['noise_median_abs_p50_change']:.1%}** "
+            f"(max {fresh['noise_max_abs_p50_change']:.1%}).",
+            "",
+            f"On this host: shipped factors MdAPE {fresh['shipped_factors_mdape']:.1%}; factors fitted here by "
+            f"`edgecnn devices --calibrate-host` (same run) {fresh['calibrated_factors_mdape']:.1%}; "
+            f"leave-one-family-out refit of the grid on these {len(fresh['models'])} models "
+            f"{fresh['lofo']['lofo_mdape']:.1%}.",
+            "",
+            markdown_table(
+                [
+                    {
+                        "model": n,
+                        "pass 1 p50 ms": round(fresh["p50_ms"][n][0], 3),
+                        "pass 2 p50 ms": round(fresh["p50_ms"][n][1], 3),
+                        "|change|": f"{fresh['noise_per_model'][n]:.1%}",
+                    }
+                    for n in fresh["models"]
+                ],
+                ["model", "pass 1 p50 ms", "pass 2 p50 ms", "|change|"],
+            ),
+            "",
+        ]
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -312,8 +615,11 @@ def main(argv=None) -> None:
         default=str(RESULTS / "profile_estimator.json"),
         help="measurements written by 'estimator' (the committed fit used profile_estimator_fitdata.json)",
     )
+    lofo_parser = commands.add_parser("lofo")
+    lofo_parser.add_argument("--data", default=str(RESULTS / "profile_estimator_fitdata.json"))
+    lofo_parser.add_argument("--models", nargs="*", default=LOFO_SUBSET)
     args = parser.parse_args(argv)
-    {"static": static, "estimator": estimator, "fit": fit, "render": render}[args.command](args)
+    {"static": static, "estimator": estimator, "fit": fit, "render": render, "lofo": lofo}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def test_resolve_jetpack_errors_are_one_line(device_id, asked, message):
 
 
 def test_baseline_release_keeps_the_old_fields():
-    """check/compile still read Device.tensorrt: the oldest release, as before --jetpack existed."""
+    """Device.jetpack and Device.tensorrt keep the oldest release (check and compile now ask resolve_jetpack)."""
     orin = get_device("jetson-agx-orin-64gb")
     assert (orin.jetpack, orin.tensorrt, orin.tensorrt_major) == ("6.2", "10.3", 10)
     thor = get_device("jetson-agx-thor-t5000")

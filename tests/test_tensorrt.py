@@ -48,6 +48,7 @@ from edgecnn.profile.trtexec import (
 DATA = Path(__file__).parent / "data" / "trtexec"
 GPU_ONLY = "jetson-orin-nano-8gb"
 ORIN_DLA = "jetson-agx-orin-64gb"
+JETPACK6 = "6.2"  # TensorRT 10.3: the weakly typed DLA rules these tests pin (JetPack 7.2.2 is the default)
 XAVIER = "jetson-agx-xavier"
 
 
@@ -132,8 +133,10 @@ def rows_by_name(report):
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_model_is_ready_for_tensorrt(name):
-    """The whole zoo parses on TensorRT 10 (GPU-only Orin Nano); on AGX Orin every layer gets a DLA verdict and
-    every GPU fallback a reason; on Xavier (TensorRT 8.5) the only blocker is the opset of the default export."""
+    """The whole zoo parses on TensorRT 10 (GPU-only Orin Nano); on AGX Orin under JetPack 6.2 (TensorRT 10.3)
+    every layer gets a DLA verdict and every GPU fallback a reason; under its default JetPack 7.2.2 (TensorRT
+    11.4.1, DLA strongly typed: FP16/INT8 only) the FP32 graph runs on the GPU; on Xavier (TensorRT 8.5) the
+    only blocker is the opset of the default export."""
     graph = zoo_graph(name)
     batch1 = ShapeProfile.static(1)
     gpu = check_model(graph, get_device(GPU_ONLY), profile=batch1, name=name)
@@ -141,7 +144,8 @@ def test_every_zoo_model_is_ready_for_tensorrt(name):
     assert all(row.parser == "ok" for row in gpu.nodes)
     assert not gpu.dla_evaluated and all(row.dla == "" for row in gpu.nodes)
 
-    dla = check_model(graph, get_device(ORIN_DLA), profile=batch1, name=name)
+    dla = check_model(graph, get_device(ORIN_DLA), jetpack="6.2", profile=batch1, name=name)
+    assert (dla.jetpack, dla.tensorrt) == ("6.2", "10.3")
     assert dla.verdict in ("dla", "dla+gpu")
     assert all(row.dla in ("dla", "gpu", "-") for row in dla.nodes)
     assert all(row.reason for row in dla.nodes if row.dla == "gpu")
@@ -154,13 +158,17 @@ def test_every_zoo_model_is_ready_for_tensorrt(name):
     eleven = check_model(graph, get_device(ORIN_DLA), tensorrt="11", profile=batch1, name=name)
     assert eleven.verdict == "gpu" and any(issue.code == "no-dla" for issue in eleven.issues)
 
+    jetpack7 = check_model(graph, get_device(ORIN_DLA), profile=batch1, name=name)
+    assert (jetpack7.jetpack, jetpack7.tensorrt, jetpack7.verdict) == ("7.2.2", "11.4.1", "dla+gpu")
+    assert any(issue.code == "dla-precision" for issue in jetpack7.issues)
+
 
 def test_zoo_graph_with_dynamic_batch_needs_a_profile():
     report = check_model(zoo_graph("resnet18"), get_device(GPU_ONLY))
     assert report.verdict == "blocked"
     assert [issue.code for issue in report.errors] == ["dynamic-batch"]
     assert "--batch N or --shapes" in report.errors[0].message
-    ranged = check_model(zoo_graph("resnet18"), get_device(ORIN_DLA), profile=ShapeProfile(1, 8, 32))
+    ranged = check_model(zoo_graph("resnet18"), get_device(ORIN_DLA), jetpack=JETPACK6, profile=ShapeProfile(1, 8, 32))
     assert ranged.verdict == "dla+gpu" and ranged.dla_layers == 0, "DLA needs static shapes: everything falls back"
     assert any(issue.code == "dla-dynamic" for issue in ranged.issues)
 
@@ -170,7 +178,7 @@ def test_zoo_graph_with_dynamic_batch_needs_a_profile():
 
 @pytest.mark.parametrize("dilation,expected", [(1, "dla"), (32, "dla"), (64, "gpu")])
 def test_dla_convolution_dilation_limit(dilation, expected):
-    report = check_model(conv_model(dilation=dilation, size=160, pad=1), get_device(ORIN_DLA))
+    report = check_model(conv_model(dilation=dilation, size=160, pad=1), get_device(ORIN_DLA), jetpack=JETPACK6)
     conv = rows_by_name(report)["conv"]
     assert conv.dla == expected
     if expected == "gpu":
@@ -186,7 +194,7 @@ def test_dla_convolution_dilation_limit(dilation, expected):
     ],
 )
 def test_dla_convolution_limits(kwargs, fragment):
-    conv = rows_by_name(check_model(conv_model(**kwargs), get_device(ORIN_DLA)))["conv"]
+    conv = rows_by_name(check_model(conv_model(**kwargs), get_device(ORIN_DLA), jetpack=JETPACK6))["conv"]
     assert conv.dla == "gpu" and fragment in conv.reason
 
 
@@ -194,16 +202,16 @@ def test_dla_convolution_buffer_limit():
     """TensorRT's CBUF formula: 3x3 over 1024 FP16 channels of a 1024-wide map needs more than 16 banks."""
     nodes = [helper.make_node("Conv", ["input", "w"], ["output"], name="wide", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
     model = _model(nodes, [1, 1024, 8, 1024], [1, 8, 8, 1024], [_tensor("w", (8, 1024, 3, 3))])
-    wide = rows_by_name(check_model(model, get_device(ORIN_DLA)))["wide"]
+    wide = rows_by_name(check_model(model, get_device(ORIN_DLA), jetpack=JETPACK6))["wide"]
     assert wide.dla == "gpu" and "convolution-buffer banks" in wide.reason
 
 
 def test_dla_classifier_head_gap_flatten_and_gemm_width():
-    small = rows_by_name(check_model(classifier_model(512), get_device(ORIN_DLA)))
+    small = rows_by_name(check_model(classifier_model(512), get_device(ORIN_DLA), jetpack=JETPACK6))
     assert small["gap"].dla == "gpu" and "Reduce layer" in small["gap"].reason
     assert small["flatten"].dla == "gpu"
     assert small["fc"].dla == "dla"
-    wide = rows_by_name(check_model(classifier_model(9216), get_device(ORIN_DLA)))
+    wide = rows_by_name(check_model(classifier_model(9216), get_device(ORIN_DLA), jetpack=JETPACK6))
     assert wide["fc"].dla == "gpu" and "9216 input features > 8192" in wide["fc"].reason
 
 
@@ -212,7 +220,7 @@ def test_dla_pooling_window(window, expected):
     model = single_node_model(
         "AveragePool", [1, 8, 13, 13], [1, 8, 13 - window + 1, 13 - window + 1], kernel_shape=[window, window]
     )
-    row = rows_by_name(check_model(model, get_device(ORIN_DLA)))["averagepool"]
+    row = rows_by_name(check_model(model, get_device(ORIN_DLA), jetpack=JETPACK6))["averagepool"]
     assert row.dla == expected
     if expected == "gpu":
         assert "window 13x13 outside [1, 8]" in row.reason
@@ -226,7 +234,7 @@ def test_dla_activation_concat_softmax_and_elementwise_rules():
         [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")],
         inputs=("input", "lo", "hi"),
     )
-    assert rows_by_name(check_model(clip6, get_device(ORIN_DLA)))["clip"].dla == "dla"
+    assert rows_by_name(check_model(clip6, get_device(ORIN_DLA), jetpack=JETPACK6))["clip"].dla == "dla"
     clip_signed = single_node_model(
         "Clip",
         [1, 8, 4, 4],
@@ -234,15 +242,17 @@ def test_dla_activation_concat_softmax_and_elementwise_rules():
         [numpy_helper.from_array(np.float32(-1), "lo"), numpy_helper.from_array(np.float32(1), "hi")],
         inputs=("input", "lo", "hi"),
     )
-    assert rows_by_name(check_model(clip_signed, get_device(ORIN_DLA)))["clip"].dla == "gpu"
+    assert rows_by_name(check_model(clip_signed, get_device(ORIN_DLA), jetpack=JETPACK6))["clip"].dla == "gpu"
     hardswish = single_node_model("HardSwish", [1, 8, 4, 4], [1, 8, 4, 4])
-    assert rows_by_name(check_model(hardswish, get_device(ORIN_DLA)))["hardswish"].dla == "gpu"
+    assert rows_by_name(check_model(hardswish, get_device(ORIN_DLA), jetpack=JETPACK6))["hardswish"].dla == "gpu"
     concat_h = single_node_model("Concat", [1, 8, 4, 4], [1, 8, 8, 4], inputs=("input", "input"), axis=2)
-    assert "not channels" in rows_by_name(check_model(concat_h, get_device(ORIN_DLA)))["concat"].reason
+    assert (
+        "not channels" in rows_by_name(check_model(concat_h, get_device(ORIN_DLA), jetpack=JETPACK6))["concat"].reason
+    )
     concat_c = single_node_model("Concat", [1, 8, 4, 4], [1, 16, 4, 4], inputs=("input", "input"), axis=1)
-    assert rows_by_name(check_model(concat_c, get_device(ORIN_DLA)))["concat"].dla == "dla"
+    assert rows_by_name(check_model(concat_c, get_device(ORIN_DLA), jetpack=JETPACK6))["concat"].dla == "dla"
     softmax = single_node_model("Softmax", [1, 8, 4, 4], [1, 8, 4, 4], axis=1)
-    assert rows_by_name(check_model(softmax, get_device(ORIN_DLA)))["softmax"].dla == "dla"
+    assert rows_by_name(check_model(softmax, get_device(ORIN_DLA), jetpack=JETPACK6))["softmax"].dla == "dla"
     xavier = rows_by_name(check_model(softmax, get_device(XAVIER)))["softmax"]
     assert xavier.dla == "gpu" and "Orin's DLA 2 only" in xavier.reason
     divide = single_node_model("Div", [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input"))
@@ -250,7 +260,9 @@ def test_dla_activation_concat_softmax_and_elementwise_rules():
 
 
 def test_channel_shuffle_falls_back_and_every_rule_names_its_source():
-    report = check_model(zoo_graph("shufflenet_v2_x1_0"), get_device(ORIN_DLA), profile=ShapeProfile.static(1))
+    report = check_model(
+        zoo_graph("shufflenet_v2_x1_0"), get_device(ORIN_DLA), jetpack=JETPACK6, profile=ShapeProfile.static(1)
+    )
     shuffles = [row for row in report.nodes if row.op_type in ("Reshape", "Transpose") and row.dla == "gpu"]
     assert shuffles and all("5-D" in row.reason for row in shuffles)
     sources = (
@@ -302,13 +314,16 @@ def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
     orin = get_device(ORIN_DLA)
     for op in ("Div", "Pow"):
         row = rows_by_name(
-            check_model(single_node_model(op, [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input")), orin)
+            check_model(
+                single_node_model(op, [1, 8, 4, 4], [1, 8, 4, 4], inputs=("input", "input")), orin, jetpack=JETPACK6
+            )
         )[op.lower()]
         assert row.dla == "gpu" and "NvInfer.h: IElementWiseLayer" in row.reason
     gmp = single_node_model("GlobalMaxPool", [1, 8, 4, 4], [1, 8, 1, 1])
-    assert rows_by_name(check_model(gmp, orin))["globalmaxpool"].dla == "dla"
+    assert rows_by_name(check_model(gmp, orin, jetpack=JETPACK6))["globalmaxpool"].dla == "dla"
     assert rows_by_name(check_model(gmp, get_device(XAVIER), tensorrt="8.5"))["globalmaxpool"].dla == "gpu"
-    assert rows_by_name(check_model(single_node_model("Abs", [1, 8, 4, 4], [1, 8, 4, 4]), orin))["abs"].dla == "dla"
+    abs_model = single_node_model("Abs", [1, 8, 4, 4], [1, 8, 4, 4])
+    assert rows_by_name(check_model(abs_model, orin, jetpack=JETPACK6))["abs"].dla == "dla"
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     upsample = single_node_model(
         "Resize",
@@ -320,11 +335,11 @@ def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
         coordinate_transformation_mode="asymmetric",
         nearest_mode="floor",
     )
-    assert rows_by_name(check_model(upsample, orin))["resize"].dla == "dla"
+    assert rows_by_name(check_model(upsample, orin, jetpack=JETPACK6))["resize"].dla == "dla"
     cubic = single_node_model(
         "Resize", [1, 8, 4, 4], [1, 8, 8, 8], [scales], inputs=("input", "", "scales"), mode="cubic"
     )
-    assert "IResizeLayer" in rows_by_name(check_model(cubic, orin))["resize"].reason
+    assert "IResizeLayer" in rows_by_name(check_model(cubic, orin, jetpack=JETPACK6))["resize"].reason
     deconv = single_node_model(
         "ConvTranspose",
         [1, 8, 4, 4],
@@ -334,7 +349,7 @@ def test_dla_rules_follow_nvinfer_and_the_dla_operator_table():
         strides=[16, 16],
         kernel_shape=[16, 16],
     )
-    assert rows_by_name(check_model(deconv, orin))["convtranspose"].dla == "dla", (
+    assert rows_by_name(check_model(deconv, orin, jetpack=JETPACK6))["convtranspose"].dla == "dla", (
         "stride 16 is within the deconvolution's [1, 32]"
     )
     alexnet = check_model(zoo_graph("alexnet_original"), orin, profile=ShapeProfile.static(1))
@@ -526,7 +541,7 @@ def test_symmetric_int8_qdq_is_compliant_and_converts_to_ranges(tiny_fp32, tmp_p
     report = check_model(model, get_device(GPU_ONLY))
     assert report.verdict == "gpu", [issue.message for issue in report.errors]
     assert {row.qdq for row in report.nodes if row.qdq} == {"ok", "ok (per-channel weights)"}
-    dla = check_model(model, get_device(ORIN_DLA))
+    dla = check_model(model, get_device(ORIN_DLA), jetpack=JETPACK6)
     assert dla.dla_precision == "int8" and rows_by_name(dla)["conv1"].dla == "dla"
 
     float_model, ranges = qdq_to_ranges(model)
@@ -622,19 +637,19 @@ def test_plans_per_tensorrt_version(export_dir, opset13_fp16, tmp_path):
     assert fp16.engine_path == tmp_path / "tiny.fp16.engine" and fp16.sidecar_path.name == "tiny.fp16.engine.json"
     int8 = _plan(export_dir)
     assert int8.precision == "int8" and int8.int8_source == "qdq" and int8.onnx.name == "tiny.int8-tensorrt.onnx"
-    dla = _plan(export_dir, device=ORIN_DLA, dla_core=1, gpu_fallback=True)
+    dla = _plan(export_dir, device=ORIN_DLA, jetpack=JETPACK6, dla_core=1, gpu_fallback=True)
     assert (dla.network, dla.builder_flags, dla.int8_source) == (
         "weakly-typed",
         ["INT8", "FP16", "GPU_FALLBACK"],
         "qdq-ranges",
     )
-    dla_fp32 = _plan(export_dir, device=ORIN_DLA, precision="fp32", dla_core=0)
+    dla_fp32 = _plan(export_dir, device=ORIN_DLA, jetpack=JETPACK6, precision="fp32", dla_core=0)
     assert dla_fp32.precision == "fp16" and dla_fp32.builder_flags == ["FP16"] and dla_fp32.notes
     with pytest.raises(EdgecnnError, match="opset 17 is newer than TensorRT 8.2's ONNX parser supports"):
         _plan(export_dir, device="jetson-nano", precision="fp16")
     nano = _plan(opset13_fp16, device="jetson-nano")
     assert nano.network == "weakly-typed" and nano.builder_flags == ["FP16"]
-    calibrated = _plan(export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic")
+    calibrated = _plan(export_dir, device=ORIN_DLA, jetpack=JETPACK6, dla_core=0, calibration="synthetic")
     assert calibrated.int8_source == "entropy-calibrator" and calibrated.build_onnx.name == "tiny.onnx"
     ranged = _plan(export_dir, batch=None, shapes=ShapeProfile(1, 4, 16))
     assert ranged.profile == ShapeProfile(1, 4, 16) and ranged.shape_for(16) == [16, 3, 16, 16]
@@ -727,6 +742,7 @@ def test_emitted_calib_script_writes_the_cache_it_names(export_dir, tmp_path):
     plan = _plan(
         export_dir,
         device=ORIN_DLA,
+        jetpack=JETPACK6,
         dla_core=0,
         calibration="synthetic",
         calibration_samples=8,
@@ -764,7 +780,13 @@ def test_entropy_calibrator_gets_full_batches_without_tensorrt(export_dir, tmp_p
     from edgecnn.export.tensorrt.engine import _calibration_batches, _entropy_calibrator
 
     plan = _plan(
-        export_dir, device=ORIN_DLA, dla_core=0, calibration="synthetic", calibration_samples=10, output_dir=tmp_path
+        export_dir,
+        device=ORIN_DLA,
+        jetpack=JETPACK6,
+        dla_core=0,
+        calibration="synthetic",
+        calibration_samples=10,
+        output_dir=tmp_path,
     )
     batches = list(_calibration_batches(plan, 4))
     assert [batch.shape for batch in batches] == [(4, 3, 16, 16)] * 2 and all(
@@ -796,6 +818,8 @@ def test_compile_emit_trtexec_cli(export_dir, tmp_path):
         export_dir,
         "--device",
         ORIN_DLA,
+        "--jetpack",
+        JETPACK6,
         "--batch",
         "1",
         "--dla-core",
@@ -858,14 +882,16 @@ def test_compile_without_tensorrt_points_at_emit_trtexec(tiny_fp32):
 
 
 def test_check_cli(tiny_fp32, tmp_path):
-    result = invoke("check", tiny_fp32, "--device", ORIN_DLA, "--all")
+    result = invoke("check", tiny_fp32, "--device", ORIN_DLA, "--jetpack", JETPACK6, "--all")
     assert result.exit_code == 0, result.output
     assert "conv" in result.output and "dla" in result.output
-    as_json = json.loads(invoke("check", tiny_fp32, "--device", ORIN_DLA, "--json").output)
+    assert "JetPack 6.2, TensorRT 10.3" in result.output
+    as_json = json.loads(invoke("check", tiny_fp32, "--device", ORIN_DLA, "--jetpack", JETPACK6, "--json").output)
     assert as_json["summary"]["verdict"] == "dla" and as_json["summary"]["dla_layers"] == 4
+    assert as_json["summary"]["jetpack"] == "6.2"
     path = tmp_path / "gap.onnx"
     onnx.save(classifier_model(512), str(path))
-    fallback = invoke("check", path, "--device", ORIN_DLA)
+    fallback = invoke("check", path, "--device", ORIN_DLA, "--jetpack", JETPACK6)
     assert fallback.exit_code == 0 and "GlobalAveragePool" in fallback.output and "dla+gpu" in fallback.output
     blocked = invoke("check", path, "--device", XAVIER, "--tensorrt", "8.2")
     assert blocked.exit_code == 1 and "opset 17" in blocked.output
@@ -912,7 +938,7 @@ def test_sidecar_refuses_other_tensorrt_versions_and_gpus(tmp_path):
 
 
 def test_onnxruntime_tensorrt_ep_options_and_cache_rules(export_dir, tmp_path):
-    plan = _plan(export_dir, device=ORIN_DLA, dla_core=0, gpu_fallback=True)
+    plan = _plan(export_dir, device=ORIN_DLA, jetpack=JETPACK6, dla_core=0, gpu_fallback=True)
     options = tensorrt_ep_options(plan, tmp_path / "cache")
     assert options["trt_int8_enable"] and options["trt_fp16_enable"] and options["trt_engine_cache_enable"]
     assert options["trt_dla_enable"] and options["trt_dla_core"] == 0
@@ -1166,3 +1192,50 @@ def test_profile_import_trtexec_bad_input(tmp_path, case):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_check_defaults_to_the_newest_jetpack_and_says_so(tiny_fp32):
+    """Issue 14: check and compile take TensorRT and DLA from the device's JetPack release (default the newest)."""
+    model = onnx.load(str(tiny_fp32))
+    newest = check_model(model, get_device(ORIN_DLA), profile=ShapeProfile.static(1))
+    assert (newest.jetpack, newest.tensorrt, newest.dla_evaluated) == ("7.2.2", "11.4.1", True)
+    assert newest.dla_precision == "fp32" and newest.gpu_fallback_layers == 4
+    older = check_model(model, get_device(ORIN_DLA), jetpack="6", profile=ShapeProfile.static(1))
+    assert (older.jetpack, older.tensorrt, older.verdict) == ("6.2", "10.3", "dla")
+    nano = check_model(model, get_device(GPU_ONLY), profile=ShapeProfile.static(1))
+    assert (nano.jetpack, nano.tensorrt) == ("6.2", "10.3")
+    override = check_model(model, get_device(ORIN_DLA), tensorrt="10.8", profile=ShapeProfile.static(1))
+    assert (override.jetpack, override.tensorrt, override.dla_evaluated) == (None, "10.8", False)
+    with pytest.raises(UsageError, match="does not run JetPack 7"):
+        check_model(model, get_device(GPU_ONLY), jetpack="7.x")
+    result = invoke("check", tiny_fp32, "--device", ORIN_DLA)
+    assert result.exit_code == 0 and "JetPack 7.2.2, TensorRT 11.4.1" in result.output
+    assert_one_line_error(invoke("check", tiny_fp32, "--device", GPU_ONLY, "--jetpack", "7.x"), "does not run JetPack")
+
+
+def test_compile_takes_tensorrt_and_dla_from_the_jetpack_release(export_dir, tmp_path):
+    """DLA on AGX Orin under JetPack 7.2.2 (TensorRT 11.4.1, strongly typed); Thor's releases have no DLA."""
+    plan = _plan(export_dir, device=ORIN_DLA, precision="fp16", dla_core=0, gpu_fallback=True, output_dir=tmp_path)
+    assert (plan.jetpack, plan.tensorrt, plan.network, plan.dla_core) == ("7.2.2", "11.4.1", "strongly-typed", 0)
+    assert _plan(export_dir, device=ORIN_DLA, jetpack="6.2", precision="fp16").tensorrt == "10.3"
+    assert _plan(export_dir, device=ORIN_DLA, tensorrt="10.3", precision="fp16").jetpack is None
+    thor = _plan(export_dir, device="jetson-agx-thor-t5000", jetpack="7.0", precision="fp16")
+    assert (thor.jetpack, thor.tensorrt) == ("7.0", "10.13")
+    with pytest.raises(UsageError, match="does not run JetPack 7"):
+        _plan(export_dir, device=GPU_ONLY, jetpack="7.x")
+    result = invoke(
+        "compile",
+        export_dir,
+        "--device",
+        ORIN_DLA,
+        "--precision",
+        "fp16",
+        "--batch",
+        "1",
+        "--emit-trtexec",
+        "-o",
+        tmp_path / "jp7",
+    )
+    assert result.exit_code == 0, result.output
+    assert "JetPack 7.2.2, TensorRT 11.4.1" in result.output
+    assert "JetPack 7.2.2 (TensorRT 11.4.1)" in next((tmp_path / "jp7").rglob("*.sh")).read_text()

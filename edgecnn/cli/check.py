@@ -39,8 +39,11 @@ def readiness_rows(report: ReadinessReport, all_nodes: bool) -> list[dict[str, A
 
 def _readiness_footer(report: ReadinessReport, shown: int) -> list[str]:
     summary = report.summary()
+    target = (
+        f"JetPack {report.jetpack}, TensorRT {report.tensorrt}" if report.jetpack else f"TensorRT {report.tensorrt}"
+    )
     lines = [
-        f"{report.model} on {report.device} (TensorRT {report.tensorrt}, {report.precision}, opset {report.opset}): "
+        f"{report.model} on {report.device} ({target}, {report.precision}, opset {report.opset}): "
         f"[bold]{report.verdict}[/]"
     ]
     if report.dla_evaluated:
@@ -70,6 +73,7 @@ def check_command(
     artifact: Path,
     device_id: str,
     precision: str | None,
+    jetpack: str | None,
     tensorrt_version: str | None,
     batch: int | None,
     shapes: str | None,
@@ -79,14 +83,20 @@ def check_command(
     """TensorRT readiness of ARTIFACT (.onnx or export directory) for a device, node by node; runs anywhere.
 
     \b
-    Per node: support by the ONNX parser of the device's TensorRT, Q/DQ compliance (symmetric INT8, zero
+    The device's JetPack release (--jetpack, default the newest it runs) sets the TensorRT version and DLA.
+    Per node: support by the ONNX parser of that TensorRT, Q/DQ compliance (symmetric INT8, zero
     point 0, per-channel weights only), and on DLA devices whether DLA runs it or it falls back to the GPU,
     with the documented restriction that decides. Exits 1 when TensorRT would refuse the model as it is.
     """
     device = get_device(device_id)
     resolved, model = resolve_artifact(artifact, precision)
     report = check_model(
-        model, device, tensorrt=tensorrt_version, profile=shape_profile(batch, shapes), name=resolved.path.name
+        model,
+        device,
+        tensorrt=tensorrt_version,
+        jetpack=jetpack,
+        profile=shape_profile(batch, shapes),
+        name=resolved.path.name,
     )
     if fmt == "json":
         emit(to_json(report.as_dict()))

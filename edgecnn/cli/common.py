@@ -66,12 +66,17 @@ def shape_options(function):
 
 
 def tensorrt_target_options(function):
-    """``--device``, ``--precision`` and ``--tensorrt``, shared by ``edgecnn check`` and ``edgecnn compile``."""
+    """``--device``, ``--precision``, ``--jetpack`` and ``--tensorrt``, shared by ``edgecnn check`` and ``compile``."""
     function = click.option(
         "--tensorrt",
         "tensorrt_version",
         metavar="VERSION",
-        help="Plan for this TensorRT version instead of the device's (e.g. 11).",
+        help="Plan for this TensorRT version instead of the JetPack release's (e.g. 11).",
+    )(function)
+    function = click.option(
+        "--jetpack",
+        metavar="VERSION",
+        help="The device's JetPack release (6.2, 7.x, 7.2.2...), which sets TensorRT and DLA; default: the newest.",
     )(function)
     function = click.option(
         "--precision",

@@ -75,6 +75,7 @@ def compile_command(
     artifact: Path,
     device_id: str,
     precision: str | None,
+    jetpack: str | None,
     tensorrt_version: str | None,
     workspace_mb: float | None,
     dla_core: int | None,
@@ -110,6 +111,7 @@ def compile_command(
         tensorrt=version,
         calibration=calibration,
         calibration_samples=calib_samples,
+        jetpack=jetpack,
     )
     plan = plan_build(artifact, options)
     for note in plan.notes:
@@ -122,6 +124,7 @@ def compile_command(
                 to_json(
                     {
                         "script": str(script),
+                        "jetpack": plan.jetpack,
                         "tensorrt": plan.tensorrt,
                         "commands": [{"step": c.step, "argv": c.argv, "line": c.line} for c in commands],
                     }
@@ -129,7 +132,8 @@ def compile_command(
             )
             return
         console.print(
-            f"trtexec commands for {plan.model} on {plan.device} (TensorRT {plan.tensorrt}) -> {script}",
+            f"trtexec commands for {plan.model} on {plan.device} "
+            f"({f'JetPack {plan.jetpack}, ' if plan.jetpack else ''}TensorRT {plan.tensorrt}) -> {script}",
             highlight=False,
         )
         for command in commands:

@@ -48,13 +48,25 @@ def _tflops(device: Device, precision: str) -> float | None:
     metavar="VERSION",
     help="Show each Jetson under this JetPack release (6.2, 7.x, 7.1...); default: the newest it runs.",
 )
+@click.option(
+    "--calibrate-host",
+    is_flag=True,
+    help="Fit this CPU's latency-estimate factors from a short ONNX Runtime microbenchmark (seconds) and save them.",
+)
 @output_format_option
-def devices_command(selector: str | None, no_host: bool, jetpack: str | None, fmt: str) -> None:
+def devices_command(selector: str | None, no_host: bool, jetpack: str | None, calibrate_host: bool, fmt: str) -> None:
     """List the device catalog (or SELECTOR: a device id or a kind such as 'jetson'); --json gives every source.
 
     Peaks are dense TFLOP/s (TOP/s for INT8); FP8 and FP4 show only where the tensor cores run them (Thor).
     The JetPack / TensorRT column is the release resolve_jetpack picks: the newest, or the one --jetpack asks for.
+    --calibrate-host fits the CPU factors of 'host' estimates on this machine (kept per CPU model and
+    instruction set in the edgecnn cache); 'edgecnn profile --device host' then says it uses them.
     """
+    if calibrate_host:
+        if selector or jetpack:
+            raise UsageError("--calibrate-host calibrates this machine: give it without a device or --jetpack")
+        _calibrate(fmt)
+        return
     devices = resolve_devices(selector) if selector else list_devices(include_host=not no_host and jetpack is None)
     single = len(devices) == 1
     releases = {d.id: _release_for(d, jetpack, single) for d in devices}
@@ -120,3 +132,41 @@ def _release_cell(device: Device, release: JetpackRelease | None, jetpack: str |
             return "not " + jetpack + " (runs " + ", ".join(r.jetpack for r in device.jetpack_releases) + ")"
         return None
     return f"{release.jetpack} / {release.tensorrt}" + (" (+DLA)" if release.dla else "")
+
+
+def _calibrate(fmt: str) -> None:
+    """Run the host microbenchmark, save the factors, and show them beside the shipped ones."""
+    from edgecnn.profile.calibrate import calibrate_host
+    from edgecnn.profile.estimate import EXECUTION_CLASSES
+
+    calibration = calibrate_host()
+    if fmt == "json":
+        emit(to_json(calibration.as_dict()))
+        return
+    shipped = EXECUTION_CLASSES["cpu"]
+    rows = [
+        {"factor": f"compute efficiency: {row['kind']}", "shipped": shipped.compute_efficiency[row["kind"]]}
+        | {"fitted": calibration.compute_efficiency[row["kind"]]}
+        for row in calibration.measurements
+        if row["kind"] in shipped.compute_efficiency
+    ]
+    rows += [
+        {"factor": "memory efficiency", "shipped": shipped.memory_efficiency, "fitted": calibration.memory_efficiency},
+        {
+            "factor": "layer overhead (us)",
+            "shipped": shipped.layer_overhead_us,
+            "fitted": calibration.layer_overhead_us,
+        },
+    ]
+    cpu = calibration.cpu
+    footer = [
+        f"CPU: {cpu['model']} ({cpu['isa']}); host GEMM peak {calibration.host_peak_gflops:,.1f} GFLOP/s, "
+        f"copy bandwidth {calibration.host_bandwidth_gbps:,.1f} GB/s; fitted {calibration.fitted_at}.",
+        "Microbenchmark p50 ms (measured / shipped-factor estimate / fitted-factor estimate): "
+        + ", ".join(
+            f"{row['graph']} {row['measured_ms']:.3g}/{row['shipped_factors_ms']:.3g}/{row['fitted_factors_ms']:.3g}"
+            for row in calibration.measurements
+        ),
+        f"Saved to {calibration.path}: 'edgecnn profile --device host' estimates use these factors on this CPU.",
+    ]
+    emit(render_rows(rows, fmt, footer=footer, console=console, title="host CPU factors"))

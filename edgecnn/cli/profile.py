@@ -144,6 +144,9 @@ def _footer(report: ProfileReport, measured: bool) -> list[str]:
         )
     if len(report.devices) > 1:
         lines.append("Device columns: estimated ms per batch on that device; ✓ fits the memory budget, ✗ does not.")
+    if report.jetpack:
+        lines.append("Jetsons assume " + "; ".join(f"{_short(d)}: {label}" for d, label in report.jetpack.items()))
+    lines += [f"note: {note}" for note in report.assumptions.get("notes", [])]
     if measured:
         lines.append(f"host p50 ms = {report.measured_label}.")
         if any(row.precision == "fp16" and row.measured for row in report.rows):
@@ -287,6 +290,11 @@ def _layer_tables(report: ProfileReport, fmt: str) -> None:
 @click.option("--max-latency", type=float, help="Latency limit in ms per batch (estimated) for the recommendation.")
 @click.option("--input-size", help="Zoo models at this input size: H or HxW (default: each model's own).")
 @click.option("--input-shape", help="Shape for dynamic dims of an ONNX input: 1x3x224x224 or name=Nx3x224x224.")
+@click.option(
+    "--jetpack",
+    metavar="VERSION",
+    help="JetPack release the Jetsons run (6.2, 7.x...; default: each one's newest); Jetsons without it are left out.",
+)
 @click.option("--measure", is_flag=True, help="Also measure latency on this host with ONNX Runtime (p50/p90/p99).")
 @click.option("--layers", is_flag=True, help="Per-layer tables (estimated ms; host ms and time share with --measure).")
 @click.option(
@@ -314,6 +322,7 @@ def profile_command(
     max_latency,
     input_size,
     input_shape,
+    jetpack,
     measure,
     layers,
     plot_path,
@@ -347,6 +356,7 @@ def profile_command(
         layers=layers,
         input_shapes=parse_input_shape(input_shape),
         trtexec_dir=trtexec_dir,
+        jetpack=jetpack,
     )
     targets = resolve_targets(models, all_models, tags, input_size)
     check_targets(targets, options)

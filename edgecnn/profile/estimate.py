@@ -16,17 +16,21 @@ transformer fold into the quantized layers; view ops (Reshape, Flatten, ...) cos
 
 Every figure is an estimate and is labelled so; the factors and their sources travel in every report's
 JSON (``assumptions``). The CPU factors were fitted to ONNX Runtime's batch-1 latency of half the zoo
-on the development host and checked on the other half (bench/profile_bench.py); the GPU factors are
+on the development host and checked on the other half (bench/profile_bench.py; leave-one-family-out
+results in docs/profile.md); ``edgecnn devices --calibrate-host`` fits them for this CPU
+(:mod:`edgecnn.profile.calibrate`), and ``host`` estimates then use those. The GPU factors are
 engineering estimates from published batch-1 results, to be replaced by measurement on a device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgecnn.devices import Device
 from edgecnn.profile.cost import CONVENTION, GraphCost
+from edgecnn.profile.host_factors import load_host_factors
 
 __all__ = [
     "ESTIMATED_LABEL",
@@ -35,7 +39,9 @@ __all__ = [
     "LayerEstimate",
     "LatencyEstimate",
     "execution_class",
+    "host_execution_class",
     "estimate_latency",
+    "validation_notes",
     "assumptions",
 ]
 
@@ -154,8 +160,32 @@ EXECUTION_CLASSES: dict[str, ExecutionClass] = {
 }
 
 
+def host_execution_class() -> ExecutionClass:
+    """The CPU class for ``host``: this CPU's fitted factors (``edgecnn devices --calibrate-host``), else the
+    shipped ones; its ``source`` says which."""
+    fitted = load_host_factors()
+    if fitted is None:
+        return EXECUTION_CLASSES["cpu"]
+    cpu = fitted.get("cpu", {})
+    return dataclasses.replace(
+        EXECUTION_CLASSES["cpu"],
+        name="cpu-fitted-on-this-host",
+        compute_efficiency=EXECUTION_CLASSES["cpu"].compute_efficiency | dict(fitted["compute_efficiency"]),
+        memory_efficiency=float(fitted["memory_efficiency"]),
+        layer_overhead_us=float(fitted["layer_overhead_us"]),
+        half_size_macs=float(fitted["half_size_macs"]),
+        source=(
+            f"fitted on this host ({cpu.get('model', '?')}, {cpu.get('isa', '?')}) at {fitted.get('fitted_at', '?')} "
+            "by edgecnn devices --calibrate-host (ONNX Runtime microbenchmark, edgecnn/profile/calibrate.py)"
+        ),
+    )
+
+
 def execution_class(device: Device, precision: str) -> ExecutionClass:
-    """The execution class of ``device`` at ``precision``: tensor cores for FP16/INT8 from compute capability 7.0."""
+    """The execution class of ``device`` at ``precision``: tensor cores for FP16/INT8 from compute capability 7.0;
+    for ``host``, this CPU's fitted factors where it was calibrated."""
+    if device.kind == "host":
+        return host_execution_class()
     if device.processor != "gpu":
         return EXECUTION_CLASSES["cpu"]
     capability = float(device.compute_capability or 0)
@@ -273,7 +303,10 @@ def estimate_latency(cost: GraphCost, device: Device, klass: ExecutionClass | No
 
 def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
     """Everything the estimates rest on, for the JSON report: formula, factors, device figures and sources."""
-    classes = sorted({execution_class(device, precision).name for device in devices for precision in precisions})
+    classes = {
+        klass.name: klass
+        for klass in (execution_class(device, precision) for device in devices for precision in precisions)
+    }
     return {
         "label": ESTIMATED_LABEL,
         "convention": CONVENTION,
@@ -283,7 +316,8 @@ def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
             "or matrix product are fused (0 ms), and the execution class's free_kinds (views, Q/DQ; on GPUs "
             "also concatenations and copies) cost nothing; total = sum over layers"
         ),
-        "execution_classes": {name: asdict(EXECUTION_CLASSES[name]) for name in classes},
+        "execution_classes": {name: asdict(classes[name]) for name in sorted(classes)},
+        "notes": validation_notes(devices),
         "devices": {
             device.id: {
                 "peak_gflops": device.peak_gflops,
@@ -306,3 +340,25 @@ def assumptions(devices: list[Device], precisions: list[str]) -> dict[str, Any]:
             "ops without a cost rule contribute memory time only (their bytes are known, their arithmetic is not)"
         ),
     }
+
+
+def validation_notes(devices: list[Device]) -> list[str]:
+    """What the estimates for ``devices`` were checked against: which CPU factors ``host`` used, and which
+    devices have no published on-device figure to test them (docs/profile.md has the tables)."""
+    notes = []
+    if any(device.kind == "host" for device in devices):
+        klass = host_execution_class()
+        if klass is EXECUTION_CLASSES["cpu"]:
+            notes.append(
+                "host: shipped CPU factors (fitted on a 2-core AVX-512 AMD EPYC; leave-one-family-out error in "
+                "docs/profile.md); run 'edgecnn devices --calibrate-host' to fit this CPU's"
+            )
+        else:
+            notes.append(f"host: CPU factors {klass.source}")
+    unvalidated = [device.id for device in devices if device.kind == "raspberry-pi"]
+    if unvalidated:
+        notes.append(
+            f"{', '.join(unvalidated)}: unvalidated: no published on-device latency has been checked against these "
+            "estimates yet (they reuse the CPU factors fitted on an x86 host)"
+        )
+    return notes

@@ -24,7 +24,7 @@ from typing import Any
 
 import onnx
 
-from edgecnn.devices import Device, fast_int8_note, resolve_devices
+from edgecnn.devices import Device, JetpackRelease, fast_int8_note, resolve_devices, resolve_jetpack
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.onnx_facts import fill_weights, input_dims
 from edgecnn.options import MB
@@ -78,6 +78,7 @@ class ProfileOptions:
     recommend: int = 3
     trtexec_dir: Path | None = None
     convert: Converter | None = None
+    jetpack: str | None = None
 
 
 @dataclass
@@ -148,6 +149,7 @@ class ProfileReport:
     assumptions: dict[str, Any]
     seconds: float
     trtexec: TrtexecImport | None = None
+    jetpack: dict[str, str] = field(default_factory=dict)
     convention: str = CONVENTION
     estimated_label: str = ESTIMATED_LABEL
     measured_label: str = MEASURED_LABEL
@@ -379,7 +381,7 @@ def profile(
     """Profile ``targets`` (from :func:`resolve_targets`) on ``options.devices``; ``on_start(name)`` before
     and ``on_done(name)`` after each (a zoo graph not yet cached takes seconds to build)."""
     started = time.perf_counter()
-    devices = resolve_devices(options.devices)
+    devices, releases = _with_jetpack(resolve_devices(options.devices), options.jetpack)
     if not devices:
         raise UsageError("give a device: a catalog id, a kind such as 'jetson', or 'host' (see 'edgecnn devices')")
     check_targets(targets, options)
@@ -411,7 +413,34 @@ def profile(
         assumptions=assumptions(devices, [p for p in precisions if p in PRECISIONS]),
         seconds=time.perf_counter() - started,
         trtexec=imported,
+        jetpack={device_id: release.label for device_id, release in releases.items()},
     )
+
+
+def _with_jetpack(devices: list[Device], jetpack: str | None) -> tuple[list[Device], dict[str, JetpackRelease]]:
+    """The devices to profile and the JetPack release each Jetson assumes (``jetpack``, default its newest).
+
+    With ``jetpack``, Jetsons that do not run it are left out (so ``--device jetson --jetpack 7.x`` profiles
+    the Jetsons on JetPack 7; other devices stay); a selection with no Jetson that runs it is a one-line error.
+    """
+    releases: dict[str, JetpackRelease] = {}
+    kept = []
+    for device in devices:
+        if not device.jetpack_releases:
+            kept.append(device)
+            continue
+        try:
+            releases[device.id] = resolve_jetpack(device, jetpack)
+        except UsageError:
+            if len(devices) == 1:
+                raise
+            continue
+        kept.append(device)
+    if jetpack is not None and not releases:
+        if len(devices) == 1:
+            resolve_jetpack(devices[0], jetpack)
+        raise UsageError(f"none of the devices runs JetPack {jetpack}: 'edgecnn devices jetson' lists each one's")
+    return kept, releases
 
 
 def _join_trtexec_times(rows: list[ProfileRow], imported: TrtexecImport) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgecnn.devices import Device, fast_int8_note
+from edgecnn.devices import Device, JetpackRelease, fast_int8_note, resolve_jetpack
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.support import operator_support, parse_version
 from edgecnn.onnx_facts import GraphIndex, graph_precision, load_onnx, opset_version, values_without_shape
@@ -301,6 +301,7 @@ class ReadinessReport:
     inputs: list[dict[str, Any]]
     nodes: list[NodeReadiness]
     issues: list[Issue]
+    jetpack: str | None = None
 
     @property
     def errors(self) -> list[Issue]:
@@ -327,6 +328,7 @@ class ReadinessReport:
         return {
             "model": self.model,
             "device": self.device,
+            "jetpack": self.jetpack,
             "tensorrt": self.tensorrt,
             "precision": self.precision,
             "verdict": self.verdict,
@@ -932,15 +934,21 @@ def check_model(
     device: Device,
     *,
     tensorrt: str | None = None,
+    jetpack: str | JetpackRelease | None = None,
     profile: ShapeProfile | None = None,
     name: str | None = None,
 ) -> ReadinessReport:
-    """Check ``model`` for ``device`` (its TensorRT version, or ``tensorrt`` to ask about another)."""
+    """Check ``model`` for ``device`` under a JetPack release (``jetpack``, default the newest the device runs).
+
+    The release gives the TensorRT version and whether TensorRT can use the DLA there; ``tensorrt`` overrides
+    the version (DLA then follows NVIDIA's DLA/TensorRT matrix for that version).
+    """
     if not isinstance(model, onnx.ModelProto):
         path = Path(model)
         model = load_onnx(path)
         name = name or path.name
-    version = tensorrt or device.tensorrt
+    release = _target_release(device, jetpack, tensorrt)
+    version = tensorrt or (release.tensorrt if release is not None else None)
     if not version:
         raise UsageError(
             f"{device.id} runs no TensorRT ({device.processor} device): check against a Jetson, "
@@ -957,7 +965,10 @@ def check_model(
     table = operator_support("Conv", version).table
     opset = opset_version(model)
     precision = model_precision(model)
-    dla_evaluated = device.dla_cores > 0 and dla_supported(version, device)
+    if release is not None and tensorrt is None:
+        dla_evaluated = device.dla_cores > 0 and release.dla
+    else:
+        dla_evaluated = device.dla_cores > 0 and dla_supported(version, device)
     issues: list[Issue] = []
     if opset > table.opset_max:
         issues.append(
@@ -1088,4 +1099,17 @@ def check_model(
         inputs=inputs,
         nodes=rows,
         issues=issues,
+        jetpack=release.jetpack if release is not None else None,
     )
+
+
+def _target_release(
+    device: Device, jetpack: str | JetpackRelease | None, tensorrt: str | None
+) -> JetpackRelease | None:
+    """The JetPack release a check assumes: the one asked for (validated against the device), else the newest
+    the device runs; None for a device without JetPack, or when only ``tensorrt`` was given."""
+    if isinstance(jetpack, JetpackRelease):
+        return jetpack
+    if jetpack is None and (tensorrt is not None or not device.jetpack_releases):
+        return None
+    return resolve_jetpack(device, jetpack)

@@ -34,7 +34,7 @@ from onnx import numpy_helper
 from edgecnn.artifact.formats import model_name_of
 from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
 from edgecnn.artifact.staging import write_bytes_atomic
-from edgecnn.devices import Device, get_device
+from edgecnn.devices import Device, get_device, resolve_jetpack
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model, model_precision
 from edgecnn.export.tensorrt.support import parse_version
@@ -91,6 +91,7 @@ class CompileOptions:
     tensorrt: str | None = None
     calibration: str | None = None
     calibration_samples: int = 256
+    jetpack: str | None = None
 
 
 @dataclass
@@ -200,6 +201,7 @@ class BuildPlan:
     notes: list[str] = field(default_factory=list)
     readiness: ReadinessReport | None = None
     preprocessing: dict[str, Any] | None = None
+    jetpack: str | None = None
 
     @property
     def tensorrt_major(self) -> int:
@@ -324,7 +326,12 @@ def _precision_path(
 def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
     """Check the request and decide the build; every bad input is a one-line UsageError or EdgecnnError."""
     device = get_device(options.device)
-    version = options.tensorrt or device.tensorrt
+    release = (
+        resolve_jetpack(device, options.jetpack)
+        if options.jetpack is not None or (options.tensorrt is None and device.jetpack_releases)
+        else None
+    )
+    version = options.tensorrt or (release.tensorrt if release is not None else None)
     if not version:
         raise UsageError(f"{device.id} runs no TensorRT: compile for a Jetson, e.g. --device jetson-orin-nano-8gb")
     major, _ = parse_version(version)
@@ -342,6 +349,11 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
             )
         from edgecnn.export.tensorrt.check import DLA_VERSIONS, dla_supported
 
+        if release is not None and options.tensorrt is None and not release.dla:
+            raise UsageError(
+                f"{release.label} has no DLA support on {device.id}: build for the GPU, or pick a release "
+                f"with DLA (--jetpack; 'edgecnn devices {device.id}' lists them) [{DLA_VERSIONS}]"
+            )
         if not dla_supported(str(version), device):
             where = " on Jetson AGX Orin only" if parse_version(version) >= (11, 4) else ""
             raise UsageError(
@@ -378,7 +390,8 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
     readiness = check_model(
         model,
         device,
-        tensorrt=version,
+        tensorrt=options.tensorrt,
+        jetpack=release,
         profile=profile or ShapeProfile.static(int(input_shape[0])),
         name=resolved.path.name,
     )
@@ -427,6 +440,7 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
         notes=notes,
         readiness=readiness,
         preprocessing=(resolved.manifest or {}).get("preprocessing"),
+        jetpack=release.jetpack if release is not None else None,
     )
 
 

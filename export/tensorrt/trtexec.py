@@ -207,7 +207,9 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
     commands = trtexec_commands(plan, base)
     lines = [
         "#!/usr/bin/env bash",
-        f"# {plan.model} on {plan.device} with TensorRT {plan.tensorrt}: written by edgecnn compile --emit-trtexec.",
+        f"# {plan.model} on {plan.device} with "
+        + (f"JetPack {plan.jetpack} (TensorRT {plan.tensorrt})" if plan.jetpack else f"TensorRT {plan.tensorrt}")
+        + ": written by edgecnn compile --emit-trtexec.",
         "# Copy this folder to the device and run it there "
         "(JetPack: export PATH=$PATH:/usr/src/tensorrt/bin); bring the",
         f"# *.json files and {names['log']} back and run: edgecnn profile {plan.model} --import-trtexec DIR",
