@@ -105,7 +105,12 @@ class Artifact:
     fp32_path: Path | None
 
 
-PRECISION_FORMATS = {"fp32": "onnx-fp32", "fp16": "onnx-fp16", "int8": "onnx-int8-tensorrt"}
+PRECISION_FORMATS = {
+    "fp32": "onnx-fp32",
+    "fp16": "onnx-fp16",
+    "int8": "onnx-int8-tensorrt",
+    "fp8": "onnx-fp8-tensorrt",
+}
 
 
 def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tuple[Artifact, onnx.ModelProto]:
@@ -127,7 +132,7 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
         if precision is not None:
             key = PRECISION_FORMATS[precision]
             if key not in files:
-                hint = " --int8 --target tensorrt" if precision == "int8" else " --fp16" if precision == "fp16" else ""
+                hint = {"int8": " --int8 --target tensorrt", "fp16": " --fp16", "fp8": " --fp8"}.get(precision, "")
                 raise UsageError(
                     f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): "
                     f"export it first, e.g. edgecnn export {model_name}{hint}"
