@@ -15,7 +15,7 @@ from edgecnn.cli import main
 from edgecnn.errors import UsageError
 from edgecnn.export import export_model
 from edgecnn.onnx_facts import graph_precision
-from edgecnn.runtime import create_session
+from edgecnn.runtime import cpu_session_optimization, create_session
 from edgecnn.testing import REFERENCE_MODELS, assert_accuracy_drop, reference_weights_path
 
 
@@ -64,6 +64,7 @@ def test_fp8_graph_form(lenet_fp8):
         if node.output[0] in conv_weights:
             assert scale.shape == (weights.dims[0],), "per-output-channel weight scales"
     assert graph_precision(model) == "fp8"
+    assert cpu_session_optimization(result.path) == "basic"
 
 
 def test_fp8_runs_in_onnxruntime_close_to_fp32(lenet_fp8):

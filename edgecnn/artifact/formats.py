@@ -66,6 +66,7 @@ FORMATS: tuple[Format, ...] = (
         False,
         True,
         "Q/DQ FP8 E4M3 (opset 19) for TensorRT on FP8 GPUs: per-tensor activations, per-channel weights",
+        "basic",
     ),
     Format("ort", "fp32", ".ort", "onnxruntime", True, False, "ORT format for minimal ONNX Runtime builds"),
     Format("engine", "any", ".engine", "tensorrt", False, True, "serialized TensorRT engine"),
