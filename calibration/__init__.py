@@ -15,6 +15,7 @@ from edgecnn.calibration.data import (
     Preprocessing,
     load_calibration,
 )
+from edgecnn.calibration.fp8 import Fp8Result, Fp8Step, quantize_fp8, quantize_fp8_export
 from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
     PRESETS,
@@ -44,6 +45,10 @@ __all__ = [
     "target_for_device",
     "choose_target",
     "Int8Step",
+    "Fp8Result",
+    "Fp8Step",
+    "quantize_fp8",
+    "quantize_fp8_export",
     "cpu_session_optimization",
     "quantize_for_timing",
     "PRESETS",

@@ -148,7 +148,7 @@ def _artifact_from_file(path: Path, manifest: Mapping[str, Any]) -> Artifact:
         ) or cpu_session_optimization(key)
         return Artifact(path, model, key, get_format(key).precision, manifest, optimization)
     precision = "fp32" if path.suffix == ".ort" else graph_precision(load_onnx(path, load_external_data=False))
-    optimization = cpu_session_optimization(path) if precision == "int8" else "all"
+    optimization = cpu_session_optimization(path) if precision in ("int8", "fp8") else "all"
     return Artifact(path, model, f"onnx ({precision}, not in manifest)", precision, manifest, optimization)
 
 

@@ -124,10 +124,11 @@ class GraphIndex:
 
 
 def graph_precision(model: onnx.ModelProto) -> str:
-    """The precision a graph runs at: int8 with Q/DQ (or QLinear) nodes, fp16 with float16 weights or a float16
-    Cast inside, else fp32."""
+    """The precision a graph runs at: fp8 with Q/DQ nodes on FLOAT8E4M3FN, int8 with other Q/DQ (or QLinear)
+    nodes, fp16 with float16 weights or a float16 Cast inside, else fp32."""
     if any(node.op_type in QUANTIZED_OPS for node in model.graph.node):
-        return "int8"
+        fp8 = {onnx.TensorProto.FLOAT8E4M3FN}
+        return "fp8" if any(tensor.data_type in fp8 for tensor in model.graph.initializer) else "int8"
     if any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in model.graph.initializer):
         return "fp16"
     for node in model.graph.node:

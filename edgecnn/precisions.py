@@ -13,8 +13,9 @@ from edgecnn.errors import UnknownNameError, UsageError
 
 __all__ = ["PRECISIONS", "PRECISION_BYTES", "parse_precisions", "precision_order"]
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "int8": 1}
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "fp8")
+PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "int8": 1, "fp8": 1}
+"""FP8 is E4M3 (TensorRT's FP8 type): one byte like INT8; only FP8 GPUs (Ada, Hopper, Blackwell) have its peak."""
 
 
 def precision_order(precision: str) -> int:

@@ -187,7 +187,8 @@ def cpu_session_optimization(artifact) -> str:
 
     ``artifact``: a format key (``onnx-int8-tensorrt``), an ONNX path or a loaded model. Symmetric int8
     activations (zero point 0, the TensorRT form) need ``basic``: the ``extended`` level's ClipQuantFusion
-    drops the ReLU/Clip before a symmetric QuantizeLinear (see :mod:`edgecnn.calibration.quantize`);
+    drops the ReLU/Clip before a symmetric QuantizeLinear (see :mod:`edgecnn.calibration.quantize`), and
+    FP8 (FLOAT8E4M3FN) Q/DQ fails to load at ``extended`` when a Clip precedes it (:mod:`edgecnn.calibration.fp8`);
     anything else runs at ``all``.
     """
     import onnx
@@ -202,6 +203,8 @@ def cpu_session_optimization(artifact) -> str:
     initializers = {init.name: init for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in initializers:
+            if initializers[node.input[2]].data_type == onnx.TensorProto.FLOAT8E4M3FN:
+                return "basic"
             zero_point = numpy_helper.to_array(initializers[node.input[2]])
             if zero_point.dtype == np.int8 and not zero_point.any():
                 return "basic"

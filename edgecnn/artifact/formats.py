@@ -59,6 +59,16 @@ FORMATS: tuple[Format, ...] = (
         "Q/DQ INT8 for TensorRT: symmetric S8, per-channel weights",
         "basic",
     ),
+    Format(
+        "onnx-fp8-tensorrt",
+        "fp8",
+        ".fp8-tensorrt.onnx",
+        "tensorrt",
+        False,
+        True,
+        "Q/DQ FP8 E4M3 (opset 19) for TensorRT on FP8 GPUs: per-tensor activations, per-channel weights",
+        "basic",
+    ),
     Format("ort", "fp32", ".ort", "onnxruntime", True, False, "ORT format for minimal ONNX Runtime builds"),
     Format("engine", "any", ".engine", "tensorrt", False, True, "serialized TensorRT engine"),
 )

@@ -80,7 +80,7 @@ def tensorrt_target_options(function):
     )(function)
     function = click.option(
         "--precision",
-        type=click.Choice(["fp32", "fp16", "int8"]),
+        type=click.Choice(["fp32", "fp16", "int8", "fp8"]),
         help=(
             "Which artifact of an export directory (int8: the TensorRT Q/DQ one; default: the lowest precision it has)."
         ),

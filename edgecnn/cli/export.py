@@ -15,7 +15,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from edgecnn.calibration import Int8Step
+from edgecnn.calibration import Fp8Step, Int8Step
+from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD
 from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.cli.quantize import (
     calibration_progress,
@@ -108,9 +109,10 @@ def _closest_to_tolerance(checks):
 
 def _export_rows(result) -> list[dict]:
     rows = []
+    quantized = {added.key: added.result for added in result.added if hasattr(added.result, "check")}
     for key, path in result.files.items():
-        if result.quantization is not None and key == result.quantization.format_key:
-            check = result.quantization.check
+        if key in quantized:
+            check = quantized[key].check
             rows.append(
                 {
                     "format": key,
@@ -203,6 +205,11 @@ def _export_rows(result) -> list[dict]:
     help="Also write a Q/DQ INT8 model, calibrated on real images (built-in set unless --calib).",
 )
 @click.option(
+    "--fp8",
+    is_flag=True,
+    help="Also write an FP8 (E4M3) Q/DQ model for TensorRT on FP8 GPUs (Thor, Hopper, Ada); amax calibration.",
+)
+@click.option(
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
@@ -240,6 +247,7 @@ def export_command(
     exporter,
     optimizer,
     int8,
+    fp8,
     jobs,
     name,
     force,
@@ -264,7 +272,8 @@ def export_command(
     if batch != 1 and dynamic_batch:
         raise UsageError("--batch and --dynamic-batch exclude each other: give one")
     if not int8:
-        given = [f"--{name.replace('_', '-')}" for name in INT8_PARAMETERS if _given(name)]
+        names_given = INT8_PARAMETERS if not fp8 else ("target", "device")
+        given = [f"--{name.replace('_', '-')}" for name in names_given if _given(name)]
         if given:
             raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to INT8: add --int8")
     if not models and not export_all:
@@ -325,15 +334,27 @@ def export_command(
         if int8
         else None
     )
-    if int8_step is not None:
-        options.steps = (int8_step,)
+    fp8_step = (
+        Fp8Step(
+            calibration=calib,
+            samples=calib_samples,
+            method=calib_method if _given("calib_method") else FP8_DEFAULT_METHOD,
+            percentile=percentile,
+            per_channel=per_channel,
+            exclude=tuple(exclude),
+            seed=calib_seed,
+        )
+        if fp8
+        else None
+    )
+    options.steps = tuple(step for step in (int8_step, fp8_step) if step is not None)
     if len(names) == 1:
-        with collected_warnings(), calibration_progress(int8 and fmt == "table") as progress:
-            if int8_step is not None:
-                int8_step.progress = progress
+        with collected_warnings(), calibration_progress((int8 or fp8) and fmt == "table") as progress:
+            for step in options.steps:
+                step.progress = progress
             result = export_model(names[0], options)
-        if result.quantization is not None:
-            print_warnings(result.quantization.warnings)
+        for added in result.added:
+            print_warnings(getattr(added.result, "warnings", ()))
         if fmt == "json":
             emit(to_json({"directory": str(result.directory), "seconds": result.seconds, "manifest": result.manifest}))
             return
@@ -347,9 +368,15 @@ def export_command(
             "(manifest.json describes the input, preprocessing and checks)",
             *_import_footer(result.manifest),
         ]
+        footer += [
+            f"{note}: {added.result.calibration_description}, {added.result.method}"
+            for added in result.added
+            if added.key == "onnx-fp8-tensorrt"
+            for note in added.notes
+        ]
         if result.quantization is not None:
             footer += [
-                *(note for added in result.added for note in added.notes),
+                *(note for added in result.added if added.key != "onnx-fp8-tensorrt" for note in added.notes),
                 f"INT8 calibration: {result.quantization.calibration_description}, {result.quantization.method}"
                 + (f" {result.quantization.percentile:g}" if result.quantization.percentile else ""),
             ]

@@ -28,6 +28,7 @@ from edgecnn.calibration.data import (
     Preprocessing,
     load_calibration,
 )
+from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD, quantize_fp8_export
 from edgecnn.calibration.memory import DEFAULT_MEMORY_FRACTION
 from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
@@ -252,6 +253,16 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
     type=click.Path(dir_okay=False, path_type=Path),
     help="INT8 file (default: <model>.int8-<target>.onnx beside the FP32 model, added to its manifest).",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["int8", "fp8"]),
+    default="int8",
+    show_default=True,
+    help=(
+        "int8, or fp8: E4M3 Q/DQ (opset 19) for TensorRT on FP8 GPUs (Thor, Hopper, Ada), per-tensor activations "
+        "and per-channel weights at amax/448 (--calib-method defaults to minmax)."
+    ),
+)
 @click.option("--input-size", help="H or HxW, for a bare .onnx with dynamic input dimensions.")
 @click.option(
     "--input-shape",
@@ -333,6 +344,7 @@ def quantize_command(
     exclude,
     calib_seed,
     output,
+    precision,
     input_size,
     input_shape,
     opset_upgrade,
@@ -359,6 +371,7 @@ def quantize_command(
     edgecnn quantize exports/resnet18 --auto-fallback --max-drop 0.5 --eval-data ~/val
     edgecnn quantize det.onnx --input-shape 1x3x640x640 --opset-upgrade --calib ~/photos --strict
     edgecnn quantize rgbd.onnx --calib inputs.npz          one array per input name
+    edgecnn quantize exports/resnet18 --precision fp8           FP8 E4M3 for TensorRT on Thor
     """
     if auto_fallback and analyze:
         raise UsageError("--analyze and --auto-fallback exclude each other: give one")
@@ -371,7 +384,20 @@ def quantize_command(
         raise UsageError("--eval-data is used by --auto-fallback only")
     if cache is not None and no_cache:
         raise UsageError("--cache and --no-cache exclude each other: give one")
-    chosen_target, reason = choose_target(target, device)
+    if precision == "fp8":
+        given = [
+            flag
+            for flag, value in (("--target", target), ("--analyze", analyze), ("--auto-fallback", auto_fallback))
+            if value
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} applies to INT8 only: drop it or use --precision int8")
+        source = click.get_current_context().get_parameter_source("calib_method")
+        if source != click.core.ParameterSource.COMMANDLINE:
+            calib_method = FP8_DEFAULT_METHOD
+        chosen_target, reason = "tensorrt", "FP8 runs in TensorRT on FP8 GPUs (edgecnn check --precision fp8)"
+    else:
+        chosen_target, reason = choose_target(target, device)
     preprocessing = _bare_preprocessing(model, input_size)
     options = dict(
         calibration=calib,
@@ -402,20 +428,23 @@ def quantize_command(
             )
             return
         with calibration_progress(fmt == "table") as progress:
-            result = quantize_export(
-                model,
-                target=chosen_target,
-                output=output,
-                cache=cache_option,
-                progress=progress,
-                force=force,
-                input_shapes=parse_input_shape(input_shape),
-                opset_upgrade=opset_upgrade,
-                calib_memory=parse_memory_size(calib_memory) if calib_memory else None,
-                min_sqnr=min_sqnr,
-                strict=strict,
-                **options,
-            )
+            if precision == "fp8":
+                result = quantize_fp8_export(model, output=output, cache=cache_option, progress=progress, **options)
+            else:
+                result = quantize_export(
+                    model,
+                    target=chosen_target,
+                    output=output,
+                    cache=cache_option,
+                    progress=progress,
+                    force=force,
+                    input_shapes=parse_input_shape(input_shape),
+                    opset_upgrade=opset_upgrade,
+                    calib_memory=parse_memory_size(calib_memory) if calib_memory else None,
+                    min_sqnr=min_sqnr,
+                    strict=strict,
+                    **options,
+                )
     print_warnings([w for w in result.warnings if w not in result.low_sqnr])
     for message in result.low_sqnr:
         err_console.print(f"[bold red]WARNING: {message}[/]", highlight=False)
@@ -424,7 +453,7 @@ def quantize_command(
         return
     facts = result.graph
     footer = [
-        f"target {result.target} ({reason}): {result.preset.description}",
+        f"{'FP8' if precision == 'fp8' else f'target {result.target}'} ({reason}): {result.preset.description}",
         f"written graph: weights {result.weights_text()}; {facts.get('quantize_nodes', 0)} QuantizeLinear, "
         f"{facts.get('dequantize_nodes', 0)} DequantizeLinear",
         f"calibration: {result.calibration_description}"

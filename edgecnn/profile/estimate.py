@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgecnn.devices import Device
+from edgecnn.errors import UsageError
 from edgecnn.profile.cost import CONVENTION, GraphCost
 from edgecnn.profile.host_factors import load_host_factors
 
@@ -249,6 +250,12 @@ def _fused_nodes(cost: GraphCost) -> set[str]:
 
 
 def _peak_flops(device: Device, precision: str) -> float:
+    """The device's peak at ``precision``; FP8 without a native FP8 peak is refused, never costed at another peak."""
+    if precision == "fp8" and device.peak("fp8") is None:
+        raise UsageError(
+            f"{device.id} has no FP8 (E4M3) tensor cores, so there is no FP8 estimate: TensorRT runs FP8 only on "
+            "compute capability 8.9+ (Ada, Hopper, Blackwell such as Jetson Thor); profile it at int8 or fp16"
+        )
     return float(device.peak_gflops.get(precision) or device.peak_gflops["fp32"]) * 1e9
 
 

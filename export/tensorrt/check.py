@@ -453,6 +453,31 @@ model_precision = graph_precision
 # ----------------------------------------------------------------------------------------------- parser
 
 
+FP8_SOURCE = (
+    "TensorRT support matrix: FP8 on compute capability 8.9+ (Ada, Hopper, Blackwell; DRIVE OS TensorRT 10.10 "
+    "lists FP8 for Thor), not on 8.7 Orin or older; FP8 Q/DQ per TensorRT's explicit quantization guide"
+)
+
+
+def _fp8_issue(device: Device) -> Issue:
+    """Where an FP8 Q/DQ model runs: on a device with an FP8 peak (Thor) natively, elsewhere not at all."""
+    if device.peak("fp8") is not None:
+        return Issue(
+            "note",
+            "fp8",
+            f"{device.id} has FP8 tensor cores ({device.peak('fp8'):,.0f} GFLOP/s dense): TensorRT runs the FP8 "
+            f"Q/DQ convolutions and GEMMs in FP8 E4M3 [{FP8_SOURCE}]",
+        )
+    return Issue(
+        "error",
+        "no-fp8",
+        f"{device.id} has no FP8 tensor cores and TensorRT's support matrix lists no FP8 for it: an FP8 Q/DQ "
+        "network is strongly typed, so TensorRT has no other precision to run those layers in; compile the INT8 "
+        "Q/DQ model (edgecnn quantize --target tensorrt) or the FP16 one instead "
+        f"[{FP8_SOURCE}]",
+    )
+
+
 def _parser_violation(node: onnx.NodeProto, graph: _Graph, tensorrt_major: int) -> str:
     """A documented parser restriction the node breaks (onnx-tensorrt docs/operators.md), or ''."""
     attributes = _attributes(node)
@@ -497,9 +522,9 @@ def _qdq_finding(node: onnx.NodeProto, graph: _Graph) -> str:
         dtype = graph.dtypes.get(zero_point_name)
         if dtype == onnx.TensorProto.INT32:
             problems.append("INT32 (a quantized bias): TensorRT's parser dequantizes INT8 only, keep biases in float")
-        elif dtype not in (None, onnx.TensorProto.INT8):
+        elif dtype not in (None, onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN):
             type_name = onnx.TensorProto.DataType.Name(dtype)
-            problems.append(f"{type_name} zero point: TensorRT needs symmetric signed INT8")
+            problems.append(f"{type_name} zero point: TensorRT needs symmetric signed INT8 or FP8 E4M3")
         if zero_point is None:
             problems.append("the zero point is not a constant")
         elif np.any(np.asarray(zero_point) != 0):
@@ -983,6 +1008,8 @@ def check_model(
     issues += input_issues
     if device.dla_cores > 0 and not dla_evaluated:
         issues.append(Issue("note", "no-dla", _no_dla_reason(version, device)))
+    if precision == "fp8":
+        issues.append(_fp8_issue(device))
     int8_note = fast_int8_note(device) if precision == "int8" else None
     if int8_note:
         issues.append(Issue("warning", "no-fast-int8", int8_note))

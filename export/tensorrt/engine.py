@@ -107,7 +107,12 @@ class Artifact:
     fp32_path: Path | None
 
 
-PRECISION_FORMATS = {"fp32": "onnx-fp32", "fp16": "onnx-fp16", "int8": "onnx-int8-tensorrt"}
+PRECISION_FORMATS = {
+    "fp32": "onnx-fp32",
+    "fp16": "onnx-fp16",
+    "int8": "onnx-int8-tensorrt",
+    "fp8": "onnx-fp8-tensorrt",
+}
 
 
 def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tuple[Artifact, onnx.ModelProto]:
@@ -130,11 +135,12 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
             key = PRECISION_FORMATS[precision]
             if key not in files:
                 reference = manifest.get("model", {}).get("source") or model_name
-                hint = (
-                    f"edgecnn quantize {path} --target tensorrt"
-                    if precision == "int8"
-                    else f"edgecnn export {reference}" + (" --fp16" if precision == "fp16" else "")
-                )
+                if precision == "int8":
+                    hint = f"edgecnn quantize {path} --target tensorrt"
+                elif precision == "fp8":
+                    hint = f"edgecnn quantize {path} --precision fp8"
+                else:
+                    hint = f"edgecnn export {reference}" + (" --fp16" if precision == "fp16" else "")
                 raise UsageError(
                     f"{path} has no {key} artifact (it has {', '.join(files) or 'none'}): make it first, e.g. {hint}"
                 )
