@@ -47,6 +47,7 @@ import onnx
 
 from edgecnn.artifact import AddedArtifact, get_format
 from edgecnn.artifact.formats import artifact_name
+from edgecnn.artifact.staging import publish
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache
 from edgecnn.calibration.data import DEFAULT_SAMPLES, DEFAULT_SEED, CalibrationSet, Preprocessing, load_calibration
 from edgecnn.calibration.quantize import (
@@ -66,6 +67,7 @@ from edgecnn.calibration.quantize import (
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS, compute_ranges, method_key, quiet_ort
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.onnx_facts import load_onnx
+from edgecnn.onnx_import import is_classifier
 
 __all__ = [
     "FP8_FORMAT",
@@ -275,18 +277,19 @@ def quantize_fp8(
         check = _check(
             fp32_path,
             temporary,
-            calibration,
-            input_name,
-            dims[0],
-            check_samples,
+            calibration.head(min(check_samples, len(calibration))),
+            [input_name],
+            dims[0] or 1,
             get_format(FP8_FORMAT).cpu_optimization,
+            is_classifier(model),
+            False,
         )
         if not check["finite"]:
             raise EdgecnnError(
                 f"the FP8 model of {fp32_path.name} produced NaN or infinity on calibration samples; "
                 "nothing was written"
             )
-        os.replace(temporary, output_path)
+        publish(temporary, output_path)
     finally:
         temporary.unlink(missing_ok=True)
     return Fp8Result(
