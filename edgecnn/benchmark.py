@@ -37,8 +37,11 @@ from edgecnn.calibration import Preprocessing, cpu_session_optimization, quantiz
 from edgecnn.datasets import DIGITS, load_labelled, write_digits_split
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.evaluate import evaluate
+from edgecnn.export.tensorrt.engine import NOT_INSTALLED, gpu_identity, installed_tensorrt
 from edgecnn.options import parse_batches
+from edgecnn.registry import resolve_name
 from edgecnn.runtime import create_session, run_session, session_settings, time_runs, usable_cores
+from edgecnn.testing import REFERENCE_MODELS, reference_weights_path
 
 __all__ = [
     "OK",
@@ -210,12 +213,6 @@ class _Runner:
 def _not_available_reason(fmt: Format) -> str:
     """Why ``fmt`` cannot run on this machine ("" when it can)."""
     if fmt.runtime == "tensorrt":
-        from edgecnn.export.tensorrt.engine import (
-            NOT_INSTALLED,
-            gpu_identity,
-            installed_tensorrt,
-        )
-
         if installed_tensorrt() is None:
             return f"{NOT_INSTALLED} (it runs on NVIDIA GPUs and Jetsons)"
         if gpu_identity() is None:
@@ -315,13 +312,10 @@ class _Target:
 def _resolve_target(model: str, data: str | None, weights, num_classes, input_size, config) -> _Target:
     """The model to benchmark; with ``data="digits"``, no weights and a digits reference model, its trained weights."""
     from edgecnn.export.source import resolve_source
-    from edgecnn.registry import resolve_name
 
     notes: list[str] = []
     config = dict(config or {})
     if data == DIGITS and weights is None and not model.endswith(".onnx") and ".py:" not in model:
-        from edgecnn.testing import REFERENCE_MODELS, reference_weights_path
-
         name = resolve_name(model)
         reference = REFERENCE_MODELS.get(name)
         if reference is not None and not reference.shipped:

@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.artifact import MANIFEST_NAME, Preprocessing, find_images, read_manifest
+from edgecnn.artifact import MANIFEST_NAME, Preprocessing, find_images, read_image, read_manifest
 from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.export.tensorrt.engine import installed_tensorrt, read_sidecar
+from edgecnn.export.tensorrt.runner import EngineRunner
 from edgecnn.onnx_facts import load_onnx
 from edgecnn.runtime import best_providers, cpu_session_optimization, create_session
 
@@ -140,8 +142,6 @@ class _OnnxRuntimeBackend:
 
 class _TensorRTBackend:
     def __init__(self, path: Path):
-        from edgecnn.export.tensorrt.runner import EngineRunner
-
         self.runner = EngineRunner(path)
         if len(self.runner.inputs) != 1:
             raise UsageError(f"{path.name} has {len(self.runner.inputs)} inputs: predict feeds one image input")
@@ -178,8 +178,6 @@ def _entry_optimization(manifest: Mapping[str, Any] | None, path: Path) -> str:
 
 def _engine_usable(engine: Path, notes: list[str]) -> bool:
     """Whether TensorRT is installed here and the engine's sidecar names this version; why not goes in ``notes``."""
-    from edgecnn.export.tensorrt.engine import installed_tensorrt, read_sidecar
-
     version = installed_tensorrt()
     if version is None:
         notes.append(f"{engine.name} not used: TensorRT is not installed here")
@@ -218,8 +216,6 @@ def _resolve(artifact: Path, format_key: str | None) -> _Resolved:
         engine = next((e for e in engines if _engine_usable(e, notes)), None)
         return _Resolved(onnx, engine, manifest, _entry_optimization(manifest, onnx), notes)
     if artifact.suffix == ".engine":
-        from edgecnn.export.tensorrt.engine import read_sidecar
-
         sidecar = read_sidecar(artifact)
         source = artifact.parent / sidecar["source_onnx"]["file"] if sidecar else None
         manifest = _manifest_near(artifact)
@@ -333,8 +329,6 @@ class Predictor:
 
     def inputs(self, sources: Sequence[str | Path]) -> Iterator[tuple[str, np.ndarray | None]]:
         """(name, one model input C,H,W float32, or None when unreadable) per image file, folder image or array row."""
-        from edgecnn.artifact import read_image
-
         for source in map(Path, sources):
             if not source.exists():
                 raise UsageError(f"input {source} does not exist: give image files, a folder of images or a .npy")

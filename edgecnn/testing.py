@@ -31,6 +31,7 @@ from typing import Any
 
 from edgecnn.artifact import Preprocessing
 from edgecnn.evaluate import evaluate
+from edgecnn.registry import get_model, get_spec
 
 __all__ = [
     "assert_accuracy_drop",
@@ -81,15 +82,11 @@ class ReferenceModel:
 
     def build(self, seed: int = 0):
         """The untrained network: 10 classes, the config above, seeded initial weights."""
-        from edgecnn.registry import get_model
-
         return get_model(self.name, num_classes=10, seed=seed, **self.config)
 
     @property
     def preprocessing(self):
         """The preprocessing ``edgecnn export`` records for this network at the reference input size."""
-        from edgecnn.registry import get_spec
-
         spec = get_spec(self.name)
         return Preprocessing.default((REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE), spec.in_chans, spec.mean, spec.std)
 

@@ -7,6 +7,8 @@ import click
 from edgecnn.cli.common import console, emit, output_format_option
 from edgecnn.devices import Device, JetpackRelease, device_as_dict, list_devices, resolve_devices, resolve_jetpack
 from edgecnn.errors import UsageError
+from edgecnn.profile.calibrate import calibrate_host
+from edgecnn.profile.estimate import EXECUTION_CLASSES
 from edgecnn.render import render_rows, to_json
 
 
@@ -136,9 +138,6 @@ def _release_cell(device: Device, release: JetpackRelease | None, jetpack: str |
 
 def _calibrate(fmt: str) -> None:
     """Run the host microbenchmark, save the factors, and show them beside the shipped ones."""
-    from edgecnn.profile.calibrate import calibrate_host
-    from edgecnn.profile.estimate import EXECUTION_CLASSES
-
     calibration = calibrate_host()
     if fmt == "json":
         emit(to_json(calibration.as_dict()))

@@ -31,12 +31,21 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgecnn import __version__
 from edgecnn.artifact.formats import model_name_of
 from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
 from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.calibration import Preprocessing, load_calibration
 from edgecnn.devices import Device, get_device, resolve_jetpack
 from edgecnn.errors import EdgecnnError, UsageError
-from edgecnn.export.tensorrt.check import ReadinessReport, ShapeProfile, check_model, model_precision
+from edgecnn.export.tensorrt.check import (
+    DLA_VERSIONS,
+    ReadinessReport,
+    ShapeProfile,
+    check_model,
+    dla_supported,
+    model_precision,
+)
 from edgecnn.export.tensorrt.support import parse_version
 from edgecnn.onnx_facts import load_onnx
 from edgecnn.runtime import time_runs
@@ -353,8 +362,6 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
                 f"{device.id} has {device.dla_cores} DLA core(s), numbered from 0: "
                 f"--dla-core {options.dla_core} does not exist"
             )
-        from edgecnn.export.tensorrt.check import DLA_VERSIONS, dla_supported
-
         if release is not None and options.tensorrt is None and not release.dla:
             raise UsageError(
                 f"{release.label} has no DLA support on {device.id}: build for the GPU, or pick a release "
@@ -711,8 +718,6 @@ def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarra
     than padded (padding would add samples to the histograms). Loading happens here, before TensorRT asks
     for the first batch, so a bad ``--calib`` source fails before the build starts.
     """
-    from edgecnn.calibration import Preprocessing, load_calibration
-
     height, width = plan.shape_for(1)[2:]
     if plan.preprocessing:
         preprocessing = plan.preprocessing
@@ -828,8 +833,6 @@ def _sidecar(
     dla_layers: list[str],
     gpu_layers: list[str],
 ) -> dict[str, Any]:
-    from edgecnn import __version__
-
     return {
         "edgecnn_engine": SIDECAR_VERSION,
         "engine": {"file": plan.engine_path.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)},

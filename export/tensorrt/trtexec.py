@@ -18,7 +18,10 @@ from pathlib import Path
 
 import onnx
 
+from edgecnn.artifact import sha256_file
 from edgecnn.artifact.staging import cannot_write, staged_file, write_bytes_atomic
+from edgecnn.calibration import Preprocessing, load_calibration
+from edgecnn.calibration.ranges import compute_ranges
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.engine import BuildPlan, calibration_cache_text, qdq_to_ranges
 from edgecnn.export.tensorrt.support import parse_version
@@ -138,8 +141,6 @@ def _place(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` unless it is already there; a different file of that name is refused."""
     import shutil
 
-    from edgecnn.artifact import sha256_file
-
     if target.exists() and (target.resolve() == source.resolve() or sha256_file(target) == sha256_file(source)):
         return
     if target.exists():
@@ -159,9 +160,6 @@ def _entropy_cache_text(plan: BuildPlan) -> str:
     histogram calibrator, :mod:`edgecnn.calibration.ranges`) on the same data, in the same cache format.
     """
     import numpy as np
-
-    from edgecnn.calibration import Preprocessing, load_calibration
-    from edgecnn.calibration.ranges import compute_ranges
 
     height, width = plan.shape_for(1)[2:]
     preprocessing = plan.preprocessing or Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
