@@ -11,9 +11,12 @@ from collections.abc import Sequence
 
 from edgecnn.errors import UnknownNameError, UsageError
 
-__all__ = ["PRECISIONS", "PRECISION_BYTES", "parse_precisions", "precision_order"]
+__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "PRECISION_BYTES", "parse_precisions", "precision_order"]
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "fp8")
+DEFAULT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+"""What a zoo model is profiled at when no precision is asked for: FP8 only on request, since only FP8 GPUs
+(Jetson Thor among the catalog's devices) run it."""
 PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "int8": 1, "fp8": 1}
 """FP8 is E4M3 (TensorRT's FP8 type): one byte like INT8; only FP8 GPUs (Ada, Hopper, Blackwell) have its peak."""
 

@@ -28,7 +28,7 @@ from edgecnn.devices import Device, JetpackRelease, fast_int8_note, resolve_devi
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.onnx_facts import fill_weights, input_dims
 from edgecnn.options import MB
-from edgecnn.precisions import PRECISIONS, precision_order
+from edgecnn.precisions import DEFAULT_PRECISIONS, PRECISIONS, precision_order
 from edgecnn.profile.cost import CONVENTION, GraphCost, analyze_precisions
 from edgecnn.profile.estimate import ESTIMATED_LABEL, assumptions, estimate_latency
 from edgecnn.profile.measure import (
@@ -220,7 +220,7 @@ def _profile_target(target: ProfileTarget, devices: list[Device], options: Profi
     sources = target.sources(options.batches[0], options.input_shapes)
     explicit = options.precisions is not None
     if target.origin == "zoo":
-        precisions = list(options.precisions or PRECISIONS)
+        precisions = list(options.precisions or DEFAULT_PRECISIONS)
     elif explicit:
         precisions = list(options.precisions)
     else:
