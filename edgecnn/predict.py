@@ -285,6 +285,11 @@ class Predictor:
         self.manifest = resolved.manifest
         self.notes = list(resolved.notes)
         self.model = ((self.manifest or {}).get("model") or {}).get("name") or artifact.name.split(".")[0]
+        if ((self.manifest or {}).get("model") or {}).get("randomly_initialized"):
+            self.notes.append(
+                f"{self.model} was exported with randomly initialized weights (no --weights): its predictions mean "
+                "nothing; export trained weights with edgecnn export MODEL --weights CKPT"
+            )
         if backend == "tensorrt" and resolved.engine is None:
             raise EdgecnnError(
                 "; ".join(self.notes) or f"{artifact} has no TensorRT engine: build one with edgecnn compile"

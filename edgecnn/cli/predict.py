@@ -134,7 +134,8 @@ def predict_command(
     rows, headers = _rows(report)
     render_rows(rows, "table", headers=headers, title=f"{report.model} on {report.backend}", console=console)
     console.print(
-        f"{report.inputs} inputs in batches of {report.batch_size} on {report.backend}: "
+        f"{report.inputs} {'input' if report.inputs == 1 else 'inputs'} in batches of {report.batch_size} "
+        f"on {report.backend}: "
         f"{report.latency_ms_per_batch:.2f} ms per batch, {report.latency_ms_per_input:.2f} ms per input "
         f"({report.artifact})",
         highlight=False,
