@@ -87,13 +87,11 @@ def test_export_check_compile(built, exports, name):
     tensorrt = ["--tensorrt", "10.16"] if info.opset > 20 else []  # 10.3's parser stops at opset 20
     check = invoke("check", exports / name, "--device", DEVICE, *tensorrt)
     assert check.exit_code == 0, check.output
-    trtexec = invoke("compile", exports / name, "--device", DEVICE, "--emit-trtexec", *tensorrt)
-    if len(info.inputs) > 1:
-        assert trtexec.exit_code == 2 and "compiles single-input" in trtexec.output
-        assert len(trtexec.output.strip().splitlines()) == 1
-        return
+    trtexec = invoke("compile", exports / name, "--device", DEVICE, "--emit-trtexec", "--json", *tensorrt)
     assert trtexec.exit_code == 0, trtexec.output
-    assert f"--onnx={name}.onnx" in trtexec.output
+    build = json.loads(trtexec.output)["commands"][0]["argv"]
+    assert f"--onnx={name}.onnx" in build
+    assert not any(arg.startswith(("--minShapes", "--shapes")) for arg in build)  # every input's shape is fixed
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -182,6 +182,62 @@ def test_build_engine_api_conformance_calibrator(trt, trt_surface, export_dir, t
     assert called(trt, "IBuilderConfig.set_flag")[0][2] == (trt.BuilderFlag.INT8,)
 
 
+@pytest.fixture(scope="module")
+def two_inputs(tmp_path_factory):
+    """An RGB-D network: two inputs sharing a dynamic batch, concatenated, one convolution; a map, not classes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = np.random.default_rng(0).standard_normal((8, 4, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Concat", ["rgb", "depth"], ["x"], name="concat", axis=1),
+            helper.make_node("Conv", ["x", "w"], ["features"], name="conv", pads=[1, 1, 1, 1]),
+        ],
+        "rgbd",
+        [
+            helper.make_tensor_value_info("rgb", TensorProto.FLOAT, ["batch", 3, 16, 16]),
+            helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["batch", 1, 16, 16]),
+        ],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8, 16, 16])],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+    path = tmp_path_factory.mktemp("rgbd") / "rgbd.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_build_engine_api_conformance_two_inputs(trt, trt_surface, two_inputs, tmp_path):
+    """Every dynamic input gets the profile's shapes (one profile, one shared batch), in the build, the EP options
+    and trtexec's --minShapes/--optShapes/--maxShapes/--shapes; TensorRT's entropy calibrator is refused."""
+    from edgecnn.export.tensorrt.check import ShapeProfile
+    from edgecnn.export.tensorrt.trtexec import trtexec_commands
+
+    plan = _plan(
+        two_inputs, batch=None, shapes=ShapeProfile(1, 4, 8), output_dir=tmp_path, tensorrt=trt_surface["version"]
+    )
+    assert plan.dynamic_inputs == ["rgb", "depth"] and plan.shape_for(4, "depth") == [4, 1, 16, 16]
+    _run_builder(trt)
+    result = build_engine(plan)
+    shapes = {c[2][0]: c[2][1:] for c in called(trt, "IOptimizationProfile.set_shape")}
+    assert shapes == {
+        "rgb": ([1, 3, 16, 16], [4, 3, 16, 16], [8, 3, 16, 16]),
+        "depth": ([1, 1, 16, 16], [4, 1, 16, 16], [8, 1, 16, 16]),
+    }
+    assert len(called(trt, "IBuilderConfig.add_optimization_profile")) == 1
+    sidecar = json.loads(result.sidecar.read_text())["build_options"]
+    assert [i["name"] for i in sidecar["inputs"]] == ["rgb", "depth"]
+    options = tensorrt_ep_options(plan, tmp_path)
+    assert options["trt_profile_opt_shapes"] == "rgb:4x3x16x16,depth:4x1x16x16"
+    build, profile = (command.argv for command in trtexec_commands(plan))
+    assert "--minShapes=rgb:1x3x16x16,depth:1x1x16x16" in build
+    assert "--maxShapes=rgb:8x3x16x16,depth:8x1x16x16" in build
+    assert "--shapes=rgb:4x3x16x16,depth:4x1x16x16" in profile
+    if trt.__version__.startswith("10."):
+        with pytest.raises(UsageError, match=r"one image input; rgbd.onnx has 2 \(rgb, depth\).*inputs.npz"):
+            _plan(two_inputs, batch=4, calibration="synthetic", tensorrt=trt.__version__)
+
+
 def _engine_file(tmp_path, trt, dla_core=None):
     engine = tmp_path / "m.engine"
     engine.write_bytes(np.random.default_rng(0).bytes(4096))

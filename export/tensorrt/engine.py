@@ -35,7 +35,8 @@ from edgecnn import __version__
 from edgecnn.artifact.formats import model_name_of
 from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
 from edgecnn.artifact.staging import write_bytes_atomic
-from edgecnn.calibration import Preprocessing, load_calibration
+from edgecnn.calibration import load_calibration
+from edgecnn.calibration.quantize import resolve_preprocessing
 from edgecnn.devices import Device, get_device, resolve_jetpack
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export.tensorrt.check import (
@@ -201,8 +202,7 @@ class BuildPlan:
     onnx: Path
     build_onnx: Path
     source_sha256: str
-    input_name: str
-    input_shape: list[int | str]
+    inputs: dict[str, list[int | str]]
     profile: ShapeProfile | None
     workspace_bytes: int
     dla_core: int | None
@@ -222,8 +222,29 @@ class BuildPlan:
     def tensorrt_major(self) -> int:
         return parse_version(self.tensorrt)[0]
 
-    def shape_for(self, batch: int) -> list[int]:
-        return [batch if not isinstance(d, int) else d for d in self.input_shape]
+    @property
+    def input_name(self) -> str:
+        """The first input's name (the only one of a single-input model)."""
+        return next(iter(self.inputs))
+
+    @property
+    def input_shape(self) -> list[int | str]:
+        return self.inputs[self.input_name]
+
+    @property
+    def dynamic_inputs(self) -> list[str]:
+        """The inputs with a dynamic batch: the ones an optimization profile (and trtexec's --*Shapes) must name."""
+        return [name for name, dims in self.inputs.items() if not all(isinstance(d, int) for d in dims)]
+
+    def shape_for(self, batch: int, name: str | None = None) -> list[int]:
+        """Input ``name``'s shape (default: the first input's) with its dynamic batch set to ``batch``."""
+        return [batch if not isinstance(d, int) else d for d in self.inputs[name or self.input_name]]
+
+    def shapes_text(self, batch: int) -> str:
+        """``name:NxCxHxW[,name2:...]`` for every dynamic input at ``batch``: trtexec's and ONNX Runtime's form."""
+        return ",".join(
+            f"{name}:" + "x".join(str(d) for d in self.shape_for(batch, name)) for name in self.dynamic_inputs
+        )
 
     def build_options(self) -> dict[str, Any]:
         return {
@@ -235,6 +256,7 @@ class BuildPlan:
             "gpu_fallback": self.gpu_fallback,
             "profile": asdict(self.profile) if self.profile else None,
             "input": {"name": self.input_name, "shape": self.input_shape},
+            "inputs": [{"name": name, "shape": dims} for name, dims in self.inputs.items()],
             "timing_cache": str(self.timing_cache),
             "calibration": self.calibration,
         }
@@ -249,43 +271,56 @@ def installed_tensorrt() -> str | None:
     return getattr(tensorrt, "__version__", None)
 
 
-def _input(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
+def _inputs(model: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """Every graph input (initializers listed as inputs left out), in order, with its dims (names where dynamic)."""
     initializers = {init.name for init in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in initializers]
-    if len(inputs) != 1:
-        raise UsageError(f"edgecnn compiles single-input classifiers; this model has {len(inputs)} inputs")
-    dims = inputs[0].type.tensor_type.shape.dim
-    return inputs[0].name, [
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?") for d in dims
-    ]
+    if not inputs:
+        raise UsageError("the model has no inputs: TensorRT builds networks that take at least one")
+    return {
+        value.name: [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+            for d in value.type.tensor_type.shape.dim
+        ]
+        for value in inputs
+    }
 
 
-def _profile(input_name: str, shape: list[int | str], options: CompileOptions) -> ShapeProfile | None:
+def _profile(inputs: dict[str, list[int | str]], options: CompileOptions) -> ShapeProfile | None:
+    """The batch range every input with a dynamic batch is built for; None when every input is static.
+
+    A model with several inputs shares one batch (TensorRT takes one optimization profile; edgecnn's
+    ``--batch``/``--shapes`` set the batch of each input whose first dimension is dynamic).
+    """
     if options.batch is not None and options.shapes is not None:
         raise UsageError("--batch and --shapes exclude each other: give one")
-    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
-    if dynamic and dynamic != [0]:
-        raise UsageError(
-            f"input {input_name} has dynamic non-batch dimensions {shape}: fix them with 'edgecnn export FILE.onnx "
-            f"--input-shape {input_name}=DIMS' and use the export directory"
-        )
-    if not dynamic:
-        if options.shapes is not None:
+    for name, shape in inputs.items():
+        dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+        if dynamic and dynamic != [0]:
             raise UsageError(
-                f"input {input_name} has a static shape {shape}: --shapes needs a model exported with --dynamic-batch"
+                f"input {name} has dynamic non-batch dimensions {shape}: fix them with 'edgecnn export FILE.onnx "
+                f"--input-shape {name}=DIMS' and use the export directory"
             )
-        if options.batch is not None and options.batch != shape[0]:
-            raise UsageError(
-                f"input {input_name} has a static batch of {shape[0]}, not {options.batch}: "
-                "drop --batch or re-export with --dynamic-batch"
-            )
+    dynamic_inputs = [name for name, shape in inputs.items() if shape and not isinstance(shape[0], int)]
+    if not dynamic_inputs:
+        for name, shape in inputs.items():
+            if options.shapes is not None:
+                raise UsageError(
+                    f"input {name} has a static shape {shape}: --shapes needs a model exported with --dynamic-batch"
+                )
+            if shape and options.batch is not None and options.batch != shape[0]:
+                raise UsageError(
+                    f"input {name} has a static batch of {shape[0]}, not {options.batch}: "
+                    "drop --batch or re-export with --dynamic-batch"
+                )
         return None
     if options.batch is not None:
         return ShapeProfile.static(options.batch)
     if options.shapes is not None:
         return options.shapes
+    name = dynamic_inputs[0]
     raise UsageError(
-        f"input {input_name} has a dynamic batch {shape}: "
+        f"input {name} has a dynamic batch {inputs[name]}: "
         "give --batch N or --shapes min,opt,max for the optimization profile"
     )
 
@@ -386,9 +421,15 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
             f"TensorRT {version} builds DLA networks strongly typed, and DLA runs FP16 and INT8 only: "
             "compile the FP16 or INT8 model (--precision fp16|int8)"
         )
-    input_name, input_shape = _input(model)
+    inputs = _inputs(model)
+    if options.calibration is not None and len(inputs) > 1:
+        raise UsageError(
+            f"--calib feeds TensorRT's entropy calibrator one image input; {resolved.path.name} has {len(inputs)} "
+            f"({', '.join(inputs)}): quantize it with 'edgecnn quantize {artifact} --target tensorrt --calib "
+            "inputs.npz' (one array per input name) and compile the INT8 artifact"
+        )
     notes: list[str] = []
-    profile = _profile(input_name, input_shape, options)
+    profile = _profile(inputs, options)
     if dla and profile is not None and not profile.is_static:
         raise UsageError(
             "DLA needs static shapes (min = opt = max), "
@@ -405,7 +446,7 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
         device,
         tensorrt=options.tensorrt,
         jetpack=release,
-        profile=profile or ShapeProfile.static(int(input_shape[0])),
+        profile=profile or ShapeProfile.static(next((int(dims[0]) for dims in inputs.values() if dims), 1)),
         name=resolved.path.name,
     )
     for issue in readiness.errors:
@@ -438,8 +479,7 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
         onnx=resolved.path,
         build_onnx=build_onnx,
         source_sha256=sha256_file(resolved.path),
-        input_name=input_name,
-        input_shape=input_shape,
+        inputs=inputs,
         profile=profile,
         workspace_bytes=workspace,
         dla_core=options.dla_core,
@@ -718,11 +758,7 @@ def _calibration_batches(plan: BuildPlan, batch_size: int) -> Iterator[np.ndarra
     than padded (padding would add samples to the histograms). Loading happens here, before TensorRT asks
     for the first batch, so a bad ``--calib`` source fails before the build starts.
     """
-    height, width = plan.shape_for(1)[2:]
-    if plan.preprocessing:
-        preprocessing = plan.preprocessing
-    else:
-        preprocessing = Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
+    preprocessing = resolve_preprocessing(plan.build_onnx, plan.shape_for(1), plan.preprocessing, plan.calibration)
     calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
     if len(calibration) < batch_size:
         raise UsageError(
@@ -775,12 +811,13 @@ def build_engine(plan: BuildPlan) -> BuildResult:
         config.DLA_core = plan.dla_core
     if plan.profile is not None:
         profile = builder.create_optimization_profile()
-        profile.set_shape(
-            plan.input_name,
-            plan.shape_for(plan.profile.minimum),
-            plan.shape_for(plan.profile.optimum),
-            plan.shape_for(plan.profile.maximum),
-        )
+        for name in plan.dynamic_inputs:
+            profile.set_shape(
+                name,
+                plan.shape_for(plan.profile.minimum, name),
+                plan.shape_for(plan.profile.optimum, name),
+                plan.shape_for(plan.profile.maximum, name),
+            )
         config.add_optimization_profile(profile)
         if plan.int8_source == "entropy-calibrator":
             config.set_calibration_profile(profile)
@@ -1035,15 +1072,11 @@ def tensorrt_ep_options(plan: BuildPlan, cache_dir: Path) -> dict[str, Any]:
     if plan.dla_core is not None:
         options.update({"trt_dla_enable": True, "trt_dla_core": plan.dla_core})
     if plan.profile is not None:
-
-        def spec(batch: int) -> str:
-            return f"{plan.input_name}:" + "x".join(str(d) for d in plan.shape_for(batch))
-
         options.update(
             {
-                "trt_profile_min_shapes": spec(plan.profile.minimum),
-                "trt_profile_opt_shapes": spec(plan.profile.optimum),
-                "trt_profile_max_shapes": spec(plan.profile.maximum),
+                "trt_profile_min_shapes": plan.shapes_text(plan.profile.minimum),
+                "trt_profile_opt_shapes": plan.shapes_text(plan.profile.optimum),
+                "trt_profile_max_shapes": plan.shapes_text(plan.profile.maximum),
             }
         )
     return options

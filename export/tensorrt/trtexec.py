@@ -20,7 +20,8 @@ import onnx
 
 from edgecnn.artifact import sha256_file
 from edgecnn.artifact.staging import cannot_write, staged_file, write_bytes_atomic
-from edgecnn.calibration import Preprocessing, load_calibration
+from edgecnn.calibration import load_calibration
+from edgecnn.calibration.quantize import resolve_preprocessing
 from edgecnn.calibration.ranges import compute_ranges
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.engine import BuildPlan, calibration_cache_text, qdq_to_ranges
@@ -56,10 +57,6 @@ def _artifact_names(plan: BuildPlan) -> dict[str, str]:
         "calib": f"{stem}.calib",
         "float_onnx": f"{stem}.float.onnx",
     }
-
-
-def _shape_text(plan: BuildPlan, batch: int) -> str:
-    return f"{plan.input_name}:" + "x".join(str(d) for d in plan.shape_for(batch))
 
 
 def _inputs(plan: BuildPlan) -> dict[str, str]:
@@ -108,9 +105,9 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
             build.append("--allowGPUFallback")
     if plan.profile is not None:
         build += [
-            f"--minShapes={_shape_text(plan, plan.profile.minimum)}",
-            f"--optShapes={_shape_text(plan, plan.profile.optimum)}",
-            f"--maxShapes={_shape_text(plan, plan.profile.maximum)}",
+            f"--minShapes={plan.shapes_text(plan.profile.minimum)}",
+            f"--optShapes={plan.shapes_text(plan.profile.optimum)}",
+            f"--maxShapes={plan.shapes_text(plan.profile.maximum)}",
         ]
     build += ["--profilingVerbosity=detailed", f"--exportLayerInfo={names['layers']}"]
     build.append("--skipInference" if (major, minor) >= (8, 6) else "--buildOnly")
@@ -118,7 +115,7 @@ def trtexec_commands(plan: BuildPlan, directory: str | Path | None = None) -> li
     if plan.dla_core is not None:
         profile.append(f"--useDLACore={plan.dla_core}")
     if plan.profile is not None:
-        profile.append(f"--shapes={_shape_text(plan, plan.profile.optimum)}")
+        profile.append(f"--shapes={plan.shapes_text(plan.profile.optimum)}")
     profile += [
         "--warmUp=500",
         "--duration=10",
@@ -161,8 +158,7 @@ def _entropy_cache_text(plan: BuildPlan) -> str:
     """
     import numpy as np
 
-    height, width = plan.shape_for(1)[2:]
-    preprocessing = plan.preprocessing or Preprocessing.default((int(height), int(width)), int(plan.shape_for(1)[1]))
+    preprocessing = resolve_preprocessing(plan.build_onnx, plan.shape_for(1), plan.preprocessing, plan.calibration)
     calibration = load_calibration(plan.calibration, preprocessing=preprocessing, samples=plan.calibration_samples)
     static = all(isinstance(d, int) for d in plan.input_shape)
     batch = int(plan.input_shape[0]) if static else 1
