@@ -38,6 +38,7 @@ __all__ = [
     "InputsSet",
     "load_calibration",
     "load_inputs",
+    "feeds_images",
     "find_images",
     "IMAGE_EXTENSIONS",
     "DEFAULT_SAMPLES",
@@ -210,6 +211,20 @@ def _synthetic(preprocessing: Preprocessing, samples: int, seed: int) -> Calibra
         "use real images (--calib DIR or the default 'builtin')",
     )
     return calibration
+
+
+def feeds_images(source: object) -> bool:
+    """Whether calibration ``source`` gives images to preprocess (builtin, a folder, a uint8 array), not model
+    inputs used as they are (a float .npy/.npz, ``"synthetic"``, a loaded set): only images need preprocessing."""
+    if isinstance(source, (CalibrationSet, InputsSet)) or str(source) == "synthetic":
+        return False
+    if str(source) == "builtin":
+        return True
+    path = Path(str(source))
+    if path.suffix.lower() in (".npy", ".npz") and path.is_file():
+        array, _ = _select_array(path)
+        return array.dtype == np.uint8
+    return True
 
 
 def load_calibration(

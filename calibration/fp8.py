@@ -218,7 +218,7 @@ def quantize_fp8(
     if isinstance(calibration, CalibrationSet):
         resolve_preprocessing(fp32_path, dims, calibration.preprocessing)
     else:
-        prep = resolve_preprocessing(fp32_path, dims, preprocessing)
+        prep = resolve_preprocessing(fp32_path, dims, preprocessing, calibration)
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
     excluded = resolve_excluded(model, list(exclude))
     fp32_sha256 = _sha256(fp32_path)

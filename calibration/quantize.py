@@ -58,6 +58,7 @@ from edgecnn.calibration.data import (
     CalibrationSet,
     InputsSet,
     Preprocessing,
+    feeds_images,
     load_calibration,
     load_inputs,
 )
@@ -329,21 +330,38 @@ def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
     return Preprocessing.from_manifest(manifest.get("preprocessing") or {}, str(fp32_path.parent / MANIFEST_NAME))
 
 
-def resolve_preprocessing(fp32_path: Path, dims: list[int | None], preprocessing) -> Preprocessing:
-    """The preprocessing calibration uses: given, else the export manifest's, else ImageNet's at the input size;
-    checked against the model's input dims."""
+UNDECLARED_HINT = (
+    "declare how images become its inputs with --mean R,G,B --std R,G,B (or --scale 1/255), --channel-order RGB|BGR "
+    "and --resize N (or export it first with them: edgecnn export FILE.onnx --mean ...), or calibrate from a .npz "
+    "of model inputs"
+)
+
+
+def resolve_preprocessing(
+    fp32_path: Path, dims: list[int | None], preprocessing, source: object = "builtin"
+) -> Preprocessing:
+    """The preprocessing calibration uses: given, else the export manifest's; checked against the model's dims.
+
+    A file with neither is never fed guessed (ImageNet) preprocessing: calibrating it from images
+    (``source`` builtin, a folder, a uint8 array) is refused with the options that declare it; from model
+    inputs (a float array, ``"synthetic"``) only the input's shape matters, so a neutral one is used.
+    """
     if isinstance(preprocessing, Mapping):
         preprocessing = Preprocessing.from_manifest(preprocessing, "preprocessing")
     if preprocessing is None:
         preprocessing = _manifest_preprocessing(fp32_path)
     if preprocessing is None:
+        if feeds_images(source):
+            raise UsageError(
+                f"{fp32_path.name} has no export manifest, so its preprocessing is unknown: {UNDECLARED_HINT}"
+            )
         channels, height, width = dims[1:]
         if None in (channels, height, width):
             raise UsageError(
                 f"{fp32_path} has dynamic input dimensions {dims} and no manifest: "
-                "give the input size (--input-size HxW)"
+                "give the input size (--input-size HxW or --input-shape)"
             )
-        preprocessing = Preprocessing.default((height, width), channels)
+        preprocessing = Preprocessing.declare((height, width), channels)
     preprocessing.check()
     expected = (preprocessing.channels, *preprocessing.input_size)
     for axis, (have, want) in enumerate(zip(dims[1:], expected), start=1):
@@ -652,9 +670,9 @@ def quantize_onnx(
     ``calibration``: for a model with one image input, a directory of images, a .npy/.npz file, ``"builtin"``,
     ``"synthetic"`` or a loaded :class:`CalibrationSet`; for other models a .npz holding one array per input
     name, ``"synthetic"`` or an :class:`InputsSet`. ``preprocessing`` (images) defaults to the manifest.json
-    next to ``fp32_path`` (when it lists the file), else ImageNet-style preprocessing at the model's input
-    size. Up to ``check_samples`` samples (a quarter of the set at most) are held out of calibration for the
-    check. ``calib_memory``: the calibration memory budget (bytes or "2GB"; default
+    next to ``fp32_path`` (when it lists the file); a file with neither is not calibrated from images (see
+    :func:`resolve_preprocessing`). Up to ``check_samples`` samples (a quarter of the set at most) are held
+    out of calibration for the check. ``calib_memory``: the calibration memory budget (bytes or "2GB"; default
     :func:`edgecnn.calibration.memory.default_budget`). ``exclude``: node names or globs kept in float.
     ``cache``: a JSON path (reused when its key matches, refused when it does not, written otherwise),
     ``"auto"`` (a file named by the key, next to ``output_path``) or None. ``progress(done, total)`` follows
@@ -706,7 +724,7 @@ def quantize_onnx(
     if isinstance(calibration, CalibrationSet):
         resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], calibration.preprocessing)
     elif loaded_here and image_like and not _names_inputs(calibration, input_names):
-        prep = resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], preprocessing)
+        prep = resolve_preprocessing(fp32_path, imported.input_shapes[input_names[0]], preprocessing, calibration)
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples + check_samples, seed=seed)
     elif loaded_here:
         per_sample = {name: imported.input_shapes[name][1:] for name in input_names}

@@ -265,7 +265,7 @@ def auto_fallback(
     if not isinstance(calibration, CalibrationSet):
         model = load_onnx(fp32_path)
         _, dims = image_input(model, fp32_path)
-        preprocessing = resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None))
+        preprocessing = resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None), calibration)
         calibration = load_calibration(
             calibration,
             preprocessing=preprocessing,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from corpus import BUILDERS
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecnn.calibration import quantize_onnx
+from edgecnn.calibration import Preprocessing, quantize_onnx
 from edgecnn.calibration import ranges as ranges_module
 from edgecnn.calibration.memory import BASE_BYTES, plan_calibration
 from edgecnn.calibration.quantize import int8_graph_facts
@@ -53,6 +53,15 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def declared(info) -> Preprocessing:
+    """How images become these random-weight models' inputs, declared as a user must for a bare file."""
+    channels, height, width = next(iter(info.inputs.values()))[1:]
+    return Preprocessing.declare((height, width), channels, mean=(0.5,) * channels, std=(0.25,) * channels)
+
+
+DECLARED = ["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--channel-order", "RGB"]
+
+
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])
 @pytest.mark.parametrize("name", IMAGE_MODELS)
@@ -66,6 +75,7 @@ def test_image_models_quantize_for_both_targets(name, target, corpus_dir, tmp_pa
         target=target,
         input_shapes=info.input_shapes,
         opset_upgrade=True,
+        preprocessing=declared(info),
     )
     written = onnx.load(str(result.path))
     facts = int8_graph_facts(written)
@@ -83,7 +93,9 @@ def test_image_models_quantize_for_both_targets(name, target, corpus_dir, tmp_pa
 def test_constant_weights_model_is_small_and_close(corpus_dir, tmp_path):
     path, info = build("resnet_constants_opset13", corpus_dir)
     assert info.parameters > 1_000_000
-    result = quantize_onnx(path, tmp_path / "int8.onnx", samples=SAMPLES, input_shapes=info.input_shapes)
+    result = quantize_onnx(
+        path, tmp_path / "int8.onnx", samples=SAMPLES, input_shapes=info.input_shapes, preprocessing=declared(info)
+    )
     assert result.size_ratio < 0.35
     assert result.check["output_sqnr_db"] > 15
     assert result.graph["float_weights"] == 0 and result.graph["float_nodes"] == []
@@ -92,8 +104,8 @@ def test_constant_weights_model_is_small_and_close(corpus_dir, tmp_path):
 
 @pytest.mark.filterwarnings("ignore")
 def test_unspecified_batch_stays_dynamic(corpus_dir, tmp_path):
-    path, _ = build("resnet_constants_opset13", corpus_dir)
-    result = quantize_onnx(path, tmp_path / "int8.onnx", samples=8, target="tensorrt")
+    path, info = build("resnet_constants_opset13", corpus_dir)
+    result = quantize_onnx(path, tmp_path / "int8.onnx", samples=8, target="tensorrt", preprocessing=declared(info))
     dim = onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_param and not dim.HasField("dim_value")
     assert result.calibration["import"]["batch_left_dynamic"] == ["images"]
@@ -137,7 +149,14 @@ def test_old_opset_per_channel_fails_before_calibration(corpus_dir, tmp_path, mo
 @pytest.mark.filterwarnings("ignore")
 def test_per_tensor_on_old_opset_quantizes_per_tensor(corpus_dir, tmp_path):
     path, info = build("detector_two_outputs_opset11", corpus_dir)
-    result = quantize_onnx(path, tmp_path / "x.onnx", per_channel=False, samples=8, input_shapes=info.input_shapes)
+    result = quantize_onnx(
+        path,
+        tmp_path / "x.onnx",
+        per_channel=False,
+        samples=8,
+        input_shapes=info.input_shapes,
+        preprocessing=declared(info),
+    )
     assert not result.per_channel and result.graph["per_channel_weights"] == 0
     assert "per-tensor" in result.manifest_entry()["quantization"]["weights"]
 
@@ -145,8 +164,12 @@ def test_per_tensor_on_old_opset_quantizes_per_tensor(corpus_dir, tmp_path):
 def test_calib_memory_refusal_has_the_numbers(corpus_dir, tmp_path):
     path, info = build("unet_segmentation_opset13", corpus_dir)
     with pytest.raises(UsageError, match=r"needs about \d+ MB at batch 1 .* budget is 50 MB"):
-        quantize_onnx(path, tmp_path / "x.onnx", input_shapes=info.input_shapes, calib_memory="50MB")
-    result = invoke("quantize", path, "--input-shape", "1x3x64x96", "--calib-memory", "50MB", "-o", tmp_path / "y.onnx")
+        quantize_onnx(
+            path, tmp_path / "x.onnx", input_shapes=info.input_shapes, calib_memory="50MB", preprocessing=declared(info)
+        )
+    result = invoke(
+        "quantize", path, "--input-shape", "1x3x64x96", "--calib-memory", "50MB", *DECLARED, "-o", tmp_path / "y.onnx"
+    )
     assert result.exit_code == 2 and "--calib-memory" in result.output and not (tmp_path / "y.onnx").exists()
 
 
@@ -203,12 +226,14 @@ def test_percentile_survives_a_range_that_widens_by_orders_of_magnitude(tmp_path
 @pytest.mark.filterwarnings("ignore")
 def test_low_sqnr_warns_and_strict_refuses(corpus_dir, tmp_path):
     path, info = build("mobilenetv3_opset21", corpus_dir)
-    result = quantize_onnx(path, tmp_path / "a.onnx", samples=8, min_sqnr=200)
+    result = quantize_onnx(path, tmp_path / "a.onnx", samples=8, min_sqnr=200, preprocessing=declared(info))
     assert result.low_sqnr and "below 200 dB" in result.low_sqnr[0]
     with pytest.raises(EdgecnnError, match="--strict"):
-        quantize_onnx(path, tmp_path / "b.onnx", samples=8, min_sqnr=200, strict=True)
+        quantize_onnx(path, tmp_path / "b.onnx", samples=8, min_sqnr=200, strict=True, preprocessing=declared(info))
     assert not (tmp_path / "b.onnx").exists()
-    cli = invoke("quantize", path, "--calib-samples", "8", "--min-sqnr", "200", "--strict", "-o", tmp_path / "c.onnx")
+    cli = invoke(
+        "quantize", path, "--calib-samples", "8", "--min-sqnr", "200", "--strict", *DECLARED, "-o", tmp_path / "c.onnx"
+    )
     assert cli.exit_code == 1 and "--strict" in cli.output and not (tmp_path / "c.onnx").exists()
 
 
@@ -224,3 +249,50 @@ def test_unquantized_weights_are_refused(corpus_dir, tmp_path, monkeypatch):
     with pytest.raises(EdgecnnError, match="not quantized as weights"):
         quantize_onnx(path, tmp_path / "x.onnx", samples=8, input_shapes=info.input_shapes, calibration="synthetic")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_bare_file_calibrates_from_images_only_with_declared_preprocessing(corpus_dir, tmp_path, monkeypatch):
+    """No manifest and no --mean/--std/--scale/--channel-order: images are refused, never fed ImageNet's
+    normalization; declared options reach the calibration data; model inputs (float .npz) need none."""
+    from edgecnn.calibration import quantize as quantize_module
+
+    path, info = build("mobilenetv3_opset21", corpus_dir)
+    with pytest.raises(UsageError, match=r"no export manifest.*--mean R,G,B --std R,G,B.*--channel-order.*\.npz"):
+        quantize_onnx(path, tmp_path / "x.onnx", calibration="builtin", samples=8)
+    images = tmp_path / "photos"
+    images.mkdir()
+    for args in (["--calib", "builtin"], ["--calib", images], ["--input-size", "64"]):
+        result = invoke("quantize", path, *args, "-o", tmp_path / "y.onnx")
+        assert result.exit_code == 2 and "--mean" in result.output and "--channel-order" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "y.onnx").exists()
+
+    seen = []
+    original = quantize_module.load_calibration
+
+    def spy(source, *, preprocessing, **kwargs):
+        seen.append(preprocessing)
+        return original(source, preprocessing=preprocessing, **kwargs)
+
+    monkeypatch.setattr(quantize_module, "load_calibration", spy)
+    options = ["--mean", "0.5,0.4,0.3", "--std", "0.2,0.2,0.2", "--channel-order", "BGR", "--resize", "72"]
+    result = invoke("quantize", path, "--calib-samples", "8", *options, "-o", tmp_path / "z.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    assert seen[-1] == Preprocessing(
+        input_size=(64, 64), resize_shorter_side=72, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2), channel_order="BGR"
+    )
+    np.savez(tmp_path / "inputs.npz", images=np.random.default_rng(0).standard_normal((12, 3, 64, 64), np.float32))
+    result = invoke("quantize", path, "--calib", tmp_path / "inputs.npz", "-o", tmp_path / "n.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    assert seen[-1].mean == (0.0,) * 3 and seen[-1].std == (1.0,) * 3  # float inputs are used as they are
+
+
+def test_export_directory_declares_its_own_preprocessing(corpus_dir, tmp_path):
+    path, info = build("mobilenetv3_opset21", corpus_dir)
+    args = ["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--scale", "1/255"]
+    assert invoke("export", path, "-o", tmp_path, *args).exit_code == 0
+    directory = tmp_path / path.stem
+    result = invoke("quantize", directory, "--mean", "0.5,0.5,0.5")
+    assert result.exit_code == 2 and "--mean describe a bare .onnx file's input" in result.output
+    result = invoke("quantize", directory, "--calib-samples", "8", "--json")
+    assert result.exit_code == 0, result.output

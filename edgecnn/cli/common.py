@@ -19,7 +19,13 @@ __all__ = [
     "shape_profile",
     "shape_options",
     "tensorrt_target_options",
+    "option_given",
+    "parse_floats",
+    "preprocessing_options",
+    "PREPROCESSING_PARAMETERS",
 ]
+
+PREPROCESSING_PARAMETERS = ("mean", "std", "scale", "channel_order", "resize")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -89,3 +95,43 @@ def tensorrt_target_options(function):
         function
     )
     return function
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``0.485,0.456,0.406`` -> a tuple of floats; a one-line error otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not comma-separated numbers (for example {option} 0.5,0.5,0.5)"
+        ) from None
+
+
+def preprocessing_options(function):
+    """``--mean/--std/--scale/--channel-order/--resize``: how images become a bare ONNX file's input, declared by
+    the user (``edgecnn export FILE.onnx`` records them; ``edgecnn quantize FILE.onnx`` calibrates with them)."""
+    function = click.option(
+        "--resize",
+        type=click.IntRange(min=1),
+        help="ONNX files: shorter side before the centre crop (default: no margin).",
+    )(function)
+    function = click.option(
+        "--channel-order", type=click.Choice(["RGB", "BGR"]), help="ONNX files: channel order of the input."
+    )(function)
+    function = click.option(
+        "--scale", type=click.Choice(["1/255", "1"]), help="ONNX files: pixel scale before mean/std."
+    )(function)
+    function = click.option(
+        "--std", help="ONNX files: per-channel std after scaling, e.g. 0.229,0.224,0.225 (default 1)."
+    )(function)
+    function = click.option(
+        "--mean", help="ONNX files: per-channel mean after scaling, e.g. 0.485,0.456,0.406 (default 0)."
+    )(function)
+    return function
+
+
+def option_given(name: str) -> bool:
+    """Whether option ``name`` of the running command was typed on the command line (not left at its default)."""
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE

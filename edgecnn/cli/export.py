@@ -17,7 +17,15 @@ from rich.progress import (
 
 from edgecnn.calibration import Fp8Step, Int8Step
 from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD
-from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import (
+    PREPROCESSING_PARAMETERS,
+    console,
+    emit,
+    err_console,
+    output_format_option,
+    parse_floats,
+    preprocessing_options,
+)
 from edgecnn.cli.quantize import (
     calibration_progress,
     collected_warnings,
@@ -55,19 +63,7 @@ def _given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-ONNX_PARAMETERS = ("input_shape", "mean", "std", "scale", "channel_order", "resize")
-
-
-def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    """``0.485,0.456,0.406`` -> a tuple of floats; a one-line error otherwise."""
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not comma-separated numbers (for example {option} 0.5,0.5,0.5)"
-        ) from None
+ONNX_PARAMETERS = ("input_shape", *PREPROCESSING_PARAMETERS)
 
 
 def _verified_text(checks: list) -> str:
@@ -171,13 +167,7 @@ def _export_rows(result) -> list[dict]:
     "--input-shape",
     help="ONNX files: fix dynamic dims, NAME=1x3x640x640[,NAME2=...] (or DIMS for a single input).",
 )
-@click.option("--mean", help="ONNX files: per-channel mean after scaling, e.g. 0.485,0.456,0.406 (default 0).")
-@click.option("--std", help="ONNX files: per-channel std after scaling, e.g. 0.229,0.224,0.225 (default 1).")
-@click.option("--scale", type=click.Choice(["1/255", "1"]), help="ONNX files: pixel scale before mean/std.")
-@click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="ONNX files: channel order of the input.")
-@click.option(
-    "--resize", type=click.IntRange(min=1), help="ONNX files: shorter side before the centre crop (default: no margin)."
-)
+@preprocessing_options
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic (verified at batch 1 and 7).")
 @click.option(
@@ -313,8 +303,8 @@ def export_command(
         name=name,
         force=force,
         input_shapes=parse_input_shape(input_shape),
-        mean=_floats(mean, "--mean"),
-        std=_floats(std, "--std"),
+        mean=parse_floats(mean, "--mean"),
+        std=parse_floats(std, "--std"),
         scale=scale,
         channel_order=channel_order,
         resize=resize,

@@ -26,6 +26,7 @@ from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
     Preprocessing,
+    feeds_images,
     load_calibration,
 )
 from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD, quantize_fp8_export
@@ -34,6 +35,7 @@ from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
     DEFAULT_MIN_SQNR_DB,
     TARGETS,
+    UNDECLARED_HINT,
     QuantizationResult,
     auto_cache_path,
     choose_target,
@@ -46,7 +48,16 @@ from edgecnn.calibration.quantize import (
 )
 from edgecnn.calibration.ranges import DEFAULT_PERCENTILE, METHODS
 from edgecnn.calibration.sensitivity import analyze, auto_fallback
-from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import (
+    PREPROCESSING_PARAMETERS,
+    console,
+    emit,
+    err_console,
+    option_given,
+    output_format_option,
+    parse_floats,
+    preprocessing_options,
+)
 from edgecnn.errors import UsageError
 from edgecnn.evaluate import top1_evaluator
 from edgecnn.onnx_facts import load_onnx
@@ -264,6 +275,7 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
     ),
 )
 @click.option("--input-size", help="H or HxW, for a bare .onnx with dynamic input dimensions.")
+@preprocessing_options
 @click.option(
     "--input-shape",
     metavar="[NAME=]DIMS[,...]",
@@ -346,6 +358,11 @@ def quantize_command(
     output,
     precision,
     input_size,
+    mean,
+    std,
+    scale,
+    channel_order,
+    resize,
     input_shape,
     opset_upgrade,
     calib_memory,
@@ -369,7 +386,7 @@ def quantize_command(
     edgecnn quantize exports/mobilenet_v2 --target tensorrt --calib ~/val --calib-samples 500
     edgecnn quantize exports/mobilenet_v2 --analyze             per-layer SQNR, worst first
     edgecnn quantize exports/resnet18 --auto-fallback --max-drop 0.5 --eval-data ~/val
-    edgecnn quantize det.onnx --input-shape 1x3x640x640 --opset-upgrade --calib ~/photos --strict
+    edgecnn quantize det.onnx --input-shape 1x3x640x640 --opset-upgrade --calib ~/photos --scale 1/255 --strict
     edgecnn quantize rgbd.onnx --calib inputs.npz          one array per input name
     edgecnn quantize exports/resnet18 --precision fp8           FP8 E4M3 for TensorRT on Thor
     """
@@ -398,7 +415,9 @@ def quantize_command(
         chosen_target, reason = "tensorrt", "FP8 runs in TensorRT on FP8 GPUs (edgecnn check --precision fp8)"
     else:
         chosen_target, reason = choose_target(target, device)
-    preprocessing = _bare_preprocessing(model, input_size)
+    declared = {"mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"), "scale": scale}
+    declared.update(channel_order=channel_order, resize_shorter_side=resize)
+    preprocessing = _bare_preprocessing(model, input_size, input_shape, calib, declared)
     options = dict(
         calibration=calib,
         method=calib_method,
@@ -481,21 +500,48 @@ def quantize_command(
     )
 
 
-def _bare_preprocessing(model: Path, input_size: str | None) -> Preprocessing | None:
-    """Preprocessing for a .onnx with dynamic spatial dimensions when --input-size gives them."""
-    if input_size is None:
+def _bare_preprocessing(
+    model: Path, input_size: str | None, input_shape: str | None, calibration: str, declared: dict
+) -> Preprocessing | None:
+    """The preprocessing a bare .onnx calibrates with: the one declared by --mean/--std/--scale/--channel-order/
+    --resize, at --input-size (else --input-shape's or the file's H and W); None when nothing was given.
+
+    With only --input-size, images (builtin, a folder) are refused: nobody said how they become the model's
+    input; model inputs (a float .npz, synthetic) need only the size.
+    """
+    given = [f"--{name.replace('_', '-')}" for name in PREPROCESSING_PARAMETERS if option_given(name)]
+    if input_size is None and not given:
         return None
     if model.is_dir():
-        raise UsageError("--input-size applies to a bare .onnx file; an export directory's manifest gives the size")
+        named = ", ".join((["--input-size"] if input_size is not None else []) + given)
+        raise UsageError(f"{named} describe a bare .onnx file's input; {model}'s manifest declares its preprocessing")
     _, dims = image_input(load_onnx(model), model)
-    return Preprocessing.default(parse_size(input_size), dims[1] or 3)
+    if input_size is not None:
+        size = parse_size(input_size)
+    else:
+        shapes = parse_input_shape(input_shape) or {}
+        fixed = next(iter(shapes.values()), None) if len(shapes) == 1 else None
+        height, width = (fixed[2] or dims[2], fixed[3] or dims[3]) if fixed and len(fixed) == 4 else dims[2:]
+        if height is None or width is None:
+            raise UsageError(
+                f"{model.name} has dynamic input dimensions {dims}: give --input-size HxW with {', '.join(given)}"
+            )
+        size = (height, width)
+    channels = dims[1] or 3
+    if not given:
+        if feeds_images(calibration):
+            raise UsageError(f"{model.name} has no export manifest, so its preprocessing is unknown: {UNDECLARED_HINT}")
+        return Preprocessing.declare(size, channels)
+    return Preprocessing.declare(size, channels, **declared)
 
 
 def _load_set(location, options: dict):
     """The calibration set for ``location``'s FP32 model (consumes the data options)."""
 
     _, dims = image_input(load_onnx(location.fp32_path), location.fp32_path)
-    preprocessing = resolve_preprocessing(location.fp32_path, dims, options.pop("preprocessing"))
+    preprocessing = resolve_preprocessing(
+        location.fp32_path, dims, options.pop("preprocessing"), options["calibration"]
+    )
     return load_calibration(
         options.pop("calibration"),
         preprocessing=preprocessing,
