@@ -218,6 +218,31 @@ def _with_references(
     return ordered, references
 
 
+def _check_evaluable(artifacts: Sequence[Artifact]) -> None:
+    """Refuse, before any image is read, what top-1 cannot measure: a model that is not a classifier (its
+    manifest says so: several outputs, or one that is not [N, classes]) and one whose preprocessing nobody
+    declared (images cannot be turned into its inputs without guessing)."""
+    for artifact in artifacts:
+        manifest = artifact.manifest
+        where = artifact.path.parent / MANIFEST_NAME
+        if manifest.get("output", {}).get("task") or (manifest.get("import") or {}).get("classifier") is False:
+            outputs = ", ".join(
+                f"{o.get('name')} {'x'.join(map(str, o.get('shape') or []))}" for o in manifest.get("outputs", [])
+            )
+            raise UsageError(
+                f"{artifact.path.name} is not a classifier (outputs: {outputs or 'not [N, classes]'}) and eval "
+                f"measures top-1 of classifiers: for other models compare outputs with FP32 instead, as the SQNR, "
+                f"cosine and max error per output that export and quantize record in {where} "
+                "(edgecnn quantize DIR --min-sqnr DB --strict gates INT8 on them)"
+            )
+        if (manifest.get("preprocessing") or {}).get("declared") is False:
+            raise UsageError(
+                f"{artifact.path.name}'s preprocessing is not declared ({where}), so eval cannot turn images into "
+                "its inputs without guessing: re-export the ONNX file with --mean R,G,B --std R,G,B (or --scale "
+                "1/255) and --channel-order RGB|BGR"
+            )
+
+
 def _check_classes(artifacts: Sequence[Artifact], data: LabelledImages) -> None:
     for artifact in artifacts:
         if artifact.num_classes is not None and artifact.num_classes != data.num_classes:
@@ -308,6 +333,7 @@ def evaluate(
     resolved, references = _with_references(
         resolve_artifacts(artifacts, reference), Path(reference) if reference else None
     )
+    _check_evaluable(resolved)
     labelled = data if isinstance(data, LabelledImages) else load_labelled(data)
     _check_classes(resolved, labelled)
     k = min(top_k, labelled.num_classes)

@@ -162,3 +162,23 @@ def test_batch_of_minus_one_is_one_line(built, tmp_path):
     result = invoke("profile", odd, "--device", DEVICE)
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "has dynamic dimensions (?x3x?x64)" in result.output
+
+
+def test_eval_refuses_what_top1_cannot_measure(built, tmp_path):
+    """A detector (not a classifier) and a classifier whose preprocessing nobody declared: one line each, why."""
+    for name, args in (
+        ("detector_two_outputs_opset11", shape_option(built["detector_two_outputs_opset11"][1])),
+        ("resnet_constants_opset13", []),
+        ("mobilenetv3_opset21", ["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--channel-order", "RGB"]),
+    ):
+        path, _ = built[name]
+        assert invoke("export", path, "-o", tmp_path, *args).exit_code == 0
+    result = invoke("eval", tmp_path / "detector_two_outputs_opset11", "--data", "digits")
+    assert result.exit_code == 2 and "is not a classifier (outputs: " in result.output
+    assert "eval measures top-1 of classifiers" in result.output and "compare outputs with FP32" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    result = invoke("eval", tmp_path / "resnet_constants_opset13", "--data", "digits")
+    assert result.exit_code == 2 and "preprocessing is not declared" in result.output and "--mean" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    declared = invoke("eval", tmp_path / "mobilenetv3_opset21", "--data", "digits")
+    assert "not declared" not in declared.output and "not a classifier" not in declared.output
