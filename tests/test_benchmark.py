@@ -319,3 +319,45 @@ def test_cli_on_an_export_directory_names_its_baseline():
     result = invoke("benchmark", EXPORT, "--formats", "onnx-fp32,onnx-int8-cpu", "--rounds", "1")
     assert result.exit_code == 0, result.output
     assert "vs fp32" in result.stdout and "ONNX FP32 p50 / format p50" in result.stdout
+
+
+def test_an_engine_in_the_export_directory_is_timed_and_scored(tmp_path, monkeypatch):
+    import edgecnn.benchmark as bench
+
+    directory = tmp_path / "lenet5"
+    shutil.copytree(EXPORT, directory)
+    (directory / "lenet5.engine").write_bytes(b"\0" * 2048)
+    (directory / "lenet5.old.engine").write_bytes(b"\0" * 1024)
+    (directory / "lenet5.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "10.3.0"}))
+    (directory / "lenet5.old.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "8.6.1"}))
+    loaded = []
+
+    class FakeEngineRunner:
+        """ONNX Runtime behind the engine runner's interface, at the engine's fixed batch of 1."""
+
+        inputs, outputs = ["input"], ["logits"]
+
+        def __init__(self, path):
+            loaded.append(Path(path).name)
+            self.session = create_session(EXPORT / "lenet5.onnx")
+
+        def input_shape(self, name):
+            return [1, 1, 32, 32]
+
+        def run(self, feeds):
+            assert feeds["input"].shape[0] == 1
+            return {"logits": self.session.run(None, feeds)[0]}
+
+    monkeypatch.setattr(bench, "installed_tensorrt", lambda: "10.3.0")
+    monkeypatch.setattr(bench, "gpu_identity", lambda: object())
+    monkeypatch.setattr(bench, "EngineRunner", FakeEngineRunner)
+    report = benchmark(directory, ["onnx-fp32", "engine"], data=DIGITS_SAMPLE, **FAST)
+    engine, fp32 = report.row("engine"), report.row("onnx-fp32")
+    assert loaded == ["lenet5.engine"], "the engine built by the installed TensorRT"
+    assert engine.status == OK and engine.file == "lenet5.engine" and engine.size_mb == 2048 / 1e6
+    assert engine.top1 == fp32.top1 and engine.top1_drop == 0.0 and engine.p50_ms > 0
+    assert report.baseline == "onnx-fp32" and engine.speedup == pytest.approx(fp32.p50_ms / engine.p50_ms)
+
+    (directory / "lenet5.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "8.6.1"}))
+    stale = benchmark(directory, ["engine"], **FAST).row("engine")
+    assert stale.status == NOT_AVAILABLE and "this is 10.3.0" in stale.reason
