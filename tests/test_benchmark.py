@@ -7,6 +7,9 @@ Small and fast: SqueezeNet 1.1 at 64x64, one timing round, INT8 calibrated on a 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
@@ -244,3 +247,117 @@ def test_onnxruntime_picks_threads_only_when_every_core_is_usable(monkeypatch):
     assert SessionSettings(intra_op_threads=3).thread_request() == 3
     monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     assert SessionSettings().thread_request() == 2
+
+
+EXPORT = Path(__file__).parent / "data" / "lenet5_digits"
+DIGITS_SAMPLE = Path(__file__).parent / "data" / "digits_sample"
+
+
+def test_an_export_directory_is_benchmarked_without_torch():
+    code = (
+        "import json, sys; sys.modules['torch'] = None\n"
+        "from edgecnn.benchmark import benchmark\n"
+        f"report = benchmark({str(EXPORT)!r}, data={str(DIGITS_SAMPLE)!r}, warmup=0, rounds=1, round_seconds=0.0)\n"
+        "rows = [[r.format, r.status, r.reason, r.top1, r.speedup] for r in report.rows]\n"
+        "torch = sorted(f'{m}={sys.modules[m]}' for m in sys.modules if m.split('.')[0] == 'torch')\n"
+        "print(json.dumps({'baseline': report.baseline, 'rows': rows, 'torch': torch}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(result.stdout)
+    rows = {row[0]: row[1:] for row in payload["rows"]}
+    assert list(rows) == ["torch", "onnx-fp32", "onnx-int8-cpu"]
+    assert rows["torch"][:2] == [NOT_AVAILABLE, "PyTorch is not installed (the export extra installs it)"]
+    assert payload["baseline"] == "onnx-fp32" and rows["onnx-fp32"][3] == 1.0
+    for key in ("onnx-fp32", "onnx-int8-cpu"):
+        status, reason, top1, speedup = rows[key]
+        assert status == OK, reason
+        assert top1 >= 90.0 and speedup > 0
+    assert payload["torch"] == ["torch=None"], "only the blocker itself: nothing imported torch"
+
+
+def test_an_export_directory_with_torch_gets_its_eager_row():
+    report = benchmark(EXPORT, data=DIGITS_SAMPLE, batches=(1,), **FAST)
+    assert report.baseline == "torch" and report.directory == str(EXPORT) and report.input_shape == [1, 32, 32]
+    eager, fp32 = report.row("torch"), report.row("onnx-fp32")
+    assert eager.status == OK, eager.reason
+    assert eager.top1 == pytest.approx(fp32.top1) and eager.speedup == 1.0
+    assert fp32.speedup == pytest.approx(eager.p50_ms / fp32.p50_ms)
+    assert any("lenet5.pt" in note for note in report.notes)
+
+
+def test_an_export_directory_says_what_it_lacks(tmp_path):
+    directory = tmp_path / "lenet5"
+    shutil.copytree(EXPORT, directory)
+    (directory / "lenet5.int8-cpu.onnx").unlink()
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["model"]["weights"]["sha256"] = "0" * 64
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    report = benchmark(directory, ["torch", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "engine"], **FAST)
+    assert report.row("onnx-fp32").status == OK and report.baseline == "onnx-fp32"
+    torch_row = report.row("torch")
+    assert torch_row.status == NOT_AVAILABLE and "weights it was exported from (lenet5.pt)" in torch_row.reason
+    assert report.row("onnx-fp16").status == NOT_AVAILABLE and "lists no onnx-fp16" in report.row("onnx-fp16").reason
+    int8 = report.row("onnx-int8-cpu")
+    assert int8.status == FAILED and "missing or changed" in int8.reason
+    engine = report.row("engine")
+    assert engine.status == NOT_AVAILABLE and "no TensorRT engine" in engine.reason
+
+
+def test_an_export_directory_refuses_model_options_and_a_bare_folder_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--weights, --num-classes does not apply"):
+        benchmark(EXPORT, weights="w.pt", num_classes=3, **FAST)
+    result = invoke("benchmark", tmp_path)
+    assert result.exit_code != 0 and "without manifest.json" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_on_an_export_directory_names_its_baseline():
+    result = invoke("benchmark", EXPORT, "--formats", "onnx-fp32,onnx-int8-cpu", "--rounds", "1", "--csv")
+    assert result.exit_code == 0, result.output
+    assert [line.split(",")[0] for line in result.stdout.splitlines()[1:]] == ["onnx-fp32", "onnx-int8-cpu"]
+    result = invoke("benchmark", EXPORT, "--formats", "onnx-fp32,onnx-int8-cpu", "--rounds", "1")
+    assert result.exit_code == 0, result.output
+    assert "vs fp32" in result.stdout and "ONNX FP32 p50 / format p50" in result.stdout
+
+
+def test_an_engine_in_the_export_directory_is_timed_and_scored(tmp_path, monkeypatch):
+    import edgecnn.benchmark as bench
+
+    directory = tmp_path / "lenet5"
+    shutil.copytree(EXPORT, directory)
+    (directory / "lenet5.engine").write_bytes(b"\0" * 2048)
+    (directory / "lenet5.old.engine").write_bytes(b"\0" * 1024)
+    (directory / "lenet5.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "10.3.0"}))
+    (directory / "lenet5.old.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "8.6.1"}))
+    loaded = []
+
+    class FakeEngineRunner:
+        """ONNX Runtime behind the engine runner's interface, at the engine's fixed batch of 1."""
+
+        inputs, outputs = ["input"], ["logits"]
+
+        def __init__(self, path):
+            loaded.append(Path(path).name)
+            self.session = create_session(EXPORT / "lenet5.onnx")
+
+        def input_shape(self, name):
+            return [1, 1, 32, 32]
+
+        def run(self, feeds):
+            assert feeds["input"].shape[0] == 1
+            return {"logits": self.session.run(None, feeds)[0]}
+
+    monkeypatch.setattr(bench, "installed_tensorrt", lambda: "10.3.0")
+    monkeypatch.setattr(bench, "gpu_identity", lambda: object())
+    monkeypatch.setattr(bench, "EngineRunner", FakeEngineRunner)
+    report = benchmark(directory, ["onnx-fp32", "engine"], data=DIGITS_SAMPLE, **FAST)
+    engine, fp32 = report.row("engine"), report.row("onnx-fp32")
+    assert loaded == ["lenet5.engine"], "the engine built by the installed TensorRT"
+    assert engine.status == OK and engine.file == "lenet5.engine" and engine.size_mb == 2048 / 1e6
+    assert engine.top1 == fp32.top1 and engine.top1_drop == 0.0 and engine.p50_ms > 0
+    assert report.baseline == "onnx-fp32" and engine.speedup == pytest.approx(fp32.p50_ms / engine.p50_ms)
+
+    (directory / "lenet5.engine.json").write_text(json.dumps({"edgecnn_engine": 1, "tensorrt": "8.6.1"}))
+    stale = benchmark(directory, ["engine"], **FAST).row("engine")
+    assert stale.status == NOT_AVAILABLE and "this is 10.3.0" in stale.reason

@@ -1,6 +1,6 @@
 """The torch-free core install: a fresh venv with the locally built wheel and its core dependencies only
-(from the package index, no torch, scikit-learn or matplotlib) runs the device-side commands on the committed
-LeNet-5 digits export. Building the venv takes about 1.5 minutes here."""
+(from the package index, no torch, scikit-learn or matplotlib) runs the device-side commands, benchmark
+included, on the committed LeNet-5 digits export. Building the venv takes about 1.5 minutes here."""
 
 from __future__ import annotations
 
@@ -96,6 +96,27 @@ def test_core_install_has_no_torch_and_runs_the_device_side(core_venv, tmp_path)
     predicted = _edgecnn(core_venv, "predict", ARTIFACT, DIGITS / "4", "--json", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert [p["top"][0]["label"] for p in json.loads(predicted.stdout)["predictions"]] == ["4"] * 3
+
+    benchmarked = _edgecnn(core_venv, "benchmark", ARTIFACT, "--data", DIGITS, "--rounds", "1", "--json", cwd=tmp_path)
+    assert benchmarked.returncode == 0, benchmarked.stderr
+    report = json.loads(benchmarked.stdout)
+    rows = {row["format"]: row for row in report["rows"]}
+    assert list(rows) == ["torch", "onnx-fp32", "onnx-int8-cpu"] and report["baseline"] == "onnx-fp32"
+    assert (rows["torch"]["status"], rows["torch"]["reason"]) == (
+        "not available",
+        "PyTorch is not installed (the export extra installs it)",
+    )
+    for key in ("onnx-fp32", "onnx-int8-cpu"):
+        assert rows[key]["status"] == "ok", rows[key]["reason"]
+        assert rows[key]["top1"] >= 90 and rows[key]["p50_ms"] > 0 and rows[key]["speedup"] > 0
+    assert rows["onnx-fp32"]["speedup"] == 1.0
+    table = _edgecnn(core_venv, "benchmark", ARTIFACT, "--data", DIGITS, "--rounds", "1", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    print(table.stdout)
+    assert "vs fp32" in table.stdout
+    refused = _edgecnn(core_venv, "benchmark", "lenet5", cwd=tmp_path)
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == "Error: edgecnn benchmark lenet5 needs torch: pip install 'edgecnn[export]'"
 
     exported = _edgecnn(core_venv, "export", "lenet5", cwd=tmp_path)
     assert exported.returncode != 0

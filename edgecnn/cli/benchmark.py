@@ -1,4 +1,5 @@
-"""``edgecnn benchmark``: every format of a model side by side (size, top-1, latency, speed-up)."""
+"""``edgecnn benchmark``: every format of a model, or of an export directory, side by side (size, top-1, latency,
+speed-up)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from edgecnn.benchmark import DEFAULT_FORMATS, BenchmarkReport, benchmark, parse_formats
+from edgecnn.benchmark import BenchmarkReport, benchmark, parse_formats
 from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
 from edgecnn.options import parse_batches
@@ -42,14 +43,25 @@ HEADERS = {
     "throughput": "img/s",
     "speedup": "vs eager",
 }
+BASELINES = {
+    "torch": ("vs eager", "PyTorch eager p50 / format p50 at the same batch"),
+    "onnx-fp32": ("vs fp32", "ONNX FP32 p50 / format p50 at the same batch (no PyTorch eager row ran)"),
+}
+
+
+def _headers(report: BenchmarkReport) -> dict[str, str]:
+    label = BASELINES.get(report.baseline or "torch", (f"vs {report.baseline}", ""))[0]
+    return {**HEADERS, "speedup": label}
 
 
 def _footer(report: BenchmarkReport) -> list[str]:
     settings = report.session_settings
+    label, meaning = BASELINES.get(report.baseline, ("", ""))
     lines = [
         f"input {'x'.join(map(str, report.input_shape))}, {report.threads} threads; "
         + (f"top-1 on {report.data} ({report.data_images} images), drop in points vs FP32; " if report.data else "")
-        + "vs eager = PyTorch eager p50 / format p50 at the same batch; formats timed in alternating rounds",
+        + (f"{label} = {meaning}; " if meaning else "")
+        + "formats timed in alternating rounds",
         f"ONNX Runtime {settings['onnxruntime']}: optimization {settings['optimization']}, "
         f"{settings['execution_mode']}, spinning {'on' if settings['allow_spinning'] else 'off'}; "
         f"artifacts in {report.directory or '-'}",
@@ -60,7 +72,9 @@ def _footer(report: BenchmarkReport) -> list[str]:
 @click.command("benchmark")
 @click.argument("models", nargs=-1, required=True)
 @click.option(
-    "--formats", "formats", default=",".join(DEFAULT_FORMATS), show_default=True, help="Comma-separated format keys."
+    "--formats",
+    "formats",
+    help="Comma-separated format keys (default: all; for an export directory, torch and the formats it holds).",
 )
 @click.option("--data", help="Labelled images for top-1: an ImageFolder tree (ROOT/<class>/<image>) or 'digits'.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,8).")
@@ -97,14 +111,18 @@ def benchmark_command(
 ):
     """Benchmark MODELS in every format: status, size, top-1 (with --data), p50/p90 latency, throughput, speed-up.
 
-    Missing artifacts are exported first. A format that cannot run here (TensorRT without an NVIDIA GPU)
-    is listed as not available with the reason; one that fails says why.
+    MODELS are zoo names (missing artifacts are exported first) or edgecnn export directories, benchmarked
+    as they are without PyTorch: their ONNX artifacts, their TensorRT engines where TensorRT runs, and eager
+    PyTorch when it is installed. A format that cannot run here (TensorRT without an NVIDIA GPU) is listed
+    as not available with the reason; one that fails says why. Speed-ups are against PyTorch eager, or
+    against ONNX FP32 when eager did not run (the column says which).
 
     \b
     edgecnn benchmark mobilenet_v2 --data digits --batch 1,8
     edgecnn benchmark resnet18 --formats torch,onnx-fp32,onnx-int8-cpu --json
+    edgecnn benchmark exports/mobilenet_v2 --data digits
     """
-    keys = parse_formats(formats)
+    keys = parse_formats(formats) if formats is not None else None
     batch_sizes = parse_batches(batches)
     if weights is not None and len(models) > 1:
         raise UsageError("--weights applies to one model: benchmark several models without it, or one model with it")
@@ -146,7 +164,7 @@ def benchmark_command(
                     report.rows,
                     fmt,
                     columns=COLUMNS,
-                    headers=HEADERS,
+                    headers=_headers(report),
                     title=f"benchmark {report.model}",
                     footer=_footer(report),
                     console=console,

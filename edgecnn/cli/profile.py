@@ -17,12 +17,12 @@ from rich.progress import (
 
 from edgecnn.cli.common import console, emit, err_console, output_format_option
 from edgecnn.errors import UsageError
+from edgecnn.extras import available
 from edgecnn.options import MB, parse_batches, parse_input_shape, parse_memory_size
 from edgecnn.precisions import parse_precisions
 from edgecnn.profile import ProfileOptions, ProfileReport, check_targets
 from edgecnn.profiling import profile_targets, resolve_targets
 from edgecnn.render import render_rows, to_json
-from edgecnn.summary import training_heads_note
 
 __all__ = ["profile_command", "report_rows", "long_rows"]
 
@@ -126,14 +126,21 @@ def long_rows(report: ProfileReport) -> list[dict[str, Any]]:
     return rows
 
 
+def _training_heads_notes(report: ProfileReport) -> list[str]:
+    """Which parameter count is which, for zoo models with training-only heads: it counts the PyTorch
+    module, so it is left out where PyTorch is not installed (the core install profiling export directories)."""
+    models = [row.model for row in report.rows if row.origin == "zoo"]
+    if not models or not available("torch"):
+        return []
+    from edgecnn.summary import training_heads_note
+
+    return list(dict.fromkeys(note for note in (training_heads_note(m, "profile") for m in models) if note))
+
+
 def _footer(report: ProfileReport, measured: bool) -> list[str]:
     lines = [
         f"MACs: {report.convention}. MB = 2^20 bytes. params and weights are the ONNX graph's (BatchNorm folded).",
-        *dict.fromkeys(
-            note
-            for note in (training_heads_note(row.model, "profile") for row in report.rows if row.origin == "zoo")
-            if note
-        ),
+        *_training_heads_notes(report),
         f"est. ms = {report.estimated_label}, per batch; assumptions in --json.",
         f"Memory budget: {report.budget}; a model fits when model MB = weights + peak activations (liveness plan) "
         "is within it. total MB adds the device's runtime overhead.",
