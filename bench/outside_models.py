@@ -75,7 +75,7 @@ def child(name: str, target: str, samples: int, result: str) -> None:
         "float_weights": done.graph["float_weights"],
         "calibration_s": round(done.calibration_seconds, 2),
         "quantize_s": round(done.quantize_seconds, 2),
-        "estimated_peak_mb": done.calibration["memory"]["estimated_peak_mb"],
+        "estimated_peak_mb": done.plan.summary()["estimated_peak_mb"] if done.plan is not None else None,
         "calibration_samples": done.calibration["samples"],
         "held_out": done.calibration["held_out_for_check"],
     }

@@ -852,8 +852,6 @@ def quantize_onnx(
         "opset": model_opset(model),
         "notes": imported.notes,
     }
-    if plan is not None:
-        summary["memory"] = plan.summary()
     summary["fallbacks"] = notes
     return QuantizationResult(
         path=output_path,

@@ -265,7 +265,8 @@ def test_assert_accuracy_drop(reference_exports):
     report = assert_accuracy_drop(directory / "lenet5.int8-tensorrt.onnx", data="digits", max_drop=INT8_BUDGET)
     assert report.passed and len(report.results) == 2
     with pytest.raises(
-        AssertionError, match=r"lenet5.int8-tensorrt.onnx: top-1 .* below FP32 .* over the -100.0-point budget"
+        AssertionError,
+        match=r"lenet5.int8-tensorrt.onnx: top-1 .* below FP32 .* short of the required gain of 100 points",
     ):
         assert_accuracy_drop(directory / "lenet5.int8-tensorrt.onnx", data="digits", max_drop=-100.0)
 
@@ -283,11 +284,12 @@ def test_an_image_folder_tree_gives_the_digits_numbers(reference_exports, tmp_pa
 
 
 def test_auto_fallback_meets_the_budget_that_eval_then_confirms(reference_exports, calibration_tree, tmp_path):
-    """Clipping ranges at the 99th percentile costs ShuffleNet v2 accuracy; fallback keeps layers in float until
+    """Clipping ranges at the 98th percentile costs ShuffleNet v2 accuracy (1.1 points; 0.3 at the 99th, whose
+    calibration now holds samples out for the check); fallback keeps layers in float until
     half that cost fits."""
     directory, _ = reference_exports("shufflenet_v2_x0_5")
     fp32 = directory / "shufflenet_v2_x0_5.onnx"
-    options = ["--calib", calibration_tree, "--calib-samples", CALIBRATION_SAMPLES, "--percentile", "99", "--no-cache"]
+    options = ["--calib", calibration_tree, "--calib-samples", CALIBRATION_SAMPLES, "--percentile", "98", "--no-cache"]
     clipped = tmp_path / "clipped" / "shufflenet_v2_x0_5.int8-cpu.onnx"
     assert invoke("quantize", fp32, *options, "--output", clipped).exit_code == 0
     plain_drop = next(
@@ -296,7 +298,7 @@ def test_auto_fallback_meets_the_budget_that_eval_then_confirms(reference_export
         if r.precision == "int8"
     )
     assert plain_drop > 0.5, (
-        f"the 99th-percentile INT8 model was expected to lose accuracy, lost {plain_drop:.2f} points"
+        f"the 98th-percentile INT8 model was expected to lose accuracy, lost {plain_drop:.2f} points"
     )
     budget = round(plain_drop / 2, 2)
     output = tmp_path / "fallback" / "shufflenet_v2_x0_5.int8-cpu.onnx"

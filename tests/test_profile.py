@@ -77,8 +77,10 @@ def test_batch_zero_is_a_one_line_error():
 
 
 def test_unknown_precision_is_a_one_line_error():
-    line = one_line_error(invoke("profile", "squeezenet1_1", "--precision", "fp8"))
-    assert "fp8" in line and "fp16" in line
+    close = one_line_error(invoke("profile", "squeezenet1_1", "--precision", "fp4"))
+    assert "unknown precision 'fp4'" in close and "did you mean fp8" in close
+    far = one_line_error(invoke("profile", "squeezenet1_1", "--precision", "bf19"))
+    assert "fp8" in far and "fp16" in far
 
 
 def test_unknown_device_lists_close_matches():

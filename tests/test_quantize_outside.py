@@ -118,9 +118,9 @@ def test_two_inputs_from_npz_and_synthetic(target, corpus_dir, tmp_path):
     rng = np.random.default_rng(0)
     arrays = {name: rng.standard_normal((20, *shape[1:])).astype(np.float32) for name, shape in info.inputs.items()}
     np.savez(tmp_path / "inputs.npz", **arrays)
-    for source in (tmp_path / "inputs.npz", "synthetic"):
+    for index, source in enumerate((tmp_path / "inputs.npz", "synthetic")):
         result = quantize_onnx(
-            path, tmp_path / "int8.onnx", calibration=source, target=target, input_shapes=info.input_shapes
+            path, tmp_path / f"int8-{index}.onnx", calibration=source, target=target, input_shapes=info.input_shapes
         )
         assert result.check["output_sqnr_db"] > 15 and result.graph["quantized_weights"] > 0
         total = 20 if source != "synthetic" else 216
