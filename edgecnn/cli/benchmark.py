@@ -6,17 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from edgecnn.benchmark import BenchmarkReport, benchmark, parse_formats
-from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import console, emit, output_format_option, progress_bar
 from edgecnn.errors import UsageError
 from edgecnn.options import parse_batches
 from edgecnn.render import render_rows, to_json
@@ -128,16 +120,7 @@ def benchmark_command(
         raise UsageError("--weights applies to one model: benchmark several models without it, or one model with it")
     reports = []
     for model in models:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        ) as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"{model}: starting", total=None)
 
             def update(description: str, done: int, total: int, task=task, model=model) -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.check import ShapeProfile
@@ -135,3 +136,18 @@ def preprocessing_options(function):
 def option_given(name: str) -> bool:
     """Whether option ``name`` of the running command was typed on the command line (not left at its default)."""
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def progress_bar() -> Progress:
+    """The progress bar of commands that work through many items: on stderr, gone when done, and off when stderr
+    is not a terminal (a pipe or a CI log gets no control characters)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )

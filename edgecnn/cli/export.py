@@ -6,14 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from edgecnn.calibration import Fp8Step, Int8Step
 from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD
@@ -25,6 +17,7 @@ from edgecnn.cli.common import (
     output_format_option,
     parse_floats,
     preprocessing_options,
+    progress_bar,
 )
 from edgecnn.cli.quantize import (
     calibration_progress,
@@ -388,16 +381,7 @@ def export_command(
             )
         )
         return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("exporting", total=len(names))
         outcomes = export_many(
             names,

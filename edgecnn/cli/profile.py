@@ -6,16 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import console, emit, err_console, output_format_option, progress_bar
 from edgecnn.errors import UsageError
 from edgecnn.extras import available
 from edgecnn.options import MB, parse_batches, parse_input_shape, parse_memory_size
@@ -368,16 +360,7 @@ def profile_command(
     targets = resolve_targets(models, all_models, tags, input_size)
     check_targets(targets, options)
     if len(targets) > 1:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        ) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("profiling", total=len(targets))
             report = profile_targets(
                 targets,
