@@ -220,7 +220,8 @@ def weight_range_note(result: QuantizationResult) -> str:
     """Which weight range the cpu form kept, and why that needs nothing from the user."""
     measured = ", ".join(f"{bits} {sqnr:.1f} dB" for bits, sqnr in result.weight_range_sqnr_db.items())
     note = (
-        f"weights in a {result.weight_bits}-bit range: both ranges were tried and the one closest to FP32 kept "
+        f"weights in {'an' if result.weight_bits == 8 else 'a'} {result.weight_bits}-bit range: "
+        "both ranges were tried and the one closest to FP32 kept "
         f"(output SQNR in ONNX Runtime's CPU kernels here, higher is closer: {measured}). "
     )
     if result.weight_bits == 7:
