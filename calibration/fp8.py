@@ -61,6 +61,7 @@ from edgecnn.calibration.quantize import (
     image_input,
     locate,
     record_in_manifest,
+    refuse_replacing,
     resolve_excluded,
     resolve_preprocessing,
 )
@@ -199,11 +200,13 @@ def quantize_fp8(
     preprocessing: Preprocessing | Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     check_samples: int = CHECK_SAMPLES,
+    force: bool = False,
 ) -> Fp8Result:
     """Quantize the FP32 ONNX model at ``fp32_path`` to FP8 E4M3 Q/DQ ONNX at ``output_path`` (written atomically).
 
     The options are those of :func:`edgecnn.calibration.quantize_onnx`; the method defaults to ``minmax``
     (amax, TensorRT's FP8 recipe). The check against FP32 runs the FP8 graph in ONNX Runtime's CPU kernels.
+    An existing ``output_path`` made from other inputs is replaced only with ``force`` (as for INT8).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
@@ -222,6 +225,19 @@ def quantize_fp8(
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
     excluded = resolve_excluded(model, list(exclude))
     fp32_sha256 = _sha256(fp32_path)
+    if output_path.exists() and not force:
+        refuse_replacing(
+            output_path,
+            {
+                "fp32_sha256": fp32_sha256,
+                "target": "tensorrt",
+                "method": method,
+                "percentile": percentile if method == "percentile" else None,
+                "per_channel": per_channel,
+                "excluded_nodes": excluded,
+                "calibration": calibration.sha256,
+            },
+        )
     key = CacheKey(fp32_sha256, calibration.sha256, method_key(method, percentile))
     cache_path = _cache_path(cache, output_path, calibration, method, percentile)
     try:

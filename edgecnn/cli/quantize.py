@@ -449,7 +449,9 @@ def quantize_command(
             return
         with calibration_progress(fmt == "table") as progress:
             if precision == "fp8":
-                result = quantize_fp8_export(model, output=output, cache=cache_option, progress=progress, **options)
+                result = quantize_fp8_export(
+                    model, output=output, cache=cache_option, progress=progress, force=force, **options
+                )
             else:
                 result = quantize_export(
                     model,
