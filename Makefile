@@ -30,7 +30,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/ruff check --quiet .
-	$(BIN)/python scripts/lint_layers.py
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Rebuild the zoo graphs shipped with the package after editing a model or the exporter (tests fail while stale).
