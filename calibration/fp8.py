@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgecnn.artifact import AddedArtifact, get_format
+from edgecnn.artifact import AddedArtifact, get_format, sha256_file
 from edgecnn.artifact.formats import artifact_name
 from edgecnn.artifact.staging import publish
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache
@@ -57,7 +57,6 @@ from edgecnn.calibration.quantize import (
     TargetPreset,
     _cache_path,
     _check,
-    _sha256,
     image_input,
     locate,
     record_in_manifest,
@@ -224,7 +223,7 @@ def quantize_fp8(
         prep = resolve_preprocessing(fp32_path, dims, preprocessing, calibration)
         calibration = load_calibration(calibration, preprocessing=prep, samples=samples, seed=seed)
     excluded = resolve_excluded(model, list(exclude))
-    fp32_sha256 = _sha256(fp32_path)
+    fp32_sha256 = sha256_file(fp32_path)
     if output_path.exists() and not force:
         refuse_replacing(
             output_path,
@@ -324,7 +323,7 @@ def quantize_fp8(
         quantize_seconds=time.perf_counter() - started,
         fp32_bytes=fp32_path.stat().st_size,
         int8_bytes=output_path.stat().st_size,
-        sha256=_sha256(output_path),
+        sha256=sha256_file(output_path),
         fp32_sha256=fp32_sha256,
         check=check,
         warnings=list(calibration.warnings),

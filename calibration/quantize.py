@@ -746,7 +746,7 @@ def quantize_onnx(
         collected += list(calibration.warnings)
         calibrate_on, check_on = calibration, calibration.head(check_samples)
     excluded = resolve_excluded(model, list(exclude))
-    fp32_sha256 = _sha256(fp32_path)
+    fp32_sha256 = sha256_file(fp32_path)
     if output_path.exists() and not force:
         refuse_replacing(
             output_path,
@@ -768,7 +768,6 @@ def quantize_onnx(
         )
         warnings.warn(collected[-1], QuantizationWarning, stacklevel=2)
 
-    fp32_sha256 = _sha256(fp32_path)
     serialized = model.SerializeToString()
     key = CacheKey(hashlib.sha256(serialized).hexdigest(), calibrate_on.sha256, method_key(method, percentile))
     cache_path = _cache_path(cache, output_path, calibrate_on, method, percentile)
@@ -869,7 +868,7 @@ def quantize_onnx(
         quantize_seconds=quantize_seconds,
         fp32_bytes=fp32_bytes,
         int8_bytes=output_path.stat().st_size,
-        sha256=_sha256(output_path),
+        sha256=sha256_file(output_path),
         fp32_sha256=fp32_sha256,
         check=check,
         weight_bits=7 if reduce_range else 8,
@@ -969,10 +968,6 @@ def _sqnr_verdict(name: str, check: dict[str, Any], min_sqnr: float, strict: boo
         raise EdgecnnError(f"{name}: {message}; nothing was written (--strict)")
     warnings.warn(message, QuantizationWarning, stacklevel=3)
     return [message]
-
-
-def _sha256(path: Path) -> str:
-    return sha256_file(path)
 
 
 def _quantize_to_temporary(

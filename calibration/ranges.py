@@ -30,7 +30,7 @@ import onnx
 from edgecnn.calibration.memory import CalibrationPlan
 from edgecnn.calibration.reader import CalibrationReader
 from edgecnn.calibration.sets import CalibrationSet, InputsSet
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 
 __all__ = ["METHODS", "DEFAULT_PERCENTILE", "compute_ranges", "method_key", "quantizable_op_types", "quiet_ort"]
 
@@ -89,9 +89,7 @@ def _as_edgecnn_error(model_path):
     except EdgecnnError:
         raise
     except Exception as error:
-        text = str(error).strip()
-        first = (text.splitlines()[0] if text else type(error).__name__)[:300]
-        raise EdgecnnError(f"calibrating {Path(model_path).name} failed: {first}") from error
+        raise EdgecnnError(f"calibrating {Path(model_path).name} failed: {first_line(error, 300)}") from error
 
 
 def _bytes_per_batch(model: onnx.ModelProto, names: set[str], batch: int = 1) -> int:

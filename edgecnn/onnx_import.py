@@ -60,7 +60,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecnn.errors import UsageError
+from edgecnn.errors import UsageError, first_line
 from edgecnn.onnx_facts import load_onnx
 
 __all__ = [
@@ -176,7 +176,7 @@ def import_onnx(
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
-        raise UsageError(f"the imported graph fails onnx's checker: {_first_line(error)}") from None
+        raise UsageError(f"the imported graph fails onnx's checker: {first_line(error)}") from None
     return ImportResult(model, fixed, notes, opset, optimizer)
 
 
@@ -189,11 +189,6 @@ def inference_form(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelPro
     _initializers_out_of_inputs(model, notes)
     _drop_training_outputs(model, notes)
     return model
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]
 
 
 def _load(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
@@ -373,7 +368,7 @@ def _upgrade(model: onnx.ModelProto, opset: int, target: int, notes: list[str]) 
         upgraded = version_converter.convert_version(model, target)
     except Exception as error:
         raise UsageError(
-            f"onnx's version converter cannot upgrade opset {opset} -> {target}: {_first_line(error)}"
+            f"onnx's version converter cannot upgrade opset {opset} -> {target}: {first_line(error)}"
         ) from None
     notes.append(f"upgraded opset {opset} -> {target}")
     return upgraded
@@ -483,7 +478,7 @@ def _fold_ort(model: onnx.ModelProto) -> onnx.ModelProto:
         try:
             ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as error:
-            raise UsageError(f"ONNX Runtime cannot load the model: {_first_line(error)}") from None
+            raise UsageError(f"ONNX Runtime cannot load the model: {first_line(error)}") from None
         return onnx.load(target)
 
 
@@ -493,7 +488,7 @@ def _fold_onnxslim(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnxslim.slim(model)
     except Exception as error:
-        raise UsageError(f"onnxslim cannot simplify the model: {_first_line(error)}") from None
+        raise UsageError(f"onnxslim cannot simplify the model: {first_line(error)}") from None
 
 
 def _fold(model: onnx.ModelProto, optimizer: str, notes: list[str]) -> onnx.ModelProto:

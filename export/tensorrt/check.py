@@ -44,7 +44,6 @@ __all__ = [
     "ReadinessReport",
     "ShapeProfile",
     "check_model",
-    "model_precision",
     "dla_supported",
 ]
 
@@ -444,10 +443,6 @@ def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
 
 def _node_name(node: onnx.NodeProto, index: int) -> str:
     return node.name or f"{node.op_type}_{index}"
-
-
-model_precision = graph_precision
-"""What a strongly typed build runs: :func:`edgecnn.onnx_facts.graph_precision`."""
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -989,7 +984,7 @@ def check_model(
     graph = _Graph(model, batch)
     table = operator_support("Conv", version).table
     opset = opset_version(model)
-    precision = model_precision(model)
+    precision = graph_precision(model)
     if release is not None and tensorrt is None:
         dla_evaluated = device.dla_cores > 0 and release.dla
     else:

@@ -38,17 +38,16 @@ from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.calibration import load_calibration
 from edgecnn.calibration.quantize import resolve_preprocessing
 from edgecnn.devices import Device, get_device, resolve_jetpack
-from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.export.tensorrt.check import (
     DLA_VERSIONS,
     ReadinessReport,
     ShapeProfile,
     check_model,
     dla_supported,
-    model_precision,
 )
 from edgecnn.export.tensorrt.support import parse_version
-from edgecnn.onnx_facts import load_onnx
+from edgecnn.onnx_facts import graph_precision, load_onnx
 from edgecnn.runtime import time_runs
 
 __all__ = [
@@ -163,12 +162,12 @@ def resolve_artifact(artifact: str | Path, precision: str | None = None) -> tupl
                 )
         model = load_onnx(files[key])
         return Artifact(
-            files[key], model_name, model_precision(model), key, path, manifest, files.get("onnx-fp32")
+            files[key], model_name, graph_precision(model), key, path, manifest, files.get("onnx-fp32")
         ), model
     if path.suffix.lower() != ".onnx":
         raise UsageError(f"{path} is neither an .onnx file nor an edgecnn export directory")
     model = load_onnx(path)
-    found = model_precision(model)
+    found = graph_precision(model)
     if precision is not None and precision != found:
         raise UsageError(
             f"{path.name} is a {found} model, not {precision}: drop --precision, or give the {precision} file"
@@ -979,7 +978,7 @@ def load_engine(path: str | Path, dla_core: int | None = None):
         logger.messages.append(
             (
                 trt.ILogger.Severity.ERROR,
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+                first_line(error, 10_000),
             )
         )
         engine = None
@@ -1139,5 +1138,6 @@ def create_tensorrt_ep_session(plan: BuildPlan, cache_dir: str | Path | None = N
     try:
         return ort.InferenceSession(str(plan.onnx), options, providers=providers)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise EdgecnnError(f"ONNX Runtime's TensorRT EP cannot load {plan.onnx.name}: {first[:300]}") from None
+        raise EdgecnnError(
+            f"ONNX Runtime's TensorRT EP cannot load {plan.onnx.name}: {first_line(error, 300)}"
+        ) from None
