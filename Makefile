@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/ruff check --quiet .
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -p randomly -n $(TEST_WORKERS) --dist worksteal
 
 # Rebuild the zoo graphs shipped with the package after editing a model or the exporter (tests fail while stale).
 zoo-graphs: $(STAMP)

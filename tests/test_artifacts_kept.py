@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from edgecnn.artifact import model_name_of, write_bytes_atomic
 from edgecnn.benchmark import benchmark
-from edgecnn.cache import cache_dir
+from edgecnn.cache import CACHE_ENV, cache_dir
 from edgecnn.cli import main
 
 MODEL = "lenet5"
@@ -187,15 +187,19 @@ def test_benchmark_never_touches_the_users_export(exports):
     assert hashes(directory) == before
 
 
-def test_ctrl_c_keeps_the_previous_export_and_exits_130(exports):
+def test_ctrl_c_keeps_the_previous_export_and_exits_130(exports, tmp_path):
+    """``--force`` with other calibration settings is a valid export that replaces the directory only when it
+    completes, so the interrupt always lands in the work (never after a refusal), and a cache of its own keeps
+    earlier tests' graphs and ranges from shortening it."""
     directory = exports / MODEL
     before = hashes(directory)
     command = [sys.executable, "-m", "edgecnn.cli.main", "export", MODEL, "--fp16", "--int8", "--calib", "synthetic"]
     process = subprocess.Popen(
-        [*command, "--calib-samples", "200", "-o", str(exports)],
+        [*command, "--calib-samples", "200", "--force", "-o", str(exports)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, CACHE_ENV: str(tmp_path / "own-cache")},
     )
     deadline = time.monotonic() + 120
     while not list(exports.glob(f".{MODEL}.tmp-*")) and time.monotonic() < deadline and process.poll() is None:
