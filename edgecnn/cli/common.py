@@ -138,9 +138,13 @@ def option_given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-def progress_bar() -> Progress:
+def progress_bar(enabled: bool = True) -> Progress:
     """The progress bar of commands that work through many items: on stderr, gone when done, and off when stderr
-    is not a terminal (a pipe or a CI log gets no control characters)."""
+    is not a terminal (a pipe or a CI log gets no control characters).
+
+    It never swaps ``sys.stdout``/``sys.stderr`` (rich's default): a bar started inside a block that silences
+    ONNX Runtime's prints and stopped after it would put the silenced stream back as stdout, and every table
+    printed afterwards vanished (issue 22)."""
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -149,5 +153,7 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=not err_console.is_terminal,
+        disable=not enabled or not err_console.is_terminal,
+        redirect_stdout=False,
+        redirect_stderr=False,
     )

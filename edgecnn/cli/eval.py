@@ -6,15 +6,8 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from edgecnn.cli.common import console, emit, err_console, output_format_option
+from edgecnn.cli.common import console, emit, err_console, output_format_option, progress_bar
 from edgecnn.datasets import load_labelled
 from edgecnn.evaluate import DEFAULT_MAX_DROP, evaluate
 from edgecnn.render import render_rows, to_json
@@ -67,15 +60,7 @@ def eval_command(artifacts, data, top_k, max_drop, reference, threads, fmt):
     edgecnn eval exports/mobilenet_v2 --data data/val --max-drop 1.0
     """
     labelled = load_labelled(data)
-    progress = Progress(
-        TextColumn("evaluating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=fmt == "json" or not err_console.is_terminal,
-    )
+    progress = progress_bar(enabled=fmt != "json")
     tasks = []
 
     def advance(count: int) -> None:

@@ -13,13 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from edgecnn.calibration import CalibrationWarning, QuantizationWarning
 from edgecnn.calibration.data import (
@@ -57,6 +50,7 @@ from edgecnn.cli.common import (
     output_format_option,
     parse_floats,
     preprocessing_options,
+    progress_bar,
 )
 from edgecnn.errors import UsageError
 from edgecnn.evaluate import top1_evaluator
@@ -156,15 +150,7 @@ def calibration_progress(enabled: bool = True) -> Iterator:
     if not enabled:
         yield None
         return
-    bar = Progress(
-        TextColumn("calibrating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
+    bar = progress_bar()
     task = None
 
     def progress(done: int, total: int) -> None:
