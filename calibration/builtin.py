@@ -19,10 +19,13 @@ import numpy as np
 from edgecnn.artifact import Preprocessing
 from edgecnn.calibration.sets import CalibrationSet
 from edgecnn.errors import EdgecnnError
+from edgecnn.onnx_import import graph_outputs_info
 
-__all__ = ["BUILTIN_FILE", "builtin_attribution", "builtin_size", "load_builtin"]
+__all__ = ["BUILTIN_FILE", "builtin_attribution", "builtin_size", "domain_note", "load_builtin"]
 
 BUILTIN_FILE = "calibration_builtin.npz"
+IMAGENET_CLASSES = (1000, 1001)
+"""Class counts of ImageNet-1k classifiers (1001: TensorFlow's background class first)."""
 
 
 @functools.cache
@@ -71,4 +74,20 @@ def load_builtin(preprocessing: Preprocessing, samples: int, seed: int) -> Calib
         seed=seed,
         available=count,
         images=np.stack(crops),
+    )
+
+
+def domain_note(name: str, model) -> str | None:
+    """A plain warning when the built-in photos calibrate a model they may not suit: anything but an
+    ImageNet-style classifier (one [N, 1000] or [N, 1001] output). Two photographs of a temple and a flower
+    give ranges for natural-image features; a detector's boxes, a text line or a medical scan see other
+    statistics, so the user is told how to give the model's own data. It never refuses."""
+    outputs = graph_outputs_info(model)
+    if len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[1] in IMAGENET_CLASSES:
+        return None
+    shapes = ", ".join(f"{o.name} {list(o.shape)}" for o in outputs)
+    return (
+        f"{name} is not an ImageNet-style classifier (outputs {shapes}), but it is calibrated on the built-in "
+        "photos (two natural photographs): its ranges may not suit its domain; give a sample of its own inputs "
+        "with --calib DIR (images, preprocessed as declared) or --calib FILE.npz (model inputs)"
     )

@@ -51,6 +51,7 @@ from edgecnn.artifact.manifest import (
     sha256_file,
 )
 from edgecnn.artifact.staging import cannot_write, publish, write_bytes_atomic
+from edgecnn.calibration.builtin import domain_note
 from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
@@ -745,6 +746,10 @@ def quantize_onnx(
     else:
         collected += list(calibration.warnings)
         calibrate_on, check_on = calibration, calibration.head(check_samples)
+    domain = domain_note(fp32_path.name, model) if getattr(calibration, "source", None) == "builtin" else None
+    if domain:
+        collected.append(domain)
+        warnings.warn(domain, QuantizationWarning, stacklevel=2)
     excluded = resolve_excluded(model, list(exclude))
     fp32_sha256 = sha256_file(fp32_path)
     if output_path.exists() and not force:
