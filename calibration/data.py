@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgecnn.artifact.preprocessing import (
     IMAGE_EXTENSIONS,
@@ -39,6 +40,7 @@ __all__ = [
     "load_calibration",
     "load_inputs",
     "feeds_images",
+    "image_input",
     "find_images",
     "IMAGE_EXTENSIONS",
     "DEFAULT_SAMPLES",
@@ -322,3 +324,23 @@ def load_inputs(
         arrays=chosen_arrays,
     )  # fmt: skip
     return check_counts(calibration)
+
+
+def image_input(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | None]]:
+    """The name and NCHW dims (None where dynamic) of the model's one float32 image input; else a usage error."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UsageError(f"{path}: expected one image input, found {len(inputs)}")
+    dims = [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in inputs[0].type.tensor_type.shape.dim
+    ]
+    if len(dims) != 4:
+        raise UsageError(f"{path}: expected an NCHW image input, found {inputs[0].name} with {len(dims)} dimensions")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise UsageError(
+            f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is "
+            f"{onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}"
+        )
+    return inputs[0].name, dims

@@ -366,7 +366,9 @@ class Fp8Step:
     seed: int = DEFAULT_SEED
     progress: Callable[[int, int], None] | None = None
 
-    def __call__(self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path) -> AddedArtifact:
+    def __call__(
+        self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path, *, random_weights: bool = False
+    ) -> AddedArtifact:
         name = fp32_path.name.removesuffix(get_format("onnx-fp32").suffix)
         result = quantize_fp8(
             fp32_path,

@@ -60,6 +60,7 @@ from edgecnn.calibration.data import (
     InputsSet,
     Preprocessing,
     feeds_images,
+    image_input,
     load_calibration,
     load_inputs,
 )
@@ -72,8 +73,11 @@ from edgecnn.calibration.ranges import (
     quiet_ort,
 )
 from edgecnn.calibration.reader import CalibrationReader
+from edgecnn.calibration.search import fewest_float_layers
+from edgecnn.calibration.sensitivity import ANALYZE_SAMPLES, analyze
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError, first_line
+from edgecnn.fidelity import compare
 from edgecnn.onnx_facts import input_dims, load_onnx
 from edgecnn.onnx_import import import_onnx, is_classifier, model_opset, parameter_count
 from edgecnn.options import parse_memory_size
@@ -226,6 +230,7 @@ class QuantizationResult:
     graph: dict[str, Any] = field(default_factory=dict)
     low_sqnr: list[str] = field(default_factory=list)
     plan: CalibrationPlan | None = None
+    fallback: dict[str, Any] | None = None
 
     @property
     def preset(self) -> TargetPreset:
@@ -267,6 +272,7 @@ class QuantizationResult:
                 "fp32_sha256": self.fp32_sha256,
                 "size_vs_fp32": round(self.size_ratio, 4),
                 "check": self.check,
+                "fallback": self.fallback,
                 "onnxruntime": ort_version,
                 "onnxruntime_cpu_optimization": preset.cpu_optimization,
             },
@@ -301,34 +307,29 @@ class QuantizationResult:
         return f"INT8 for {self.target} ({method}{cache}), calibrated on {self.calibration_description}"
 
 
-def image_input(model: onnx.ModelProto, path: Path) -> tuple[str, list[int | None]]:
-    """The name and NCHW dims (None where dynamic) of the model's one float32 image input; else a usage error."""
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise UsageError(f"{path}: expected one image input, found {len(inputs)}")
-    dims = [
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-        for d in inputs[0].type.tensor_type.shape.dim
-    ]
-    if len(dims) != 4:
-        raise UsageError(f"{path}: expected an NCHW image input, found {inputs[0].name} with {len(dims)} dimensions")
-    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise UsageError(
-            f"{path}: INT8 calibration needs a float32 model; input {inputs[0].name} is "
-            f"{onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type)}"
-        )
-    return inputs[0].name, dims
-
-
-def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
-    """The preprocessing of the export manifest next to ``fp32_path`` when that manifest lists the file."""
+def _listing_manifest(fp32_path: Path) -> dict[str, Any] | None:
+    """The export manifest next to ``fp32_path`` when that manifest lists the file."""
     if not (fp32_path.parent / MANIFEST_NAME).is_file():
         return None
     manifest = read_manifest(fp32_path.parent)
     if not any(entry.get("file") == fp32_path.name for entry in manifest.get("artifacts", [])):
         return None
+    return manifest
+
+
+def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
+    """The preprocessing of the export manifest next to ``fp32_path`` when that manifest lists the file."""
+    manifest = _listing_manifest(fp32_path)
+    if manifest is None:
+        return None
     return Preprocessing.from_manifest(manifest.get("preprocessing") or {}, str(fp32_path.parent / MANIFEST_NAME))
+
+
+RANDOM_WEIGHTS_NOTE = (
+    "the weights are random (a zoo model exported without --weights): only the whole-tensor SQNR floor is judged "
+    "and nothing is kept in float, since agreement on a task it was never trained for measures nothing (the "
+    "per-channel figures are recorded)"
+)
 
 
 UNDECLARED_HINT = (
@@ -426,20 +427,6 @@ def _cache_path(cache, output_path: Path, calibration: CalibrationSet, method: s
     return Path(cache)
 
 
-def _output_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
-    reference, candidate = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
-    noise = float(np.sum((reference - candidate) ** 2))
-    signal = float(np.sum(reference**2))
-    sqnr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else (float("inf") if noise == 0 else -np.inf)
-    norms = float(np.linalg.norm(reference) * np.linalg.norm(candidate))
-    return {
-        "sqnr_db": round(float(sqnr), 2) if np.isfinite(sqnr) else (99.0 if sqnr > 0 else -99.0),
-        "cosine": round(float(reference @ candidate / norms), 5) if norms > 0 else None,
-        "max_abs_error": float(np.max(np.abs(reference - candidate))) if reference.size else 0.0,
-        "finite": bool(np.isfinite(candidate).all()),
-    }
-
-
 def _check(
     fp32_path: Path,
     int8_path: Path,
@@ -449,9 +436,19 @@ def _check(
     optimization: str,
     classifier: bool,
     held_out: bool,
+    *,
+    task: str | Mapping[str, str] = "auto",
+    budgets: Mapping[str, float] | None = None,
+    label: str = "INT8",
+    min_sqnr: float = DEFAULT_MIN_SQNR_DB,
+    judge_task: bool = True,
 ) -> dict[str, Any]:
-    """INT8 against FP32 on ``calibration`` (the held-out samples): every output's SQNR, cosine and max error,
-    top-1 agreement for a classifier (not accuracy). ``output_sqnr_db`` is the worst output's SQNR."""
+    """The quantized model against FP32 on ``calibration`` (the held-out samples), through
+    :func:`edgecnn.fidelity.compare`: every output's SQNR, cosine, max error and worst per-channel SQNR, and the
+    task it serves measured label-free (top-1 agreement, detections kept, CTC strings, pixels) against its
+    budget (``task_met``; not judged when ``judge_task`` is off: a model with random weights has no task).
+    Every output's whole-tensor SQNR must also reach the ``min_sqnr`` floor. ``met``: both held;
+    ``output_sqnr_db`` is the worst output's whole-tensor SQNR."""
     count = len(calibration)
     sessions = [create_session(fp32_path), create_session(int8_path, optimization=optimization)]
     names = [o.name for o in sessions[0].get_outputs()]
@@ -461,22 +458,44 @@ def _check(
         for session, collected in zip(sessions, outputs):
             for name, value in zip(names, session.run(None, feed)):
                 collected[name].append(value)
-    per_output = {}
-    for name in names:
-        per_output[name] = _output_stats(
-            np.concatenate([a.ravel() for a in outputs[0][name]]), np.concatenate([a.ravel() for a in outputs[1][name]])
-        )
-    agreement = None
-    if classifier:
-        fp32, int8 = (np.concatenate(o[names[0]])[:count] for o in outputs)
-        agreement = round(float(np.mean(fp32.reshape(count, -1).argmax(1) == int8.reshape(count, -1).argmax(1))), 4)
+    if classifier and task == "auto":
+        task = "classify"
+    report = compare(outputs[0], outputs[1], batch=batch, samples=count, task=task, budgets=budgets, label=label)
+    per_output = {
+        o.name: {
+            "task": o.task,
+            "sqnr_db": o.sqnr_db,
+            "worst_channel_sqnr_db": o.worst_channel_sqnr_db,
+            "cosine": o.cosine,
+            "max_abs_error": o.max_abs_error,
+            "finite": o.finite,
+            o.metric: o.value,
+        }
+        for o in report.outputs
+    }
+    agreement = next((o.metrics["top1_agreement"] for o in report.outputs if o.task == "classify"), None)
+    floor = [
+        f"{o.name}: whole-tensor SQNR {o.sqnr_db:.1f} dB below {min_sqnr:g} dB (--min-sqnr)"
+        for o in report.outputs
+        if o.sqnr_db < min_sqnr
+    ]
+    task_misses = report.misses if judge_task else []
     return {
         "samples": count,
         "data": "held-out calibration samples" if held_out else "calibration samples (not held out)",
         "top1_agreement": agreement,
-        "output_sqnr_db": min(o["sqnr_db"] for o in per_output.values()),
+        "output_sqnr_db": min(o.sqnr_db for o in report.outputs),
+        "worst_channel_sqnr_db": min(
+            (o.worst_channel_sqnr_db for o in report.outputs if o.worst_channel_sqnr_db is not None), default=None
+        ),
         "outputs": per_output,
-        "finite": all(o["finite"] for o in per_output.values()),
+        "finite": all(o.finite for o in report.outputs),
+        "task_judged": judge_task,
+        "note": None if judge_task else RANDOM_WEIGHTS_NOTE,
+        "task_met": not task_misses,
+        "met": not task_misses and not floor,
+        "misses": task_misses + floor,
+        "fidelity": report.as_dict(),
         "onnxruntime_optimization": optimization,
     }
 
@@ -659,6 +678,10 @@ def quantize_onnx(
     min_sqnr: float = DEFAULT_MIN_SQNR_DB,
     strict: bool = False,
     force: bool = False,
+    task: str | Mapping[str, str] = "auto",
+    budgets: Mapping[str, float] | None = None,
+    fallback: bool = True,
+    random_weights: bool | None = None,
 ) -> QuantizationResult:
     """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 at ``output_path`` (written atomically).
 
@@ -679,12 +702,20 @@ def quantize_onnx(
     ``"auto"`` (a file named by the key, next to ``output_path``) or None. ``progress(done, total)`` follows
     calibration.
 
-    After quantizing, the INT8 file is checked against FP32: every output's SQNR on the held-out samples
-    (below ``min_sqnr`` dB a loud warning, with ``strict`` an error and nothing written) and, for a model of
-    more than 1 M parameters, its size (above 35% of FP32 it must be explained by weights left in float,
-    else it is refused). The counts in the result come from the written graph. An existing ``output_path`` is
-    replaced only when its manifest entry says it was made from the same FP32 model, calibration data and
-    settings, or with ``force`` (see :func:`refuse_replacing`).
+    After quantizing, the INT8 file is checked against FP32 on the held-out samples by
+    :func:`edgecnn.fidelity.compare`: each output's task (``task``: ``auto`` recognizes classifiers, YOLO-style
+    detection heads, CTC sequences and segmentation maps; or one of :data:`edgecnn.fidelity.TASKS`, or output
+    name -> task) measured label-free against its budget (``budgets`` override
+    :data:`edgecnn.fidelity.DEFAULT_BUDGETS`; ``min_sqnr`` is the worst per-channel SQNR an unrecognized output
+    must keep). When a budget is missed and ``fallback`` is on, the layers :func:`analyze` ranks worst are kept
+    in float, as few as meet the budget, in at most :data:`~edgecnn.calibration.search.MAX_ROUNDS`
+    quantize-and-check rounds (``result.fallback`` says which layers, what each cost and every round). A budget
+    still missed is a loud warning, with ``strict`` an error and nothing written. For a model of more than 1 M
+    parameters the size is checked too (above 35% of FP32 it must be explained by weights left in float, else
+    it is refused). A model with ``random_weights`` (default: as the manifest beside ``fp32_path`` records) has
+    no task to keep: with ``task="auto"`` its outputs are judged as raw tensors. The counts in the result come
+    from the written graph. An existing ``output_path`` is replaced only when its manifest entry says it was made
+    from the same FP32 model, calibration data and settings, or with ``force`` (see :func:`refuse_replacing`).
     """
     fp32_path, output_path = Path(fp32_path), Path(output_path)
     if target not in PRESETS:
@@ -695,6 +726,8 @@ def quantize_onnx(
         raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
     budget = parse_memory_size(calib_memory) if calib_memory is not None else None
     preset = PRESETS[target]
+    if random_weights is None:
+        random_weights = bool(((_listing_manifest(fp32_path) or {}).get("model") or {}).get("randomly_initialized"))
     original = load_onnx(fp32_path)
     upgrade_to = _opset_gate(original, fp32_path, per_channel, opset_upgrade)
     if isinstance(calibration, CalibrationSet):
@@ -812,25 +845,62 @@ def quantize_onnx(
         choices = [False, True] if preset.reduce_range is None else [preset.reduce_range]
         made: list[tuple[Path, dict[str, Any], bool]] = []
         classifier = is_classifier(model)
+        judge_task = not (random_weights and task == "auto")
+        if not judge_task:
+            task, classifier, fallback = "raw", False, False
+
+        def quantize_and_check(keep_float: list[str], reduce_range: bool) -> tuple[Path, dict[str, Any], bool]:
+            temporary = _quantize_to_temporary(
+                source_path, output_path, ranges, preset, per_channel, keep_float, reduce_range, fp32_path.name
+            )
+            made.append((temporary, {}, reduce_range))
+            check = _check(
+                source_path,
+                temporary,
+                check_on,
+                input_names,
+                batch,
+                preset.cpu_optimization,
+                classifier,
+                held > 0,
+                task=task,
+                budgets=budgets,
+                min_sqnr=min_sqnr,
+                judge_task=judge_task,
+            )
+            made[-1] = (temporary, check, reduce_range)
+            return made[-1]
+
+        fallback_report = None
         try:
-            for reduce_range in choices:
-                temporary = _quantize_to_temporary(
-                    source_path, output_path, ranges, preset, per_channel, excluded, reduce_range, fp32_path.name
-                )
-                check = _check(
-                    source_path, temporary, check_on, input_names, batch, preset.cpu_optimization, classifier, held > 0
-                )
-                made.append((temporary, check, reduce_range))
-            temporary, check, reduce_range = max(made, key=lambda m: (m[1]["finite"], m[1]["output_sqnr_db"]))
+            candidates = [quantize_and_check(excluded, reduce_range) for reduce_range in choices]
+            temporary, check, reduce_range = max(
+                candidates, key=lambda m: (m[1]["finite"], m[1]["met"], m[1]["output_sqnr_db"])
+            )
             if not check["finite"]:
                 raise EdgecnnError(
                     f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; "
                     "nothing was written"
                 )
+            if not check["task_met"] and fallback:
+                temporary, check, fallback_report = _keep_float_until_met(
+                    source_path,
+                    model,
+                    temporary,
+                    check,
+                    calibrate_on,
+                    excluded,
+                    lambda keep: quantize_and_check(excluded + keep, reduce_range)[:2],
+                )
+            elif not check["task_met"] and judge_task:
+                notes.append("fallback to float is off (--no-fallback): the task budget stays missed")
             facts = int8_graph_facts(onnx.load(str(temporary)))
             fp32_bytes, int8_bytes = fp32_path.stat().st_size, temporary.stat().st_size
-            collected += _size_verdict(fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded)
-            low = _sqnr_verdict(fp32_path.name, check, min_sqnr, strict)
+            kept = [row["node"] for row in (fallback_report or {}).get("kept_float", [])]
+            collected += _size_verdict(
+                fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded, kept
+            )
+            low = _fidelity_verdict(fp32_path.name, check, strict, "INT8")
             collected += low
             dynamic = {
                 v.name: v.type.tensor_type.shape.dim[0].dim_param
@@ -846,7 +916,11 @@ def quantize_onnx(
             for path, _, _ in made:
                 path.unlink(missing_ok=True)
         quantize_seconds = time.perf_counter() - started
-    range_sqnr = {("7-bit" if r else "8-bit"): c["output_sqnr_db"] for _, c, r in made} if len(made) > 1 else {}
+    range_sqnr = (
+        {("7-bit" if r else "8-bit"): c["output_sqnr_db"] for _, c, r in made[: len(choices)]}
+        if len(choices) > 1
+        else {}
+    )
     summary = calibrate_on.summary()
     summary["held_out_for_check"] = held
     summary["import"] = {
@@ -882,6 +956,7 @@ def quantize_onnx(
         graph=facts,
         low_sqnr=low,
         plan=plan,
+        fallback=fallback_report,
     )
 
 
@@ -934,7 +1009,13 @@ def _names_inputs(source, names: list[str]) -> bool:
 
 
 def _size_verdict(
-    name: str, parameters: int, fp32_bytes: int, int8_bytes: int, facts: dict[str, Any], excluded: list[str]
+    name: str,
+    parameters: int,
+    fp32_bytes: int,
+    int8_bytes: int,
+    facts: dict[str, Any],
+    excluded: list[str],
+    kept: Sequence[str] = (),
 ) -> list[str]:
     """Nothing when the INT8 file is at most :data:`SIZE_LIMIT` of FP32 (or the model is small); a note when
     weights left in float explain the excess; an error (nothing written) when nothing does."""
@@ -949,9 +1030,12 @@ def _size_verdict(
             f"float): its weights were not quantized as weights; nothing was written"
         )
     why = [n for n in facts["float_nodes"] if n in excluded]
-    other = [n for n in facts["float_nodes"] if n not in excluded]
-    parts = ([f"{len(why)} nodes kept in float by --exclude"] if why else []) + (
-        [f"{len(other)} nodes whose op the INT8 form does not quantize (e.g. {other[0]})"] if other else []
+    fallback = [n for n in facts["float_nodes"] if n in kept and n not in excluded]
+    other = [n for n in facts["float_nodes"] if n not in excluded and n not in kept]
+    parts = (
+        ([f"{len(why)} nodes kept in float by --exclude"] if why else [])
+        + ([f"{len(fallback)} nodes kept in float to meet the task budget"] if fallback else [])
+        + ([f"{len(other)} nodes whose op the INT8 form does not quantize (e.g. {other[0]})"] if other else [])
     )
     return [
         f"the INT8 file is {ratio:.0%} of FP32, above {SIZE_LIMIT:.0%}: {facts['float_weight_bytes'] / 1e6:.2f} MB "
@@ -959,20 +1043,98 @@ def _size_verdict(
     ]
 
 
-def _sqnr_verdict(name: str, check: dict[str, Any], min_sqnr: float, strict: bool) -> list[str]:
-    low = {o: s["sqnr_db"] for o, s in check["outputs"].items() if s["sqnr_db"] < min_sqnr}
-    if not low:
+def _fidelity_verdict(name: str, check: dict[str, Any], strict: bool, label: str) -> list[str]:
+    """Nothing when every output met its task budget; else one loud warning (``strict``: an error, nothing
+    written) naming each miss."""
+    if check["met"]:
         return []
-    listed = ", ".join(f"{o} {db:.1f} dB" for o, db in low.items())
     message = (
-        f"INT8 output SQNR below {min_sqnr:g} dB on {check['samples']} {check['data']}: {listed}; the INT8 model's "
-        "outputs differ markedly from FP32 (check the calibration data and its preprocessing, try --calib-method, "
-        "--exclude the worst layers from 'edgecnn quantize --analyze')"
+        f"{label} misses its fidelity budget on {check['samples']} {check['data']}: {'; '.join(check['misses'])}; "
+        "the quantized model does not keep what FP32 does (give calibration data from the model's own domain, "
+        "try --calib-method, or keep layers in float: 'edgecnn quantize --analyze' ranks them)"
     )
     if strict:
         raise EdgecnnError(f"{name}: {message}; nothing was written (--strict)")
     warnings.warn(message, QuantizationWarning, stacklevel=3)
     return [message]
+
+
+def _weight_bytes_of(model: onnx.ModelProto, nodes: Iterable[str]) -> dict[str, int]:
+    """Float32 bytes of the weights each named node reads (what keeping it in float costs in file size)."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    wanted, found = set(nodes), {}
+    for node in model.graph.node:
+        if node.name in wanted:
+            found[node.name] = sum(
+                4 * int(np.prod(initializers[node.input[i]].dims))
+                for i in WEIGHT_INPUTS.get(node.op_type, ())
+                if i < len(node.input) and node.input[i] in initializers
+            )
+    return found
+
+
+def _keep_float_until_met(
+    source_path: Path,
+    model: onnx.ModelProto,
+    default: Path,
+    default_check: dict[str, Any],
+    rank_on: CalibrationSet | InputsSet,
+    excluded: list[str],
+    attempt: Callable[[list[str]], tuple[Path, dict[str, Any]]],
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The label-free fallback: rank layers on calibration samples (:func:`analyze`, worst first), then keep the
+    fewest of them in float that meet every task budget (:func:`fewest_float_layers`). Returns the chosen file,
+    its check and the report; the default INT8 when no round meets the budget (the verdict then warns).
+
+    Ranking and bounded search follow OpenVINO's AccuracyAwareQuantization / NNCF's
+    ``quantize_with_accuracy_control`` (rank layers by their contribution to the error on a ranking subset,
+    revert the worst to float until the metric is met), with the metric label-free against FP32 and the
+    reverts grouped by doubling and bisection instead of one per round."""
+    report: dict[str, Any] = {
+        "default": {"met": False, "misses": default_check["misses"], "output_sqnr_db": default_check["output_sqnr_db"]},
+        "method": "analyze ranking (worst first), fewest layers kept in float by doubling then bisection",
+        "ranked": 0,
+        "rounds": [],
+        "kept_float": [],
+        "met": False,
+    }
+    if not isinstance(rank_on, CalibrationSet):
+        report["note"] = "no ranking: --analyze ranks layers of one-image-input models only"
+        return default, default_check, report
+    ranking = analyze(source_path, default, rank_on, samples=ANALYZE_SAMPLES)
+    rows = {row.node: row for row in ranking}
+    candidates = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
+    report["ranked"] = len(candidates)
+
+    def round_of(keep: list[str]) -> tuple[bool, tuple[Path, dict[str, Any]]]:
+        path, check = attempt(keep)
+        report["rounds"].append(
+            {
+                "kept_float": len(keep),
+                "met": check["task_met"],
+                "misses": check["misses"][:1],
+                "sqnr_db": check["output_sqnr_db"],
+            }
+        )
+        return check["task_met"], (path, check)
+
+    search = fewest_float_layers(candidates, round_of)
+    if not search.met:
+        return default, default_check, report
+    path, check = search.best.outcome
+    costs = _weight_bytes_of(model, search.chosen)
+    report["met"] = True
+    report["kept_float"] = [
+        {
+            "node": node,
+            "op_type": rows[node].op_type,
+            "sqnr_db": rows[node].sqnr_db,
+            "output_sqnr_db": rows[node].output_sqnr_db,
+            "float_weight_bytes": costs.get(node, 0),
+        }
+        for node in search.chosen
+    ]
+    return path, check, report
 
 
 def _quantize_to_temporary(
@@ -1162,11 +1324,16 @@ class Int8Step:
     exclude: tuple[str, ...] = ()
     seed: int = DEFAULT_SEED
     progress: Callable[[int, int], None] | None = None
+    task: str | dict[str, str] = "auto"
+    budgets: dict[str, float] | None = None
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         choose_target(self.target, self.device)
 
-    def __call__(self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path) -> AddedArtifact:
+    def __call__(
+        self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path, *, random_weights: bool = False
+    ) -> AddedArtifact:
         target, reason = choose_target(self.target, self.device)
         name = fp32_path.name.removesuffix(get_format("onnx-fp32").suffix)
         result = quantize_onnx(
@@ -1183,6 +1350,10 @@ class Int8Step:
             cache="auto",
             preprocessing=preprocessing,
             progress=self.progress,
+            random_weights=random_weights,
+            task=self.task,
+            budgets=self.budgets,
+            fallback=self.fallback,
         )
         return AddedArtifact(
             result.format_key, result.path, result.manifest_entry(), result, (f"INT8 target {target} ({reason})",)

@@ -1,4 +1,4 @@
-"""Per-layer quantization error and accuracy-driven fallback to float.
+"""Per-layer quantization error: the ranking the fallbacks to float start from.
 
 :func:`analyze` matches FP32 and INT8 activations with ONNX Runtime's ``qdq_loss_debug`` (which also
 matches the weights) and reports, per layer (node), the SQNR of
@@ -22,44 +22,28 @@ computes on the concatenation). The INT8 model's own pre-Q/DQ tensor is not a us
 local figure: where ORT folded a ReLU/Clip into the quantization range, that tensor is the unclipped
 convolution output, so the Q/DQ "error" would be the activation function itself.
 
-:func:`auto_fallback` keeps the worst-ranked layers in float, as few as it can, until the top-1 drop
-measured by the caller's ``evaluate(model_path) -> top-1 %`` meets the budget.
+The fallbacks that keep the worst-ranked layers in float are in :func:`edgecnn.calibration.quantize.quantize_onnx`
+(label-free, against a task budget) and :func:`edgecnn.calibration.fallback.auto_fallback` (labelled top-1).
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from edgecnn.calibration.data import (
-    DEFAULT_SAMPLES,
-    DEFAULT_SEED,
-    CalibrationSet,
-    load_calibration,
-)
-from edgecnn.calibration.quantize import (
-    QuantizationResult,
-    image_input,
-    quantize_onnx,
-    resolve_preprocessing,
-)
+from edgecnn.calibration.data import CalibrationSet, image_input
 from edgecnn.calibration.ranges import quiet_ort
 from edgecnn.calibration.reader import CalibrationReader
-from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.onnx_facts import load_onnx
 
 __all__ = [
     "LayerError",
     "analyze",
-    "FallbackStep",
-    "FallbackResult",
-    "auto_fallback",
     "ANALYZE_SAMPLES",
 ]
 
@@ -214,128 +198,3 @@ def analyze(
         if row.sqnr_db is not None or row.output_sqnr_db is not None:
             rows.append(row)
     return sorted(rows, key=lambda r: (r.sqnr_db is None, r.sqnr_db if r.sqnr_db is not None else 0.0))
-
-
-@dataclass
-class FallbackStep:
-    float_layers: int
-    top1: float
-    drop: float
-    met: bool
-
-
-@dataclass
-class FallbackResult:
-    result: QuantizationResult
-    fp32_top1: float
-    int8_top1: float
-    max_drop: float
-    kept_float: list[str]
-    steps: list[FallbackStep]
-    ranking: list[LayerError] = field(default_factory=list)
-
-    @property
-    def drop(self) -> float:
-        return self.fp32_top1 - self.int8_top1
-
-
-def auto_fallback(
-    fp32_path: str | Path,
-    output_path: str | Path,
-    *,
-    evaluate: Callable[[Path], float],
-    max_drop: float = 1.0,
-    calibration: str | Path | CalibrationSet = "builtin",
-    exclude: Iterable[str] = (),
-    analyze_samples: int = ANALYZE_SAMPLES,
-    cache: str | Path | None = None,
-    **options,
-) -> FallbackResult:
-    """Quantize, and keep the most sensitive layers in float until the top-1 drop is at most ``max_drop`` points.
-
-    ``evaluate(model_path)`` returns top-1 accuracy in percent on the caller's labelled data; it is called
-    on the FP32 model and on each candidate INT8 model (files named like ``output_path``, so an evaluator may
-    tell the target from the suffix). Layers are taken in :func:`analyze` order; the fewest that meet the
-    budget are found by doubling and then bisecting. The ranges are computed once and reused. Raises
-    :class:`EdgecnnError` (nothing written) when even every ranked layer in float misses the budget.
-    """
-    fp32_path, output_path = Path(fp32_path), Path(output_path)
-    if max_drop < 0:
-        raise UsageError(f"--max-drop must be at least 0, got {max_drop}")
-    if not isinstance(calibration, CalibrationSet):
-        model = load_onnx(fp32_path)
-        _, dims = image_input(model, fp32_path)
-        preprocessing = resolve_preprocessing(fp32_path, dims, options.pop("preprocessing", None), calibration)
-        calibration = load_calibration(
-            calibration,
-            preprocessing=preprocessing,
-            samples=options.pop("samples", None) or DEFAULT_SAMPLES,
-            seed=options.pop("seed", DEFAULT_SEED),
-        )
-    else:
-        options.pop("samples", None)
-        options.pop("seed", None)
-        options.pop("preprocessing", None)
-    user_excluded = list(exclude)
-    fp32_top1 = float(evaluate(fp32_path))
-    steps: list[FallbackStep] = []
-    with tempfile.TemporaryDirectory(prefix="edgecnn-fallback-") as workdir:
-        ranges_cache = Path(cache) if cache is not None else Path(workdir) / "ranges.json"
-
-        def attempt(extra: list[str]) -> tuple[QuantizationResult, float]:
-            candidate = Path(workdir) / f"step{len(steps)}" / output_path.name
-            result = quantize_onnx(
-                fp32_path,
-                candidate,
-                calibration=calibration,
-                exclude=user_excluded + extra,
-                cache=ranges_cache,
-                **options,
-            )
-            top1 = float(evaluate(candidate))
-            steps.append(FallbackStep(len(extra), top1, fp32_top1 - top1, fp32_top1 - top1 <= max_drop))
-            return result, top1
-
-        result, top1 = attempt([])
-        ranking: list[LayerError] = []
-        chosen: list[str] = []
-        if not steps[-1].met:
-            ranking = analyze(fp32_path, result.path, calibration, samples=analyze_samples)
-            excluded = set(result.excluded_nodes)
-            candidates = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
-            low, high, best = 0, None, None
-            count = 1
-            while count <= len(candidates):
-                outcome = attempt(candidates[:count])
-                if steps[-1].met:
-                    high, best = count, outcome
-                    break
-                low = count
-                if count == len(candidates):
-                    break
-                count = min(2 * count, len(candidates))
-            if high is None:
-                raise EdgecnnError(
-                    f"auto-fallback: the INT8 top-1 drop stays {steps[-1].drop:.2f} points (budget {max_drop}) "
-                    f"even with all {len(candidates)} ranked layers in float; nothing was written: "
-                    "try another --calib-method or more --calib-samples"
-                )
-            while high - low > 1:
-                middle = (low + high) // 2
-                outcome = attempt(candidates[:middle])
-                if steps[-1].met:
-                    high, best = middle, outcome
-                else:
-                    low = middle
-            chosen = candidates[:high]
-            result, top1 = best
-        final = quantize_onnx(
-            fp32_path,
-            output_path,
-            calibration=calibration,
-            exclude=user_excluded + chosen,
-            cache=ranges_cache,
-            **options,
-        )
-    final.cache_path = Path(cache) if cache is not None else None
-    return FallbackResult(final, fp32_top1, top1, max_drop, chosen, steps, ranking)

@@ -389,7 +389,7 @@ def evaluate(
 
 def top1_evaluator(data: str | Path, preprocessing, *, batch_size: int = 64) -> Callable[[Path], float]:
     """``evaluate(model_path) -> top-1 %`` on labelled ``data`` (an ImageFolder tree or ``"digits"``), for
-    :func:`edgecnn.calibration.sensitivity.auto_fallback`.
+    :func:`edgecnn.calibration.fallback.auto_fallback`.
 
     Each model runs in an ONNX Runtime CPU session at the optimization level its Q/DQ form needs
     (:func:`~edgecnn.runtime.cpu_session_optimization`), in batches of its fixed batch size when it has one.

@@ -41,6 +41,7 @@ __all__ = [
     "TASKS",
     "DEFAULT_BUDGETS",
     "SQNR_CAP_DB",
+    "sqnr_from_energies",
     "TaskSettings",
     "Detections",
     "OutputFidelity",
@@ -119,7 +120,9 @@ def _energies(reference: np.ndarray, candidate: np.ndarray, axis: int | None) ->
     return signal, noise
 
 
-def _db(signal: float, noise: float) -> float:
+def sqnr_from_energies(signal: float, noise: float) -> float:
+    """SQNR in dB from summed energies (sum x^2, sum (x - y)^2), within +-:data:`SQNR_CAP_DB`, the convention of
+    :func:`sqnr_db`; for callers that add energies up over many batches."""
     if not math.isfinite(noise):
         return -SQNR_CAP_DB
     if noise == 0:
@@ -134,7 +137,7 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     within +-:data:`SQNR_CAP_DB` (+cap: identical; -cap: zero reference, or NaN/Inf in the candidate)."""
     _same_shape(reference, candidate)
     signal, noise = _energies(reference, candidate, None)
-    return _db(float(signal[0]), float(noise[0]))
+    return sqnr_from_energies(float(signal[0]), float(noise[0]))
 
 
 def cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None:
@@ -164,7 +167,7 @@ def _worst_channel(signal: np.ndarray, noise: np.ndarray) -> tuple[float, int | 
     """The worst per-channel SQNR from per-channel energies (channels without signal skipped), and its index."""
     present = np.flatnonzero(signal > 0)
     if not present.size:
-        return _db(float(signal.sum()), float(noise.sum())), None
+        return sqnr_from_energies(float(signal.sum()), float(noise.sum())), None
     signal, noise = signal[present], noise[present]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = 10 * np.log10(signal / noise)
@@ -791,12 +794,12 @@ def _signal_figures(
     else:
         similarity = max(-1.0, min(1.0, dot / norms))
     return {
-        "sqnr_db": _db(reference_energy, float(channel_noise.sum())),
+        "sqnr_db": sqnr_from_energies(reference_energy, float(channel_noise.sum())),
         "cosine": similarity,
         "max_abs_error": max_abs if math.isfinite(max_abs) else float("inf"),
         "finite": finite,
         "reference_finite": reference_finite,
-        "worst_channel": worst or (_db(reference_energy, float(channel_noise.sum())), None),
+        "worst_channel": worst or (sqnr_from_energies(reference_energy, float(channel_noise.sum())), None),
     }
 
 

@@ -472,7 +472,9 @@ def export_model(model: str, options: ExportOptions | None = None, **overrides) 
             artifacts.append(_artifact_entry("ort", path, []))
         added = []
         for step in options.steps:
-            addition = step(files["onnx-fp32"], _preprocessing(source), staging)
+            addition = step(
+                files["onnx-fp32"], _preprocessing(source), staging, random_weights=source.randomly_initialized
+            )
             files[addition.key] = addition.path
             artifacts.append(addition.entry)
             added.append(addition)

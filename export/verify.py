@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgecnn.fidelity import sqnr_db
 from edgecnn.runtime import create_session, run_session
 
 __all__ = ["Verification", "check_inputs", "torch_outputs", "compare", "compare_outputs", "sqnr_db", "verify_onnx"]
@@ -113,23 +114,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str) -> Ver
             )
         )
     return Verification(precision, len(reference), error, scale, tolerance, cosine, agreement, raw, passed, reason)
-
-
-SQNR_CAP_DB = 300.0
-"""Identical outputs report this SQNR (JSON has no infinity); float32 rounding alone stays far below it."""
-
-
-def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of ``candidate`` against ``reference`` in dB, at most
-    :data:`SQNR_CAP_DB` (identical outputs); -SQNR_CAP_DB for a zero reference with a non-zero candidate."""
-    reference = reference.astype(np.float64)
-    noise = float(np.sum((reference - candidate.astype(np.float64)) ** 2))
-    signal = float(np.sum(reference**2))
-    if noise == 0:
-        return SQNR_CAP_DB
-    if signal == 0:
-        return -SQNR_CAP_DB
-    return min(10 * float(np.log10(signal / noise)), SQNR_CAP_DB)
 
 
 def compare_outputs(

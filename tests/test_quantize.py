@@ -23,8 +23,8 @@ from edgecnn.calibration import (
 )
 from edgecnn.calibration import quantize as quantize_module
 from edgecnn.calibration.data import CalibrationSet
+from edgecnn.calibration.fallback import auto_fallback
 from edgecnn.calibration.ranges import compute_ranges
-from edgecnn.calibration.sensitivity import auto_fallback
 from edgecnn.cli import main
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export import export_model
@@ -341,12 +341,12 @@ def test_analyze_lists_layers_worst_first(squeezenet, tmp_path):
 
 def test_auto_fallback_keeps_the_fewest_worst_layers_in_float(squeezenet, builtin8, tmp_path, monkeypatch):
     """A stand-in evaluator: INT8 loses one point for each of the three worst-ranked layers left quantized."""
-    from edgecnn.calibration import sensitivity
+    from edgecnn.calibration import fallback
 
     fp32 = squeezenet / "squeezenet1_1.onnx"
     ranked: list[str] = []
     excluded_by_path: dict[Path, list[str]] = {}
-    original_analyze, original_quantize = sensitivity.analyze, sensitivity.quantize_onnx
+    original_analyze, original_quantize = fallback.analyze, fallback.quantize_onnx
 
     def analyze(*args, **kwargs):
         rows = original_analyze(*args, **kwargs)
@@ -365,8 +365,8 @@ def test_auto_fallback_keeps_the_fewest_worst_layers_in_float(squeezenet, builti
             return 85.0
         return 90.0 - sum(1.0 for name in ranked[:3] if name not in excluded_by_path[path])
 
-    monkeypatch.setattr(sensitivity, "analyze", analyze)
-    monkeypatch.setattr(sensitivity, "quantize_onnx", quantize)
+    monkeypatch.setattr(fallback, "analyze", analyze)
+    monkeypatch.setattr(fallback, "quantize_onnx", quantize)
     outcome = auto_fallback(fp32, tmp_path / "s.int8-cpu.onnx", evaluate=evaluate, max_drop=1.0, calibration=builtin8)
     assert outcome.kept_float == ranked[:2]
     assert outcome.drop <= 1.0 and outcome.steps[0].float_layers == 0 and not outcome.steps[0].met

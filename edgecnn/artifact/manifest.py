@@ -44,11 +44,14 @@ class AddedArtifact:
 class ArtifactStep(Protocol):
     """A step that adds an artifact to an export while it is still staged, so the export stays all-or-nothing.
 
-    Called with the staged FP32 ONNX file, the export's preprocessing block and its staging directory.
+    Called with the staged FP32 ONNX file, the export's preprocessing block, its staging directory and whether
+    the model's weights are random (a zoo model exported without weights: it has no task to keep).
     Steps are plain picklable objects: several models export in worker processes.
     """
 
-    def __call__(self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path) -> AddedArtifact: ...
+    def __call__(
+        self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path, *, random_weights: bool = False
+    ) -> AddedArtifact: ...
 
 
 def sha256_file(path: str | Path) -> str:

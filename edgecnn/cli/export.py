@@ -21,6 +21,7 @@ from edgecnn.cli.common import (
 )
 from edgecnn.cli.quantize import (
     calibration_progress,
+    check_lines,
     collected_warnings,
     int8_options,
     print_warnings,
@@ -30,7 +31,7 @@ from edgecnn.errors import UsageError
 from edgecnn.export.cleanup import DEFAULT_OPTIMIZER, OPTIMIZERS
 from edgecnn.export.pipeline import ExportOptions, export_many, export_model
 from edgecnn.export.to_onnx import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS
-from edgecnn.export.verify import SQNR_CAP_DB
+from edgecnn.fidelity import SQNR_CAP_DB
 from edgecnn.options import parse_input_shape
 from edgecnn.registry import list_models
 from edgecnn.render import render_rows, to_json
@@ -112,7 +113,8 @@ def _export_rows(result) -> list[dict]:
                     "cosine": None,
                     "top1_agreement": check["top1_agreement"],
                     "verified": (
-                        f"vs FP32 on {check['samples']} calibration samples, SQNR {check['output_sqnr_db']:.1f} dB"
+                        f"{'yes' if check.get('met', True) else 'BUDGET MISSED'}, vs FP32 on {check['samples']} "
+                        f"held-out samples (below)"
                     ),
                 }
             )
@@ -243,6 +245,9 @@ def export_command(
     device,
     exclude,
     calib_seed,
+    task,
+    budgets,
+    fallback,
     fmt,
 ):
     """Export MODELS to verified ONNX.
@@ -313,6 +318,9 @@ def export_command(
             per_channel=per_channel,
             exclude=tuple(exclude),
             seed=calib_seed,
+            task=task,
+            budgets=budgets,
+            fallback=fallback,
         )
         if int8
         else None
@@ -365,6 +373,7 @@ def export_command(
             ]
             if result.quantization.weight_range_sqnr_db:
                 footer.append(weight_range_note(result.quantization))
+            footer += check_lines(result.quantization.check, result.quantization.fallback)
         emit(
             render_rows(
                 _export_rows(result),
@@ -382,12 +391,12 @@ def export_command(
         )
         return
     with progress_bar() as progress:
-        task = progress.add_task("exporting", total=len(names))
+        bar = progress.add_task("exporting", total=len(names))
         outcomes = export_many(
             names,
             options,
             jobs=jobs,
-            on_done=lambda name, result, reason: progress.update(task, advance=1, description=f"exported {name}"),
+            on_done=lambda name, result, reason: progress.update(bar, advance=1, description=f"exported {name}"),
         )
     rows = [
         {
