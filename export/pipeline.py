@@ -60,7 +60,7 @@ class ExportOptions:
 
     ``steps`` add artifacts made from the verified FP32 model inside the same staging directory, so the
     export stays all-or-nothing: ``edgecnn export --int8`` passes an
-    :class:`edgecnn.calibration.Int8Step` (see :class:`~edgecnn.artifact.ArtifactStep`).
+    :class:`edgecnn.calibration.QuantizeStep` (see :class:`~edgecnn.artifact.ArtifactStep`).
     """
 
     output_dir: Path = Path("exports")

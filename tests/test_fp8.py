@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from edgecnn.calibration import quantize_fp8_export
+from edgecnn.calibration import quantize_export
 from edgecnn.cli import main
 from edgecnn.errors import UsageError
 from edgecnn.export import export_model
@@ -38,7 +38,7 @@ def lenet_fp8(tmp_path_factory):
         **reference.export_options(),
     )
     calibration = write_digits_split("calibration", root / "calibration")
-    result = quantize_fp8_export(export.directory, calibration=calibration, samples=180)
+    result = quantize_export(export.directory, precision="fp8", target="tensorrt", calibration=calibration, samples=180)
     return export.directory, result
 
 
