@@ -66,7 +66,7 @@ def measure(
     calibration: Path,
     fp8_methods: tuple[str, ...] = FP8_METHODS,
 ) -> dict[str, Any]:
-    from edgecnn.calibration import quantize_fp8, quantize_onnx
+    from edgecnn.calibration import quantize_onnx
     from edgecnn.evaluate import evaluate
     from edgecnn.export import export_model
     from edgecnn.testing import REFERENCE_MODELS, reference_model
@@ -97,13 +97,15 @@ def measure(
     fp8 = []
     for method in fp8_methods:
         started = time.perf_counter()
-        done = quantize_fp8(
+        done = quantize_onnx(
             directory / f"{name}.onnx",
             directory / f"{name}.{method}.fp8-tensorrt.onnx",
             calibration=calibration,
+            precision="fp8",
+            target="tensorrt",
             method=method,
             samples=180,
-            cache=directory / f"ranges-{method}.json",
+            cache=directory / f"ranges-fp8-{method}.json",
         )
         fp8.append((method, done, time.perf_counter() - started))
     paths = [directory] + [done.path for _, _, done in quantized] + [done.path for _, done, _ in fp8]

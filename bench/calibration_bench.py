@@ -75,7 +75,7 @@ def child_calibrate(fp32: str, samples: int, method: str, target: str, output: s
         "quantize_s": result.quantize_seconds,
         "total_s": time.perf_counter() - started,
         "cpu_s": time.process_time() - cpu_started,
-        "int8_bytes": result.int8_bytes,
+        "int8_bytes": result.quantized_bytes,
         "fp32_bytes": result.fp32_bytes,
         "output_sqnr_db": result.check["output_sqnr_db"],
         "peak_rss_bytes_self": self_peak_rss_bytes(),

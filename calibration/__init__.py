@@ -1,11 +1,13 @@
-"""Calibration data and INT8 post-training quantization to Q/DQ ONNX.
+"""Calibration data and INT8/FP8 post-training quantization to Q/DQ ONNX.
 
-The Python API mirrors ``edgecnn quantize`` and ``edgecnn export --int8``::
+The Python API mirrors ``edgecnn quantize`` and ``edgecnn export --int8/--fp8``::
 
     from edgecnn.calibration import quantize_onnx, load_calibration
     result = quantize_onnx("exports/mobilenet_v2/mobilenet_v2.onnx", "mobilenet_v2.int8-cpu.onnx",
                            calibration="builtin", target="cpu", method="percentile")
     print(result.describe(), result.size_ratio)
+    fp8 = quantize_onnx("exports/mobilenet_v2/mobilenet_v2.onnx", "mobilenet_v2.fp8-tensorrt.onnx",
+                        precision="fp8", target="tensorrt")
 """
 
 from edgecnn.calibration.data import (
@@ -15,16 +17,17 @@ from edgecnn.calibration.data import (
     Preprocessing,
     load_calibration,
 )
-from edgecnn.calibration.fp8 import Fp8Result, Fp8Step, quantize_fp8, quantize_fp8_export
 from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
+    FP8_PRESETS,
     PRESETS,
     TARGETS,
-    Int8Step,
     QuantizationResult,
     QuantizationWarning,
+    QuantizeStep,
     choose_target,
     cpu_session_optimization,
+    preset_for,
     quantize_export,
     quantize_for_timing,
     quantize_onnx,
@@ -44,14 +47,12 @@ __all__ = [
     "quantize_export",
     "target_for_device",
     "choose_target",
-    "Int8Step",
-    "Fp8Result",
-    "Fp8Step",
-    "quantize_fp8",
-    "quantize_fp8_export",
+    "QuantizeStep",
+    "preset_for",
     "cpu_session_optimization",
     "quantize_for_timing",
     "PRESETS",
+    "FP8_PRESETS",
     "TARGETS",
     "METHODS",
     "DEFAULT_METHOD",

@@ -1,6 +1,7 @@
-"""FP32 ONNX -> Q/DQ INT8 ONNX through ONNX Runtime's ``quantize_static``, shaped for the target that runs it.
+"""FP32 ONNX -> Q/DQ INT8 or FP8 ONNX through ONNX Runtime's ``quantize_static``, shaped for the target that
+runs it.
 
-Targets (:data:`PRESETS`):
+INT8 targets (:data:`PRESETS`):
 
 - ``tensorrt``: symmetric signed INT8 activations and weights (zero point 0), per-channel weights, float
   biases: the explicit-quantization form TensorRT 10 and 11 parse (TensorRT 11 removed implicit
@@ -20,6 +21,10 @@ at optimization level ``basic``: the ``extended`` level's ClipQuantFusion drops 
 symmetric QuantizeLinear although the quantized range still holds negative values, and the outputs turn
 to noise (MobileNet v2: -3 dB SQNR). :func:`cpu_session_optimization` says which level an artifact needs.
 
+FP8 (:data:`FP8_PRESETS`, ``precision="fp8"``): E4M3 Q/DQ for TensorRT on FP8 GPUs, made by the same
+:func:`quantize_onnx` (import step, ranges, memory plan, held-out check, size verdict, written-graph counts); only
+its scales (amax/448) and the arguments ORT's quantizer takes for them are its own (:mod:`edgecnn.calibration.fp8`).
+
 Ranges come from :func:`edgecnn.calibration.ranges.compute_ranges` (bounded memory) or a matching cache
 (:mod:`edgecnn.calibration.cache`), and reach ``quantize_static`` through its ``calibration_cache_path``.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import math
 import os
 import tempfile
 import time
@@ -64,6 +70,7 @@ from edgecnn.calibration.data import (
     load_calibration,
     load_inputs,
 )
+from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD, FP8_FORMAT, FP8_MAX, FP8_OPSET, fp8_quantize_arguments
 from edgecnn.calibration.memory import CalibrationPlan, plan_calibration
 from edgecnn.calibration.ranges import (
     DEFAULT_PERCENTILE,
@@ -86,6 +93,9 @@ from edgecnn.runtime import cpu_session_optimization, create_session
 __all__ = [
     "TARGETS",
     "PRESETS",
+    "FP8_PRESETS",
+    "QUANTIZED_PRECISIONS",
+    "preset_for",
     "DEFAULT_METHOD",
     "TargetPreset",
     "QuantizationResult",
@@ -99,13 +109,13 @@ __all__ = [
     "auto_cache_path",
     "quantize_for_timing",
     "choose_target",
-    "Int8Step",
+    "QuantizeStep",
     "image_input",
     "resolve_preprocessing",
     "ExportLocation",
     "locate",
     "record_in_manifest",
-    "int8_graph_facts",
+    "qdq_graph_facts",
     "DEFAULT_MIN_SQNR_DB",
 ]
 
@@ -124,11 +134,16 @@ SIZE_CHECK_PARAMETERS = 1_000_000
 
 
 class QuantizationWarning(UserWarning):
-    """The INT8 model was made, but with a setting known to cost accuracy."""
+    """The INT8 (or FP8) model was made, but with a setting known to cost accuracy."""
 
 
 @dataclass(frozen=True)
 class TargetPreset:
+    """How one precision is laid out for one target: ORT's quantizer settings and the artifact format.
+
+    ``opset``: the opset the form needs whatever the weights (FP8's FLOAT8E4M3FN Q/DQ: 19), upgraded to in
+    the import step; None where only per-channel weights need one (INT8: 13, see ``opset_upgrade``)."""
+
     name: str
     format_key: str
     activation_type: str
@@ -137,15 +152,23 @@ class TargetPreset:
     quantize_bias: bool
     reduce_range: bool | None
     description: str
+    precision: str = "int8"
+    opset: int | None = None
+    default_method: str = DEFAULT_METHOD
 
     @property
     def cpu_optimization(self) -> str:
         return get_format(self.format_key).cpu_optimization
 
+    @property
+    def label(self) -> str:
+        """The precision as messages name it: INT8, FP8."""
+        return self.precision.upper()
+
     def quant_types(self):
         from onnxruntime.quantization import QuantType
 
-        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "float8e4m3fn": QuantType.QFLOAT8E4M3FN}
         return types[self.activation_type], types[self.weight_type]
 
     def extra_options(self) -> dict[str, Any]:
@@ -181,14 +204,50 @@ PRESETS: dict[str, TargetPreset] = {
         "int8 symmetric activations and weights (zero point 0), float biases (TensorRT explicit quantization)",
     ),
 }
+"""The INT8 presets, by target."""
+
+FP8_PRESETS: dict[str, TargetPreset] = {
+    "tensorrt": TargetPreset(
+        "tensorrt",
+        FP8_FORMAT,
+        "float8e4m3fn",
+        "float8e4m3fn",
+        True,
+        False,
+        False,
+        "FP8 E4M3 per-tensor activations and per-channel weights, scale amax/448, zero point 0, float biases "
+        "(TensorRT explicit quantization on FP8 GPUs: Ada, Hopper, Blackwell/Thor)",
+        precision="fp8",
+        opset=FP8_OPSET,
+        default_method=FP8_DEFAULT_METHOD,
+    ),
+}
+"""The FP8 presets, by target: TensorRT only (ONNX Runtime's CPU kernels run FP8 Q/DQ, but only to measure it)."""
+
+QUANTIZED_PRECISIONS: dict[str, dict[str, TargetPreset]] = {"int8": PRESETS, "fp8": FP8_PRESETS}
 
 
-def choose_target(target: str | None, device: str | None) -> tuple[str, str]:
-    """(target, why): ``target`` wins (--target), else ``device`` decides (--device), else cpu."""
+def preset_for(precision: str, target: str) -> TargetPreset:
+    """The preset of ``precision`` (int8, fp8) for ``target``; a usage error naming the choices otherwise."""
+    presets = QUANTIZED_PRECISIONS.get(precision)
+    if presets is None:
+        raise UsageError(f"unknown quantized precision {precision!r}: choose {' or '.join(QUANTIZED_PRECISIONS)}")
+    if target not in presets:
+        raise UsageError(
+            f"unknown {precision.upper()} target {target!r}: choose {' or '.join(presets)}"
+            + (" (FP8 Q/DQ runs in TensorRT on FP8 GPUs)" if precision == "fp8" else "")
+        )
+    return presets[target]
+
+
+def choose_target(target: str | None, device: str | None, precision: str = "int8") -> tuple[str, str]:
+    """(target, why): ``target`` wins (--target), else ``device`` decides (--device), else cpu; FP8 has one
+    target, tensorrt."""
     if target is not None:
-        if target not in PRESETS:
-            raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(PRESETS)}")
+        preset_for(precision, target)
         return target, "from --target"
+    if precision == "fp8":
+        return "tensorrt", "FP8 runs in TensorRT on FP8 GPUs (edgecnn check --precision fp8)"
     return target_for_device(device)
 
 
@@ -220,7 +279,7 @@ class QuantizationResult:
     calibration_seconds: float
     quantize_seconds: float
     fp32_bytes: int
-    int8_bytes: int
+    quantized_bytes: int
     sha256: str
     fp32_sha256: str
     check: dict[str, Any]
@@ -231,10 +290,11 @@ class QuantizationResult:
     low_sqnr: list[str] = field(default_factory=list)
     plan: CalibrationPlan | None = None
     fallback: dict[str, Any] | None = None
+    precision: str = "int8"
 
     @property
     def preset(self) -> TargetPreset:
-        return PRESETS[self.target]
+        return preset_for(self.precision, self.target)
 
     @property
     def format_key(self) -> str:
@@ -242,17 +302,17 @@ class QuantizationResult:
 
     @property
     def size_ratio(self) -> float:
-        return self.int8_bytes / self.fp32_bytes
+        return self.quantized_bytes / self.fp32_bytes
 
     def manifest_entry(self) -> dict[str, Any]:
         from onnxruntime import __version__ as ort_version
 
         preset = self.preset
-        return {
+        entry = {
             "format": preset.format_key,
             "file": self.path.name,
             "sha256": self.sha256,
-            "size_bytes": self.int8_bytes,
+            "size_bytes": self.quantized_bytes,
             "verification": [],
             "quantization": {
                 "target": self.target,
@@ -277,6 +337,16 @@ class QuantizationResult:
                 "onnxruntime_cpu_optimization": preset.cpu_optimization,
             },
         }
+        if self.precision == "fp8":
+            entry["quantization"].update(
+                {
+                    "precision": "fp8",
+                    "scale": f"amax / {FP8_MAX:g}",
+                    "opset": preset.opset,
+                    "weights_stored": "float8e4m3fn",
+                }
+            )
+        return entry
 
     def weights_text(self) -> str:
         """The weights as the written graph holds them (counted, not taken from the settings)."""
@@ -286,7 +356,8 @@ class QuantizationResult:
             return f"{preset.weight_type} symmetric {form}" + (", 7-bit range" if self.weight_bits == 7 else "")
         quantized, channel = facts["quantized_weights"], facts["per_channel_weights"]
         form = "per-channel" if channel == quantized else "per-tensor" if channel == 0 else f"{channel} per-channel"
-        text = f"{quantized} {preset.weight_type} symmetric {form}" + (", 7-bit range" if self.weight_bits == 7 else "")
+        stored = " and ".join(facts.get("quantized_weight_types") or {}) or preset.weight_type
+        text = f"{quantized} {stored} symmetric {form}" + (", 7-bit range" if self.weight_bits == 7 else "")
         if facts["float_weights"]:
             text += f"; {facts['float_weights']} float ({facts['float_weight_bytes'] / 1e6:.2f} MB)"
         return text
@@ -304,7 +375,8 @@ class QuantizationResult:
     def describe(self) -> str:
         method = f"{self.method} {self.percentile:g}" if self.method == "percentile" else self.method
         cache = f", ranges from cache {self.cache_path.name}" if self.cache_hit and self.cache_path else ""
-        return f"INT8 for {self.target} ({method}{cache}), calibrated on {self.calibration_description}"
+        what = "FP8 E4M3 for TensorRT" if self.precision == "fp8" else f"INT8 for {self.target}"
+        return f"{what} ({method}{cache}), calibrated on {self.calibration_description}"
 
 
 def _listing_manifest(fp32_path: Path) -> dict[str, Any] | None:
@@ -409,21 +481,31 @@ def resolve_excluded(model: onnx.ModelProto, patterns: Iterable[str]) -> list[st
 
 
 def auto_cache_path(
-    output_path: str | Path, calibration_sha256: str, method: str, percentile: float = DEFAULT_PERCENTILE
+    output_path: str | Path,
+    calibration_sha256: str,
+    method: str,
+    percentile: float = DEFAULT_PERCENTILE,
+    precision: str = "int8",
 ) -> Path:
-    """Where ``cache="auto"`` keeps ranges: beside the INT8 file, named by calibration set and method."""
+    """Where ``cache="auto"`` keeps ranges: beside the quantized file, named by calibration set and method.
+
+    FP8's ranges are of the graph upgraded to opset 19, another graph than INT8's, so they get their own
+    file (``<model>.calib-fp8-<method>-<digest>.json``) rather than a clash with INT8's cache of that method."""
     import hashlib
 
     output_path = Path(output_path)
     digest = hashlib.sha256(f"{calibration_sha256}/{method_key(method, percentile)}".encode()).hexdigest()[:12]
-    return output_path.parent / f"{model_name_of(output_path.name)}.calib-{method}-{digest}.json"
+    kind = "" if precision == "int8" else f"{precision}-"
+    return output_path.parent / f"{model_name_of(output_path.name)}.calib-{kind}{method}-{digest}.json"
 
 
-def _cache_path(cache, output_path: Path, calibration: CalibrationSet, method: str, percentile: float) -> Path | None:
+def _cache_path(
+    cache, output_path: Path, calibration: CalibrationSet, method: str, percentile: float, precision: str = "int8"
+) -> Path | None:
     if cache is None or cache is False:
         return None
     if cache == "auto":
-        return auto_cache_path(output_path, calibration.sha256, method, percentile)
+        return auto_cache_path(output_path, calibration.sha256, method, percentile, precision)
     return Path(cache)
 
 
@@ -505,13 +587,14 @@ WEIGHT_INPUTS["RNN"] = (1, 2)
 """Where the weights of the ops that carry them sit, by input index."""
 
 
-def int8_graph_facts(model: onnx.ModelProto) -> dict[str, Any]:
-    """What a written Q/DQ graph holds, counted from the graph itself: weights behind an integer
-    DequantizeLinear (and how many per channel), weights left in float (their bytes and the nodes reading
-    them), Q/DQ node counts."""
+def qdq_graph_facts(model: onnx.ModelProto) -> dict[str, Any]:
+    """What a written Q/DQ graph (INT8 or FP8) holds, counted from the graph itself: weights stored quantized
+    behind a DequantizeLinear (how many per channel, and their stored element types), weights left in float
+    (their bytes and the nodes reading them), Q/DQ node counts."""
     initializers = {t.name: t for t in model.graph.initializer}
     producers = {name: node for node in model.graph.node for name in node.output}
     quantized, per_channel, float_weights, float_bytes = 0, 0, 0, 0
+    stored: Counter[str] = Counter()
     float_nodes: list[str] = []
     for node in model.graph.node:
         has_float = False
@@ -530,6 +613,7 @@ def int8_graph_facts(model: onnx.ModelProto) -> dict[str, Any]:
                 has_float = True
             elif producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] in initializers:
                 quantized += 1
+                stored[onnx.TensorProto.DataType.Name(initializers[producer.input[0]].data_type).lower()] += 1
                 scale = initializers.get(producer.input[1])
                 if scale is not None and int(np.prod(scale.dims)) > 1:
                     per_channel += 1
@@ -539,6 +623,7 @@ def int8_graph_facts(model: onnx.ModelProto) -> dict[str, Any]:
     return {
         "quantized_weights": quantized,
         "per_channel_weights": per_channel,
+        "quantized_weight_types": dict(sorted(stored.items())),
         "float_weights": float_weights,
         "float_weight_bytes": float_bytes,
         "float_nodes": float_nodes,
@@ -547,10 +632,15 @@ def int8_graph_facts(model: onnx.ModelProto) -> dict[str, Any]:
     }
 
 
-def _opset_gate(model: onnx.ModelProto, path: Path, per_channel: bool, opset_upgrade: bool) -> int | None:
+def _opset_gate(
+    model: onnx.ModelProto, path: Path, per_channel: bool, opset_upgrade: bool, required: int | None = None
+) -> int | None:
     """The opset to upgrade to (None: none needed); a one-line error, before any calibration, when the
-    model's opset is too old for the Q/DQ form asked and ``opset_upgrade`` is off."""
+    model's opset is too old for the Q/DQ form asked and ``opset_upgrade`` is off. ``required``: the opset
+    the precision's form needs (FP8: 19), always upgraded to, as no Q/DQ of that type exists before it."""
     opset = model_opset(model)
+    if required is not None:
+        return required if opset < required else None
     needed = PER_CHANNEL_OPSET if per_channel else QDQ_OPSET
     if opset >= needed:
         return None
@@ -662,7 +752,8 @@ def quantize_onnx(
     *,
     calibration: str | Path | CalibrationSet | InputsSet = "builtin",
     target: str = "cpu",
-    method: str = DEFAULT_METHOD,
+    precision: str = "int8",
+    method: str | None = None,
     percentile: float = DEFAULT_PERCENTILE,
     per_channel: bool = True,
     exclude: Iterable[str] = (),
@@ -683,7 +774,12 @@ def quantize_onnx(
     fallback: bool = True,
     random_weights: bool | None = None,
 ) -> QuantizationResult:
-    """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 at ``output_path`` (written atomically).
+    """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 (or FP8) at ``output_path`` (written atomically).
+
+    ``precision`` and ``target`` pick the preset (:func:`preset_for`): INT8 for ``cpu`` or ``tensorrt``, FP8
+    E4M3 for ``tensorrt`` (:mod:`edgecnn.calibration.fp8`: scales amax/448, the graph upgraded to opset 19 in
+    the import step). Everything below holds for both. ``method`` defaults to the preset's (INT8 percentile,
+    FP8 minmax, TensorRT's FP8 recipe).
 
     The model first goes through :func:`edgecnn.onnx_import.import_onnx`: ``input_shapes`` fixes dynamic
     dimensions (a batch nobody gives is calibrated at 1 and left dynamic in the INT8 file where the graph
@@ -718,18 +814,17 @@ def quantize_onnx(
     from the same FP32 model, calibration data and settings, or with ``force`` (see :func:`refuse_replacing`).
     """
     fp32_path, output_path = Path(fp32_path), Path(output_path)
-    if target not in PRESETS:
-        raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(TARGETS)}")
+    preset = preset_for(precision, target)
+    method = method or preset.default_method
     if method not in METHODS:
         raise UsageError(f"unknown calibration method {method!r}: choose {', '.join(METHODS)}")
     if method == "percentile" and not 0 < percentile <= 100:
         raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
     budget = parse_memory_size(calib_memory) if calib_memory is not None else None
-    preset = PRESETS[target]
     if random_weights is None:
         random_weights = bool(((_listing_manifest(fp32_path) or {}).get("model") or {}).get("randomly_initialized"))
     original = load_onnx(fp32_path)
-    upgrade_to = _opset_gate(original, fp32_path, per_channel, opset_upgrade)
+    upgrade_to = _opset_gate(original, fp32_path, per_channel, opset_upgrade, preset.opset)
     if isinstance(calibration, CalibrationSet):
         preprocessing = calibration.preprocessing
     elif isinstance(preprocessing, Mapping):
@@ -790,6 +885,7 @@ def quantize_onnx(
             output_path,
             {
                 "fp32_sha256": fp32_sha256,
+                "precision": precision,
                 "target": target,
                 "method": method,
                 "percentile": percentile if method == "percentile" else None,
@@ -808,7 +904,7 @@ def quantize_onnx(
 
     serialized = model.SerializeToString()
     key = CacheKey(hashlib.sha256(serialized).hexdigest(), calibrate_on.sha256, method_key(method, percentile))
-    cache_path = _cache_path(cache, output_path, calibrate_on, method, percentile)
+    cache_path = _cache_path(cache, output_path, calibrate_on, method, percentile, precision)
     notes: list[str] = []
     plan = None
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as workdir:
@@ -879,7 +975,7 @@ def quantize_onnx(
             )
             if not check["finite"]:
                 raise EdgecnnError(
-                    f"the INT8 model of {fp32_path.name} produced NaN or infinity on calibration samples; "
+                    f"the {preset.label} model of {fp32_path.name} produced NaN or infinity on calibration samples; "
                     "nothing was written"
                 )
             if not check["task_met"] and fallback:
@@ -894,13 +990,13 @@ def quantize_onnx(
                 )
             elif not check["task_met"] and judge_task:
                 notes.append("fallback to float is off (--no-fallback): the task budget stays missed")
-            facts = int8_graph_facts(onnx.load(str(temporary)))
+            facts = qdq_graph_facts(onnx.load(str(temporary)))
             fp32_bytes, int8_bytes = fp32_path.stat().st_size, temporary.stat().st_size
             kept = [row["node"] for row in (fallback_report or {}).get("kept_float", [])]
             collected += _size_verdict(
-                fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded, kept
+                fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded, kept, preset.label
             )
-            low = _fidelity_verdict(fp32_path.name, check, strict, "INT8")
+            low = _fidelity_verdict(fp32_path.name, check, strict, preset.label)
             collected += low
             dynamic = {
                 v.name: v.type.tensor_type.shape.dim[0].dim_param
@@ -909,7 +1005,8 @@ def quantize_onnx(
             }
             if free_batch and not _restore_free_batch(temporary, original, free_batch, dynamic):
                 notes.append(
-                    f"batch fixed at {batch} in the INT8 file: the imported graph does not run at another batch"
+                    f"batch fixed at {batch} in the {preset.label} file: the imported graph does not run at another "
+                    "batch"
                 )
             publish(temporary, output_path)
         finally:
@@ -946,7 +1043,7 @@ def quantize_onnx(
         calibration_seconds=calibration_seconds,
         quantize_seconds=quantize_seconds,
         fp32_bytes=fp32_bytes,
-        int8_bytes=output_path.stat().st_size,
+        quantized_bytes=output_path.stat().st_size,
         sha256=sha256_file(output_path),
         fp32_sha256=fp32_sha256,
         check=check,
@@ -957,12 +1054,14 @@ def quantize_onnx(
         low_sqnr=low,
         plan=plan,
         fallback=fallback_report,
+        precision=precision,
     )
 
 
 def refuse_replacing(output_path: Path, inputs: Mapping[str, Any]) -> None:
-    """Raise a one-line error naming ``--force`` unless the INT8 file at ``output_path`` was made from ``inputs``
-    (FP32 model, target, calibration data and settings), as the manifest beside it records."""
+    """Raise a one-line error naming ``--force`` unless the INT8/FP8 file at ``output_path`` was made from
+    ``inputs`` (FP32 model, precision, target, calibration data and settings), as the manifest beside it records
+    (an entry without a precision is INT8's)."""
     entry = None
     if (output_path.parent / MANIFEST_NAME).is_file():
         with contextlib.suppress(UsageError):
@@ -976,6 +1075,7 @@ def refuse_replacing(output_path: Path, inputs: Mapping[str, Any]) -> None:
     quantization = entry.get("quantization") or {}
     recorded = {key: quantization.get(key) for key in inputs}
     recorded["calibration"] = (quantization.get("calibration") or {}).get("sha256")
+    recorded["precision"] = quantization.get("precision", "int8")
     recorded["excluded_nodes"] = list(recorded.get("excluded_nodes") or [])
     changed = [
         f"{key} {_brief(recorded.get(key))} there, {_brief(value)} now"
@@ -1016,16 +1116,18 @@ def _size_verdict(
     facts: dict[str, Any],
     excluded: list[str],
     kept: Sequence[str] = (),
+    label: str = "INT8",
 ) -> list[str]:
-    """Nothing when the INT8 file is at most :data:`SIZE_LIMIT` of FP32 (or the model is small); a note when
-    weights left in float explain the excess; an error (nothing written) when nothing does."""
+    """Nothing when the quantized (``label``: INT8, FP8) file is at most :data:`SIZE_LIMIT` of FP32 (or the
+    model is small); a note when weights left in float explain the excess; an error (nothing written) when
+    nothing does."""
     ratio = int8_bytes / fp32_bytes
     if parameters <= SIZE_CHECK_PARAMETERS or ratio <= SIZE_LIMIT:
         return []
     unexplained = (int8_bytes - facts["float_weight_bytes"]) / fp32_bytes
     if unexplained > SIZE_LIMIT:
         raise EdgecnnError(
-            f"the INT8 file of {name} would be {ratio:.0%} of FP32 ({parameters / 1e6:.2f} M parameters, "
+            f"the {label} file of {name} would be {ratio:.0%} of FP32 ({parameters / 1e6:.2f} M parameters, "
             f"{facts['quantized_weights']} weights quantized, {facts['float_weight_bytes'] / 1e6:.2f} MB left in "
             f"float): its weights were not quantized as weights; nothing was written"
         )
@@ -1035,10 +1137,10 @@ def _size_verdict(
     parts = (
         ([f"{len(why)} nodes kept in float by --exclude"] if why else [])
         + ([f"{len(fallback)} nodes kept in float to meet the task budget"] if fallback else [])
-        + ([f"{len(other)} nodes whose op the INT8 form does not quantize (e.g. {other[0]})"] if other else [])
+        + ([f"{len(other)} nodes whose op the {label} form does not quantize (e.g. {other[0]})"] if other else [])
     )
     return [
-        f"the INT8 file is {ratio:.0%} of FP32, above {SIZE_LIMIT:.0%}: {facts['float_weight_bytes'] / 1e6:.2f} MB "
+        f"the {label} file is {ratio:.0%} of FP32, above {SIZE_LIMIT:.0%}: {facts['float_weight_bytes'] / 1e6:.2f} MB "
         f"of weights stay in float in {' and '.join(parts)}"
     ]
 
@@ -1073,6 +1175,11 @@ def _weight_bytes_of(model: onnx.ModelProto, nodes: Iterable[str]) -> dict[str, 
     return found
 
 
+MAX_FLOAT_SHARE = 0.5
+"""The fallback keeps at most this share of the ranked layers in float: a model that needs more is no longer a
+quantized model, and the budget miss is reported instead (with the default quantization kept)."""
+
+
 def _keep_float_until_met(
     source_path: Path,
     model: onnx.ModelProto,
@@ -1103,8 +1210,10 @@ def _keep_float_until_met(
         return default, default_check, report
     ranking = analyze(source_path, default, rank_on, samples=ANALYZE_SAMPLES)
     rows = {row.node: row for row in ranking}
-    candidates = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
-    report["ranked"] = len(candidates)
+    ranked = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
+    candidates = ranked[: math.ceil(len(ranked) * MAX_FLOAT_SHARE)]
+    report["ranked"] = len(ranked)
+    report["searched"] = len(candidates)
 
     def round_of(keep: list[str]) -> tuple[bool, tuple[Path, dict[str, Any]]]:
         path, check = attempt(keep)
@@ -1148,10 +1257,14 @@ def _quantize_to_temporary(
     display_name: str | None = None,
 ) -> Path:
     """``quantize_static`` with precomputed ranges into a temporary file beside ``output_path``
-    (renamed once checked)."""
+    (renamed once checked); FP8's scales reach it as overrides (:func:`fp8_quantize_arguments`)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     activation_type, weight_type = preset.quant_types()
+    extra_options = preset.extra_options()
+    if preset.precision == "fp8":
+        ranges, overrides = fp8_quantize_arguments(load_onnx(fp32_path), ranges, per_channel)
+        extra_options.update(overrides)
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=f".{output_path.name}.tmp-", dir=output_path.parent)
@@ -1174,7 +1287,7 @@ def _quantize_to_temporary(
                 weight_type=weight_type,
                 nodes_to_exclude=excluded,
                 calibrate_method=ranges.calibration_method,
-                extra_options=preset.extra_options(),
+                extra_options=extra_options,
                 calibration_cache_path=str(ort_cache),
             )
         onnx.checker.check_model(onnx.load(str(temporary)))
@@ -1232,21 +1345,22 @@ def quantize_for_timing(fp32_path: str | Path, output_path: str | Path, target: 
 
 @dataclass
 class ExportLocation:
-    """Where an INT8 artifact comes from and goes: the FP32 model, the output file, the manifest to update."""
+    """Where a quantized artifact comes from and goes: the FP32 model, the output file, the manifest to update."""
 
     fp32_path: Path
     output_path: Path
     manifest_dir: Path | None
 
 
-def locate(model: str | Path, target: str, output: str | Path | None = None) -> ExportLocation:
-    """Resolve an export directory or .onnx file to the FP32 model and the INT8 file for ``target``.
+def locate(model: str | Path, target: str, output: str | Path | None = None, precision: str = "int8") -> ExportLocation:
+    """Resolve an export directory or .onnx file to the FP32 model and the quantized file for ``precision``
+    and ``target``.
 
-    In an export directory (or for the FP32 file its manifest lists) the INT8 file is
-    ``<dir>/<model>.int8-<target>.onnx`` and the manifest is updated; a bare .onnx gets its INT8 file beside it.
+    In an export directory (or for the FP32 file its manifest lists) the file is named by the format table
+    (``<dir>/<model>.int8-<target>.onnx``, ``<dir>/<model>.fp8-tensorrt.onnx``) and the manifest is updated;
+    a bare .onnx gets its quantized file beside it.
     """
-    if target not in PRESETS:
-        raise UsageError(f"unknown INT8 target {target!r}: choose {' or '.join(TARGETS)}")
+    preset = preset_for(precision, target)
     path = Path(model)
     if not path.exists():
         raise UsageError(f"{path} does not exist: give an ONNX file or an export directory")
@@ -1268,15 +1382,15 @@ def locate(model: str | Path, target: str, output: str | Path | None = None) -> 
     else:
         raise UsageError(f"{path} is neither an .onnx file nor an export directory")
     name = manifest["model"]["name"] if manifest else model_name_of(fp32_path.name)
-    output_path = Path(output) if output else fp32_path.parent / artifact_name(name, PRESETS[target].format_key)
+    output_path = Path(output) if output else fp32_path.parent / artifact_name(name, preset.format_key)
     if output_path.resolve() == fp32_path.resolve():
-        raise UsageError(f"the INT8 output would overwrite the FP32 model {fp32_path}: give another --output")
+        raise UsageError(f"the {preset.label} output would overwrite the FP32 model {fp32_path}: give another --output")
     in_directory = directory is not None and output_path.parent.resolve() == directory.resolve()
     return ExportLocation(fp32_path, output_path, directory if in_directory else None)
 
 
 def record_in_manifest(location: ExportLocation, result: QuantizationResult) -> None:
-    """Add (or replace) the INT8 artifact's entry in the export directory's manifest.json, atomically."""
+    """Add (or replace) the quantized artifact's entry in the export directory's manifest.json, atomically."""
     if location.manifest_dir is None:
         return
     manifest = read_manifest(location.manifest_dir)
@@ -1289,36 +1403,40 @@ def quantize_export(
     model: str | Path,
     *,
     target: str = "cpu",
+    precision: str = "int8",
     output: str | Path | None = None,
     cache: str | Path | None = "auto",
     **options,
 ) -> QuantizationResult:
-    """Quantize an export directory (or a .onnx file) and record the INT8 artifact in its manifest.json.
+    """Quantize an export directory (or a .onnx file) and record the INT8 (or FP8) artifact in its manifest.json.
 
-    See :func:`locate` for where the file goes; ``options`` are those of :func:`quantize_onnx` (an INT8 file
+    See :func:`locate` for where the file goes; ``options`` are those of :func:`quantize_onnx` (a file
     made from other inputs is replaced only with ``force=True``). The manifest is rewritten atomically and
     keeps every other artifact's entry.
     """
-    location = locate(model, target, output)
-    result = quantize_onnx(location.fp32_path, location.output_path, target=target, cache=cache, **options)
+    location = locate(model, target, output, precision)
+    result = quantize_onnx(
+        location.fp32_path, location.output_path, target=target, precision=precision, cache=cache, **options
+    )
     record_in_manifest(location, result)
     return result
 
 
 @dataclass
-class Int8Step:
-    """The INT8 artifact of an export, made from its FP32 model while the export is still staged.
+class QuantizeStep:
+    """The INT8 (or FP8) artifact of an export, made from its FP32 model while the export is still staged.
 
-    ``edgecnn export --int8`` passes one to :func:`edgecnn.export.export_model` (``steps=``): the options of
-    :func:`quantize_onnx`, with the target chosen by :func:`choose_target`; ``progress(done, total)``
-    follows calibration.
+    ``edgecnn export --int8`` and ``--fp8`` pass one each to :func:`edgecnn.export.export_model` (``steps=``):
+    the options of :func:`quantize_onnx`, with the target chosen by :func:`choose_target`;
+    ``progress(done, total)`` follows calibration.
     """
 
     target: str | None = None
     device: str | None = None
+    precision: str = "int8"
     calibration: str | Path = "builtin"
     samples: int = DEFAULT_SAMPLES
-    method: str = DEFAULT_METHOD
+    method: str | None = None
     percentile: float = DEFAULT_PERCENTILE
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
@@ -1329,18 +1447,20 @@ class Int8Step:
     fallback: bool = True
 
     def __post_init__(self) -> None:
-        choose_target(self.target, self.device)
+        preset_for(self.precision, choose_target(self.target, self.device, self.precision)[0])
 
     def __call__(
         self, fp32_path: Path, preprocessing: dict[str, Any], staging: Path, *, random_weights: bool = False
     ) -> AddedArtifact:
-        target, reason = choose_target(self.target, self.device)
+        target, reason = choose_target(self.target, self.device, self.precision)
+        preset = preset_for(self.precision, target)
         name = fp32_path.name.removesuffix(get_format("onnx-fp32").suffix)
         result = quantize_onnx(
             fp32_path,
-            staging / artifact_name(name, PRESETS[target].format_key),
+            staging / artifact_name(name, preset.format_key),
             calibration=self.calibration,
             target=target,
+            precision=self.precision,
             method=self.method,
             percentile=self.percentile,
             per_channel=self.per_channel,
@@ -1355,6 +1475,5 @@ class Int8Step:
             budgets=self.budgets,
             fallback=self.fallback,
         )
-        return AddedArtifact(
-            result.format_key, result.path, result.manifest_entry(), result, (f"INT8 target {target} ({reason})",)
-        )
+        note = "FP8 E4M3 for TensorRT" if self.precision == "fp8" else f"INT8 target {target} ({reason})"
+        return AddedArtifact(result.format_key, result.path, result.manifest_entry(), result, (note,))

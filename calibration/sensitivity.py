@@ -83,7 +83,8 @@ def _augment(path: Path, workdir: Path, name: str) -> Path:
 
 
 def _activation_qparams(model: onnx.ModelProto) -> dict[str, tuple[float, int, int, int]]:
-    """Activation tensor -> (scale, zero point, qmin, qmax) of the QuantizeLinear that quantizes it in the INT8 model.
+    """Activation tensor -> (scale, zero point, qmin, qmax) of the QuantizeLinear that quantizes it in the INT8 model
+    (integer Q/DQ only: an FP8 tensor has no local figure, its layers rank by weight and output error).
 
     ORT names the input of a graph output's QuantizeLinear ``<tensor>_QuantizeLinear_Input``; the suffix is
     stripped so the key is the FP32 model's tensor name.
@@ -101,7 +102,7 @@ def _activation_qparams(model: onnx.ModelProto) -> dict[str, tuple[float, int, i
             if len(node.input) > 2 and node.input[2] in values
             else np.zeros((), np.uint8)
         )
-        if scale.size != 1:
+        if scale.size != 1 or not np.issubdtype(zero_point.dtype, np.integer):
             continue
         limits = np.iinfo(zero_point.dtype)
         name = node.input[0].removesuffix(QUANT_INPUT_SUFFIX)

@@ -60,7 +60,7 @@ class ExportOptions:
 
     ``steps`` add artifacts made from the verified FP32 model inside the same staging directory, so the
     export stays all-or-nothing: ``edgecnn export --int8`` passes an
-    :class:`edgecnn.calibration.Int8Step` (see :class:`~edgecnn.artifact.ArtifactStep`).
+    :class:`edgecnn.calibration.QuantizeStep` (see :class:`~edgecnn.artifact.ArtifactStep`).
     """
 
     output_dir: Path = Path("exports")
@@ -605,7 +605,8 @@ def _merged_artifacts(final: Path, previous: dict[str, Any], artifacts: list[dic
                 if before.get(key) != now.get(key)
             )
             raise UsageError(
-                f"{final}/{entry.get('file')} was made with other INT8 settings ({changed}): pass --force to "
+                f"{final}/{entry.get('file')} was made with other "
+                f"{made['quantization'].get('precision', 'int8').upper()} settings ({changed}): pass --force to "
                 f"replace it, or keep both with edgecnn quantize {final} --output FILE"
             )
     kept = [entry for entry in previous.get("artifacts", []) if entry.get("format") not in new]

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgecnn.calibration import Preprocessing, quantize_onnx
 from edgecnn.calibration import ranges as ranges_module
 from edgecnn.calibration.memory import BASE_BYTES, plan_calibration
-from edgecnn.calibration.quantize import int8_graph_facts
+from edgecnn.calibration.quantize import qdq_graph_facts
 from edgecnn.cli import main
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.onnx_import import import_onnx
@@ -78,7 +78,7 @@ def test_image_models_quantize_for_both_targets(name, target, corpus_dir, tmp_pa
         preprocessing=declared(info),
     )
     written = onnx.load(str(result.path))
-    facts = int8_graph_facts(written)
+    facts = qdq_graph_facts(written)
     assert facts == result.graph and facts["quantized_weights"] > 0
     assert result.per_channel and facts["per_channel_weights"] == facts["quantized_weights"]
     assert set(result.check["outputs"]) == set(info.outputs)
@@ -243,7 +243,7 @@ def test_unquantized_weights_are_refused(corpus_dir, tmp_path, monkeypatch):
     from edgecnn.calibration import quantize as quantize_module
 
     monkeypatch.setattr(
-        quantize_module, "int8_graph_facts", lambda model: {**int8_graph_facts(model), "float_weight_bytes": 0}
+        quantize_module, "qdq_graph_facts", lambda model: {**qdq_graph_facts(model), "float_weight_bytes": 0}
     )
     monkeypatch.setattr(quantize_module, "SIZE_LIMIT", 0.1)
     with pytest.raises(EdgecnnError, match="not quantized as weights"):

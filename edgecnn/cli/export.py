@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgecnn.calibration import Fp8Step, Int8Step
-from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD
+from edgecnn.calibration import QuantizeStep
 from edgecnn.cli.common import (
     PREPROCESSING_PARAMETERS,
     console,
@@ -308,7 +307,7 @@ def export_command(
         resize=resize,
     )
     int8_step = (
-        Int8Step(
+        QuantizeStep(
             target=target,
             device=device,
             calibration=calib,
@@ -326,14 +325,18 @@ def export_command(
         else None
     )
     fp8_step = (
-        Fp8Step(
+        QuantizeStep(
+            precision="fp8",
             calibration=calib,
             samples=calib_samples,
-            method=calib_method if _given("calib_method") else FP8_DEFAULT_METHOD,
+            method=calib_method if _given("calib_method") else None,
             percentile=percentile,
             per_channel=per_channel,
             exclude=tuple(exclude),
             seed=calib_seed,
+            task=task,
+            budgets=budgets,
+            fallback=fallback,
         )
         if fp8
         else None

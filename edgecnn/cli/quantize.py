@@ -23,7 +23,6 @@ from edgecnn.calibration.data import (
     load_calibration,
 )
 from edgecnn.calibration.fallback import auto_fallback
-from edgecnn.calibration.fp8 import FP8_DEFAULT_METHOD, quantize_fp8_export
 from edgecnn.calibration.memory import DEFAULT_MEMORY_FRACTION
 from edgecnn.calibration.quantize import (
     DEFAULT_METHOD,
@@ -66,7 +65,7 @@ __all__ = [
     "calibration_progress",
     "collected_warnings",
     "print_warnings",
-    "int8_rows",
+    "quantized_rows",
     "weight_range_note",
     "check_lines",
     "fidelity_figure",
@@ -216,16 +215,16 @@ def print_warnings(messages) -> None:
         err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
-def int8_rows(result: QuantizationResult) -> list[dict]:
+def quantized_rows(result: QuantizationResult) -> list[dict]:
     return [
         {
             "format": result.format_key,
             "file": result.path.name,
-            "size_mb": result.int8_bytes / 1e6,
+            "size_mb": result.quantized_bytes / 1e6,
             "vs_fp32": result.size_ratio,
             "method": f"{result.method} {result.percentile:g}" if result.percentile else result.method,
             "samples": result.calibration["samples"],
-            "int8_weights": result.graph.get("quantized_weights"),
+            "quantized_weights": result.graph.get("quantized_weights"),
             "float_nodes": len(result.graph["float_nodes"]) if result.graph else len(result.excluded_nodes),
             "top1_agreement": result.check["top1_agreement"],
             "sqnr_db": result.check["output_sqnr_db"],
@@ -292,8 +291,8 @@ def check_lines(check: dict, fallback: dict | None) -> list[str]:
             )
         else:
             lines.append(
-                f"fallback: no prefix of the {fallback['ranked']} ranked layers met the budget in "
-                f"{len(fallback['rounds'])} rounds; the default quantization was kept"
+                f"fallback: keeping up to {fallback.get('searched', 0)} of the {fallback['ranked']} ranked layers in "
+                f"float did not meet the budget in {len(fallback['rounds'])} rounds; the default quantization was kept"
                 + (f" ({fallback['note']})" if fallback.get("note") else "")
             )
     return lines
@@ -315,10 +314,10 @@ def weight_range_note(result: QuantizationResult) -> str:
     return note + "Nothing needs doing; accuracy on labelled data: edgecnn eval."
 
 
-INT8_HEADERS = {
+QUANTIZED_HEADERS = {
     "size_mb": "MB",
     "vs_fp32": "size vs FP32",
-    "int8_weights": "INT8 weights",
+    "quantized_weights": "quantized weights",
     "float_nodes": "float nodes",
     "top1_agreement": "top-1 agree",
     "sqnr_db": "SQNR dB",
@@ -346,7 +345,10 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="INT8 file (default: <model>.int8-<target>.onnx beside the FP32 model, added to its manifest).",
+    help=(
+        "Quantized file (default: <model>.int8-<target>.onnx, or <model>.fp8-tensorrt.onnx, beside the FP32 model, "
+        "added to its manifest)."
+    ),
 )
 @click.option(
     "--precision",
@@ -466,7 +468,7 @@ def quantize_command(
     eval_data,
     fmt,
 ):
-    """Quantize MODEL (an FP32 .onnx file or an edgecnn export directory) to Q/DQ INT8 ONNX.
+    """Quantize MODEL (an FP32 .onnx file or an edgecnn export directory) to Q/DQ INT8 (or FP8) ONNX.
 
     \b
     edgecnn quantize exports/mobilenet_v2                       builtin calibration, cpu target
@@ -498,10 +500,8 @@ def quantize_command(
             raise UsageError(f"{', '.join(given)} applies to INT8 only: drop it or use --precision int8")
         source = click.get_current_context().get_parameter_source("calib_method")
         if source != click.core.ParameterSource.COMMANDLINE:
-            calib_method = FP8_DEFAULT_METHOD
-        chosen_target, reason = "tensorrt", "FP8 runs in TensorRT on FP8 GPUs (edgecnn check --precision fp8)"
-    else:
-        chosen_target, reason = choose_target(target, device)
+            calib_method = None
+    chosen_target, reason = choose_target(target, device, precision)
     declared = {"mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std"), "scale": scale}
     declared.update(channel_order=channel_order, resize_shorter_side=resize)
     preprocessing = _bare_preprocessing(model, input_size, input_shape, calib, declared)
@@ -534,28 +534,24 @@ def quantize_command(
             )
             return
         with calibration_progress(fmt == "table") as progress:
-            if precision == "fp8":
-                result = quantize_fp8_export(
-                    model, output=output, cache=cache_option, progress=progress, force=force, **options
-                )
-            else:
-                result = quantize_export(
-                    model,
-                    target=chosen_target,
-                    output=output,
-                    cache=cache_option,
-                    progress=progress,
-                    force=force,
-                    input_shapes=parse_input_shape(input_shape),
-                    opset_upgrade=opset_upgrade,
-                    calib_memory=parse_memory_size(calib_memory) if calib_memory else None,
-                    min_sqnr=min_sqnr,
-                    strict=strict,
-                    task=task,
-                    budgets=budgets,
-                    fallback=fallback,
-                    **options,
-                )
+            result = quantize_export(
+                model,
+                target=chosen_target,
+                precision=precision,
+                output=output,
+                cache=cache_option,
+                progress=progress,
+                force=force,
+                input_shapes=parse_input_shape(input_shape),
+                opset_upgrade=opset_upgrade,
+                calib_memory=parse_memory_size(calib_memory) if calib_memory else None,
+                min_sqnr=min_sqnr,
+                strict=strict,
+                task=task,
+                budgets=budgets,
+                fallback=fallback,
+                **options,
+            )
     print_warnings([w for w in result.warnings if w not in result.low_sqnr])
     for message in result.low_sqnr:
         err_console.print(f"[bold red]WARNING: {message}[/]", highlight=False)
@@ -580,12 +576,12 @@ def quantize_command(
         footer.append(f"kept in float: {', '.join(result.excluded_nodes)}")
     emit(
         render_rows(
-            int8_rows(result),
+            quantized_rows(result),
             fmt,
             title=f"quantized {result.fp32_path.name} -> {result.path}",
             footer=footer,
             console=console,
-            headers=INT8_HEADERS,
+            headers=QUANTIZED_HEADERS,
         )
     )
 
