@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import os
 import tempfile
 import time
@@ -73,7 +72,7 @@ from edgecnn.calibration.ranges import (
 from edgecnn.calibration.reader import CalibrationReader
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError, first_line
-from edgecnn.onnx_facts import input_dims, load_onnx
+from edgecnn.onnx_facts import input_dims, load_onnx, model_sha256, onnx_files, save_onnx
 from edgecnn.onnx_import import import_onnx, is_classifier, model_opset, parameter_count
 from edgecnn.options import parse_memory_size
 from edgecnn.runtime import cpu_session_optimization, create_session
@@ -746,7 +745,7 @@ def quantize_onnx(
         collected += list(calibration.warnings)
         calibrate_on, check_on = calibration, calibration.head(check_samples)
     excluded = resolve_excluded(model, list(exclude))
-    fp32_sha256 = sha256_file(fp32_path)
+    fp32_sha256 = model_sha256(fp32_path)
     if output_path.exists() and not force:
         refuse_replacing(
             output_path,
@@ -768,14 +767,13 @@ def quantize_onnx(
         )
         warnings.warn(collected[-1], QuantizationWarning, stacklevel=2)
 
-    serialized = model.SerializeToString()
-    key = CacheKey(hashlib.sha256(serialized).hexdigest(), calibrate_on.sha256, method_key(method, percentile))
     cache_path = _cache_path(cache, output_path, calibrate_on, method, percentile)
     notes: list[str] = []
     plan = None
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as workdir:
         source_path = Path(workdir) / fp32_path.name
-        source_path.write_bytes(serialized)
+        save_onnx(model, source_path)
+        key = CacheKey(model_sha256(source_path), calibrate_on.sha256, method_key(method, percentile))
         started = time.perf_counter()
         ranges = read_cache(cache_path, key) if cache_path is not None else None
         cache_hit = ranges is not None
@@ -823,7 +821,7 @@ def quantize_onnx(
                     "nothing was written"
                 )
             facts = int8_graph_facts(onnx.load(str(temporary)))
-            fp32_bytes, int8_bytes = fp32_path.stat().st_size, temporary.stat().st_size
+            fp32_bytes, int8_bytes = onnx_files(fp32_path).total_bytes, temporary.stat().st_size
             collected += _size_verdict(fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded)
             low = _sqnr_verdict(fp32_path.name, check, min_sqnr, strict)
             collected += low
