@@ -85,7 +85,7 @@ from edgecnn.calibration.sensitivity import ANALYZE_SAMPLES, analyze
 from edgecnn.devices import get_device
 from edgecnn.errors import EdgecnnError, UsageError, first_line
 from edgecnn.fidelity import compare
-from edgecnn.onnx_facts import input_dims, load_onnx
+from edgecnn.onnx_facts import input_dims, load_onnx, model_sha256, onnx_files, save_onnx
 from edgecnn.onnx_import import import_onnx, is_classifier, model_opset, parameter_count
 from edgecnn.options import parse_memory_size
 from edgecnn.runtime import cpu_session_optimization, create_session
@@ -491,7 +491,6 @@ def auto_cache_path(
 
     FP8's ranges are of the graph upgraded to opset 19, another graph than INT8's, so they get their own
     file (``<model>.calib-fp8-<method>-<digest>.json``) rather than a clash with INT8's cache of that method."""
-    import hashlib
 
     output_path = Path(output_path)
     digest = hashlib.sha256(f"{calibration_sha256}/{method_key(method, percentile)}".encode()).hexdigest()[:12]
@@ -879,7 +878,7 @@ def quantize_onnx(
         collected.append(domain)
         warnings.warn(domain, QuantizationWarning, stacklevel=2)
     excluded = resolve_excluded(model, list(exclude))
-    fp32_sha256 = sha256_file(fp32_path)
+    fp32_sha256 = model_sha256(fp32_path)
     if output_path.exists() and not force:
         refuse_replacing(
             output_path,
@@ -902,14 +901,13 @@ def quantize_onnx(
         )
         warnings.warn(collected[-1], QuantizationWarning, stacklevel=2)
 
-    serialized = model.SerializeToString()
-    key = CacheKey(hashlib.sha256(serialized).hexdigest(), calibrate_on.sha256, method_key(method, percentile))
     cache_path = _cache_path(cache, output_path, calibrate_on, method, percentile, precision)
     notes: list[str] = []
     plan = None
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as workdir:
         source_path = Path(workdir) / fp32_path.name
-        source_path.write_bytes(serialized)
+        save_onnx(model, source_path)
+        key = CacheKey(model_sha256(source_path), calibrate_on.sha256, method_key(method, percentile))
         started = time.perf_counter()
         ranges = read_cache(cache_path, key) if cache_path is not None else None
         cache_hit = ranges is not None
@@ -991,7 +989,7 @@ def quantize_onnx(
             elif not check["task_met"] and judge_task:
                 notes.append("fallback to float is off (--no-fallback): the task budget stays missed")
             facts = qdq_graph_facts(onnx.load(str(temporary)))
-            fp32_bytes, int8_bytes = fp32_path.stat().st_size, temporary.stat().st_size
+            fp32_bytes, int8_bytes = onnx_files(fp32_path).total_bytes, temporary.stat().st_size
             kept = [row["node"] for row in (fallback_report or {}).get("kept_float", [])]
             collected += _size_verdict(
                 fp32_path.name, parameter_count(model), fp32_bytes, int8_bytes, facts, excluded, kept, preset.label

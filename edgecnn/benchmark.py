@@ -46,6 +46,7 @@ from edgecnn.evaluate import evaluate
 from edgecnn.export.tensorrt.engine import NOT_INSTALLED, gpu_identity, installed_tensorrt, read_sidecar
 from edgecnn.export.tensorrt.runner import EngineRunner
 from edgecnn.extras import available, require
+from edgecnn.onnx_facts import model_sha256, onnx_files
 from edgecnn.options import parse_batches
 from edgecnn.registry import resolve_name
 from edgecnn.runtime import create_session, run_session, session_settings, time_runs, usable_cores
@@ -284,19 +285,26 @@ def _export_is_reusable(manifest: Mapping[str, Any], source, batches: Sequence[i
 
 
 def _listed_files(directory: Path, manifest: Mapping[str, Any]) -> dict[str, Path]:
-    """Artifacts the manifest lists that are present with their recorded size."""
+    """Artifacts the manifest lists that are present with their recorded size (external data included)."""
     files = {}
     for entry in manifest.get("artifacts", []):
         path = directory / entry.get("file", "")
-        if path.is_file() and path.stat().st_size == entry.get("size_bytes"):
-            files[entry["format"]] = path
+        data = [directory / location for location in entry.get("external_data", [])]
+        if path.is_file() and all(d.is_file() for d in data):
+            if path.stat().st_size + sum(d.stat().st_size for d in data) == entry.get("size_bytes"):
+                files[entry["format"]] = path
     return files
 
 
 def _int8_is_current(manifest: Mapping[str, Any], key: str, fp32_path: Path) -> bool:
     entry = next((a for a in manifest.get("artifacts", []) if a.get("format") == key), None)
     recorded = ((entry or {}).get("quantization") or {}).get("fp32_sha256")
-    return recorded is not None and recorded == sha256_file(fp32_path)
+    return recorded is not None and recorded == model_sha256(fp32_path)
+
+
+def _stored_mb(path: Path) -> float:
+    """An artifact's size in MB, an ONNX file's external data included."""
+    return (onnx_files(path).total_bytes if path.suffix == ".onnx" else path.stat().st_size) / 1e6
 
 
 def _split_size(npz_path: str) -> int:
@@ -482,7 +490,7 @@ def benchmark(
         for key in keys:
             row = rows[key]
             if key in files:
-                row.file, row.size_mb = files[key].name, files[key].stat().st_size / 1e6
+                row.file, row.size_mb = files[key].name, _stored_mb(files[key])
             if row.status != OK:
                 continue
             if key in artifacts.failures:
@@ -591,7 +599,7 @@ def benchmark_export(
         fmt = get_format(key)
         row = FormatResult(name, key, batch_sizes[0], OK, runtime=fmt.runtime, precision=fmt.precision)
         if key in files:
-            row.file, row.size_mb = files[key].name, files[key].stat().st_size / 1e6
+            row.file, row.size_mb = files[key].name, _stored_mb(files[key])
         if key == BASELINE_FORMAT:
             reason = "" if available("torch") else "PyTorch is not installed (the export extra installs it)"
         elif key == "engine":

@@ -18,6 +18,7 @@ import onnx
 from edgecnn.calibration import quantize_for_timing
 from edgecnn.errors import UnknownNameError, UsageError
 from edgecnn.extras import available
+from edgecnn.onnx_facts import save_onnx
 from edgecnn.options import parse_input_size
 from edgecnn.profile import (
     GraphSource,
@@ -134,7 +135,7 @@ def convert_for_measurement(model: onnx.ModelProto, precision: str) -> onnx.Mode
         raise UsageError(f"no {precision} conversion for host measurement")
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-") as scratch:
         source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
-        onnx.save_model(model, str(source))
+        save_onnx(model, source)
         quantize_for_timing(source, target)
         return onnx.load(str(target))
 

@@ -165,11 +165,32 @@ def create_session(
 
     options = session_options(_settings(threads, optimization, settings))
     source = model if isinstance(model, bytes) else str(model)
+    providers = providers or ["CPUExecutionProvider"]
     try:
-        return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=providers)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
         first = first_line(error)
-        raise EdgecnnError(f"ONNX Runtime cannot load the model: {first[:300]}") from None
+    if not isinstance(model, bytes) and "external" in first.lower():
+        inline = _with_data_loaded(Path(model))
+        if inline is not None:
+            try:
+                return ort.InferenceSession(inline, options, providers=providers)
+            except Exception as error:
+                first = first_line(error)
+    raise EdgecnnError(f"ONNX Runtime cannot load the model: {first[:300]}")
+
+
+def _with_data_loaded(path: Path) -> bytes | None:
+    """The model at ``path`` serialized with its external data inline, None when that passes protobuf's 2 GB;
+    a missing data file is :func:`~edgecnn.onnx_facts.load_onnx`'s one-line error naming it.
+
+    ONNX Runtime resolves external data relative to the model path, but its shape inference at load time
+    cannot read a shape constant (a Reshape's shape, a ReduceMean's axes) kept in external data (onnx's
+    ``size_threshold=0`` writes even those out); the same graph loads once its data are in the proto."""
+    from edgecnn.onnx_facts import PROTOBUF_LIMIT, load_onnx
+
+    model = load_onnx(path)
+    return model.SerializeToString() if model.ByteSize() < PROTOBUF_LIMIT else None
 
 
 def best_providers() -> list[str]:

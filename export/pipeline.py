@@ -41,7 +41,15 @@ from edgecnn.export.to_onnx import (
 )
 from edgecnn.export.verify import Verification, check_inputs, compare, compare_outputs, torch_outputs
 from edgecnn.heap import release_free_heap
-from edgecnn.onnx_facts import input_dims, load_onnx
+from edgecnn.onnx_facts import (
+    PROTOBUF_LIMIT,
+    OnnxFiles,
+    input_dims,
+    load_onnx,
+    model_sha256,
+    onnx_files,
+    save_onnx,
+)
 from edgecnn.onnx_import import graph_outputs_info, import_onnx, inference_form, is_classifier
 from edgecnn.runtime import create_session, run_session, usable_cores
 
@@ -161,8 +169,9 @@ def _raise_if_failed(verifications: list[Verification], name: str) -> None:
         )
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
-    onnx.save_model(model, str(path))
+def _save(model: onnx.ModelProto, path: Path) -> OnnxFiles:
+    """One self-contained file under protobuf's 2 GB, else the graph and one ``<name>.data`` beside it."""
+    return save_onnx(model, path)
 
 
 def _graph_shape(model: onnx.ModelProto, value: onnx.ValueInfoProto) -> list[int | str]:
@@ -179,13 +188,18 @@ def _preprocessing(source: ModelSource) -> dict[str, Any]:
 
 
 def _artifact_entry(key: str, path: Path, verifications: list[Verification]) -> dict[str, Any]:
-    return {
+    """The manifest entry of an artifact: an ONNX file's hash and size cover its external data, which it lists."""
+    stored = onnx_files(path) if path.suffix == ".onnx" else None
+    entry = {
         "format": key,
         "file": path.name,
-        "sha256": sha256_file(path),
-        "size_bytes": path.stat().st_size,
+        "sha256": model_sha256(stored) if stored is not None else sha256_file(path),
+        "size_bytes": stored.total_bytes if stored is not None else path.stat().st_size,
         "verification": [v.as_dict() for v in verifications],
     }
+    if stored is not None and stored.external:
+        entry["external_data"] = list(stored.locations)
+    return entry
 
 
 def _build_manifest(
@@ -388,6 +402,7 @@ def _package_onnx(
             "--dynamic-batch applies to PyTorch models: an ONNX file is exported at fixed shapes "
             "(--batch, --input-size or --input-shape)"
         )
+    stored = onnx_files(source.onnx_path)
     raw = load_onnx(source.onnx_path)
     shapes = _onnx_input_shapes(raw, source, options)
     imported = import_onnx(raw, shapes)
@@ -400,7 +415,8 @@ def _package_onnx(
     source.preprocessing = _declared_preprocessing(model, source, options)
     source.imported = {
         "source_file": source.onnx_path.name,
-        "source_sha256": sha256_file(source.onnx_path),
+        "source_sha256": model_sha256(stored),
+        **({"source_external_data": list(stored.locations)} if stored.external else {}),
         "source_opset": imported.source_opset,
         "input_shapes": imported.input_shapes,
         "optimizer": imported.optimizer,
@@ -408,13 +424,18 @@ def _package_onnx(
         "notes": imported.notes,
     }
     inputs = _seeded_inputs(model, shapes)
-    reference = _run_all(inference_form(raw).SerializeToString(), inputs)
+    scratch = staging / ".source-inference-form.onnx"
+    reference = _run_all(_session_source(inference_form(raw), scratch), inputs)
     del raw
+    scratch.unlink(missing_ok=True)
+    scratch.with_name(scratch.name + ".data").unlink(missing_ok=True)
     files, artifacts, all_verifications = {}, [], []
 
     def add_verified(key: str, graph: onnx.ModelProto, precision: str) -> None:
         path = staging / artifact_name(source.name, key)
-        _save(graph, path)
+        written = _save(graph, path)
+        if key == "onnx-fp32" and (stored.external or written.external):
+            source.imported["notes"].append(_weights_note(stored, written))
         check_graph(graph, path)
         verifications = compare_outputs(reference, _run_all(path, inputs), precision, classifier)
         failed = next((v for v in verifications if not v.passed), None)
@@ -431,6 +452,32 @@ def _package_onnx(
     if options.fp16:
         add_verified("onnx-fp16", to_fp16(model), "fp16")
     return files, all_verifications, artifacts, model
+
+
+def _session_source(model: onnx.ModelProto, scratch: Path) -> bytes | Path:
+    """What ONNX Runtime loads ``model`` from: its bytes under protobuf's 2 GB, else a file written at ``scratch``
+    with its weights beside it."""
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        return model.SerializeToString()
+    save_onnx(model, scratch)
+    return scratch
+
+
+def _weights_note(source: OnnxFiles, written: OnnxFiles) -> str:
+    """Where an imported file's weights came from and where the export put them."""
+    read = (
+        f"weights read from {', '.join(source.locations[:2])}"
+        + (f" and {len(source.locations) - 2} more data files" if len(source.locations) > 2 else "")
+        + f" beside {source.path.name} ({source.total_bytes / 1e6:,.2f} MB in all)"
+        if source.external
+        else f"weights read from {source.path.name}"
+    )
+    if written.external:
+        return (
+            f"{read}; written to {written.locations[0]} beside {written.path.name} ({written.total_bytes / 1e9:,.2f} "
+            "GB in all, over protobuf's 2 GB limit for one file): keep the two files together"
+        )
+    return f"{read}; written inline: {written.path.name} is self-contained ({written.total_bytes / 1e6:,.2f} MB)"
 
 
 def export_model(model: str, options: ExportOptions | None = None, **overrides) -> ExportResult:

@@ -17,6 +17,7 @@ from torch import nn
 
 from edgecnn.errors import UsageError, first_line
 from edgecnn.export.weights import load_weights
+from edgecnn.onnx_facts import onnx_files
 from edgecnn.options import parse_input_size, parse_size
 from edgecnn.registry import IMAGENET_MEAN, IMAGENET_STD, get_model, get_spec
 
@@ -131,8 +132,7 @@ def resolve_source(
     config = dict(config or {})
     if model.endswith(".onnx"):
         path = Path(model)
-        if not path.is_file():
-            raise UsageError(f"ONNX file {path} does not exist")
+        onnx_files(path)  # a missing file, or missing external data, is refused before anything is written
         if weights is not None:
             raise UsageError("--weights applies to PyTorch models, not to an existing .onnx file")
         if num_classes is not None:

@@ -96,6 +96,12 @@ def _closest_to_tolerance(checks):
     return max(checks, key=lambda v: v.max_abs_error / v.tolerance if v.tolerance else float("inf"), default=None)
 
 
+def _size_mb(result, path: Path) -> float:
+    """An artifact's size as its manifest entry records it (an ONNX file's external data included)."""
+    entry = next((a for a in result.manifest.get("artifacts", []) if a.get("file") == path.name), None)
+    return (entry["size_bytes"] if entry and "size_bytes" in entry else path.stat().st_size) / 1e6
+
+
 def _export_rows(result) -> list[dict]:
     rows = []
     quantized = {added.key: added.result for added in result.added if hasattr(added.result, "check")}
@@ -106,7 +112,7 @@ def _export_rows(result) -> list[dict]:
                 {
                     "format": key,
                     "file": path.name,
-                    "size_mb": path.stat().st_size / 1e6,
+                    "size_mb": _size_mb(result, path),
                     "max_abs_error": None,
                     "tolerance": None,
                     "cosine": None,
@@ -128,7 +134,7 @@ def _export_rows(result) -> list[dict]:
             {
                 "format": key,
                 "file": path.name,
-                "size_mb": path.stat().st_size / 1e6,
+                "size_mb": _size_mb(result, path),
                 "max_abs_error": worst.max_abs_error if worst else None,
                 "tolerance": worst.tolerance if worst else None,
                 "cosine": min(v.cosine for v in checks) if checks else None,
@@ -406,7 +412,7 @@ def export_command(
             "model": name,
             "status": "ok" if result else "failed",
             "reason": reason,
-            "size_mb": sum(p.stat().st_size for p in result.files.values()) / 1e6 if result else None,
+            "size_mb": sum(_size_mb(result, p) for p in result.files.values()) if result else None,
             "seconds": result.seconds if result else None,
             **_error_and_tolerance(result),
         }

@@ -33,7 +33,7 @@ from onnx import numpy_helper
 
 from edgecnn import __version__
 from edgecnn.artifact.formats import model_name_of
-from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from edgecnn.artifact.manifest import MANIFEST_NAME, read_manifest
 from edgecnn.artifact.staging import write_bytes_atomic
 from edgecnn.calibration import load_calibration
 from edgecnn.calibration.quantize import resolve_preprocessing
@@ -47,7 +47,7 @@ from edgecnn.export.tensorrt.check import (
     dla_supported,
 )
 from edgecnn.export.tensorrt.support import parse_version
-from edgecnn.onnx_facts import graph_precision, load_onnx
+from edgecnn.onnx_facts import graph_precision, load_onnx, model_sha256
 from edgecnn.runtime import time_runs
 
 __all__ = [
@@ -477,7 +477,7 @@ def plan_build(artifact: str | Path, options: CompileOptions) -> BuildPlan:
         int8_source=int8_source,
         onnx=resolved.path,
         build_onnx=build_onnx,
-        source_sha256=sha256_file(resolved.path),
+        source_sha256=model_sha256(resolved.path),
         inputs=inputs,
         profile=profile,
         workspace_bytes=workspace,

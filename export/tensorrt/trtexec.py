@@ -26,6 +26,7 @@ from edgecnn.calibration.ranges import compute_ranges
 from edgecnn.errors import UsageError
 from edgecnn.export.tensorrt.engine import BuildPlan, calibration_cache_text, qdq_to_ranges
 from edgecnn.export.tensorrt.support import parse_version
+from edgecnn.onnx_facts import onnx_files
 
 __all__ = ["TrtexecCommand", "trtexec_commands", "write_trtexec_script"]
 
@@ -148,6 +149,21 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, temporary)
 
 
+def _place_onnx(source: Path, target: Path) -> None:
+    """Copy the ONNX model ``source`` to ``target`` with its external data files, each at the location the
+    graph names relative to it (trtexec's parser reads them from beside the file); the graph is copied last, so
+    a copy that stops half-way is never a model that refers to missing data."""
+    stored = onnx_files(source)
+    for location in stored.locations:
+        destination = target.parent / location
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise cannot_write(destination, error) from None
+        _place(source.parent / location, destination)
+    _place(source, target)
+
+
 def _entropy_cache_text(plan: BuildPlan) -> str:
     """A TensorRT calibration cache of entropy-calibrated scales for ``plan.build_onnx``, computed here.
 
@@ -173,10 +189,11 @@ def _entropy_cache_text(plan: BuildPlan) -> str:
 def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -> Path:
     """Write ``<engine stem>.trtexec.sh`` and every file it reads into ``directory`` (default: the engine's folder).
 
-    The folder is self-contained: the ONNX is copied in (for DLA INT8 from Q/DQ, the float ONNX is written
-    instead), and so is the calibration cache ``--calib`` names: for DLA INT8 the Q/DQ scales, for ``--calib``
-    the cache TensorRT wrote on an earlier build when there is one, else one computed here. The script runs
-    under bash with ``set -euo pipefail`` from its own folder, so a failed build stops it.
+    The folder is self-contained: the ONNX is copied in with its external data files (for DLA INT8 from Q/DQ,
+    the float ONNX is written instead), and so is the calibration cache ``--calib`` names: for DLA INT8 the
+    Q/DQ scales, for ``--calib`` the cache TensorRT wrote on an earlier build when there is one, else one
+    computed here. The script runs under bash with ``set -euo pipefail`` from its own folder, so a failed
+    build stops it.
     """
     base = Path(directory) if directory is not None else plan.engine_path.parent
     try:
@@ -190,7 +207,7 @@ def write_trtexec_script(plan: BuildPlan, directory: str | Path | None = None) -
         write_bytes_atomic(base / names["float_onnx"], converted.SerializeToString())
         write_bytes_atomic(base / names["calib"], calibration_cache_text(ranges, plan.tensorrt).encode())
     else:
-        _place(plan.build_onnx, base / inputs["onnx"])
+        _place_onnx(plan.build_onnx, base / inputs["onnx"])
     if plan.int8_source == "entropy-calibrator" and "calib" in inputs:
         if plan.calibration_cache is not None and plan.calibration_cache.is_file():
             _place(plan.calibration_cache, base / inputs["calib"])
