@@ -289,6 +289,45 @@ def test_dla_general_size_limits_on_both_sides(shape, fragment):
         assert fragment in relu["relu"].reason
 
 
+@pytest.mark.parametrize("stride,expected", [(32, "dla"), (33, "gpu")])
+def test_dla_deconvolution_stride_on_both_sides(stride, expected):
+    """NvInfer.h, IDeconvolutionLayer::setStrideNd: on DLA both strides in [1, 32] (a 2x2 kernel, so only the
+    stride is at its limit)."""
+    deconv = single_node_model(
+        "ConvTranspose",
+        [1, 8, 2, 2],
+        [1, 8, stride + 2, stride + 2],
+        [_tensor("w", (8, 8, 2, 2))],
+        inputs=("input", "w"),
+        strides=[stride, stride],
+        kernel_shape=[2, 2],
+    )
+    row = rows_by_name(check_model(deconv, get_device(ORIN_DLA), jetpack=JETPACK6))["convtranspose"]
+    assert row.dla == expected, row.reason
+    if expected == "gpu":
+        assert f"stride [{stride}, {stride}] outside [1, 32]" in row.reason
+
+
+@pytest.mark.parametrize("factor,expected", [(32, "dla"), (33, "gpu")])
+def test_dla_nearest_resize_scale_on_both_sides(factor, expected):
+    """NVIDIA's DLA guide, Resize: nearest-neighbour scales of height and width are integers in [1, 32]."""
+    scales = numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")
+    upsample = single_node_model(
+        "Resize",
+        [1, 8, 2, 2],
+        [1, 8, 2 * factor, 2 * factor],
+        [scales],
+        inputs=("input", "", "scales"),
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+    row = rows_by_name(check_model(upsample, get_device(ORIN_DLA), jetpack=JETPACK6))["resize"]
+    assert row.dla == expected, row.reason
+    if expected == "gpu":
+        assert "integers in [1, 32]" in row.reason
+
+
 @pytest.mark.parametrize("features,expected", [(8192, "dla"), (8193, "gpu")])
 def test_dla_fully_connected_width_on_both_sides(features, expected):
     fc = rows_by_name(check_model(classifier_model(features), get_device(ORIN_DLA), jetpack=JETPACK6))["fc"]
