@@ -226,6 +226,114 @@ def test_dla_pooling_window(window, expected):
         assert "window 13x13 outside [1, 8]" in row.reason
 
 
+def _pooling_model(op, size, window, stride, pad):
+    out = (size + 2 * pad - window) // stride + 1
+    return single_node_model(
+        op, [1, 8, size, size], [1, 8, out, out], kernel_shape=[window] * 2, strides=[stride] * 2, pads=[pad] * 4
+    )
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize(
+    "window,stride,pad,fragment",
+    [
+        (8, 1, 0, None),
+        (9, 1, 0, "window 9x9 outside [1, 8]"),
+        (2, 16, 0, None),
+        (2, 17, 0, "stride [17, 17] outside [1, 16]"),
+        (8, 1, 7, None),
+        (9, 1, 8, "padding [8, 8, 8, 8] outside [0, 7]"),
+    ],
+)
+def test_dla_pooling_limits_on_both_sides(op, window, stride, pad, fragment):
+    """NVIDIA's DLA guide, Pooling Layer: window [1, 8], padding [0, 7], stride [1, 16]; each limit runs on DLA and
+    one past it falls back to the GPU naming the limit (ONNX needs padding below the window, so padding 8 comes
+    with window 9)."""
+    row = rows_by_name(check_model(_pooling_model(op, 34, window, stride, pad), get_device(ORIN_DLA), jetpack=JETPACK6))
+    assert row[op.lower()].dla == ("dla" if fragment is None else "gpu"), row[op.lower()].reason
+    if fragment is not None:
+        assert fragment in row[op.lower()].reason and "DLA guide: Pooling" in row[op.lower()].reason
+
+
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"stride": 8, "pad": 1}, None),
+        ({"dilation": 33, "pad": 1, "size": 160}, "dilation [33, 33] outside [1, 32]"),
+        ({"kernel": 32, "pad": 31, "size": 16}, None),
+        ({"kernel": 33, "pad": 32, "size": 16}, "padding [32, 32, 32, 32] outside [0, 31]"),
+    ],
+)
+def test_dla_convolution_limits_on_both_sides(kwargs, fragment):
+    """NVIDIA's DLA guide, Convolution: stride [1, 8], dilation [1, 32], padding [0, 31] (and below the kernel)."""
+    conv = rows_by_name(check_model(conv_model(**kwargs), get_device(ORIN_DLA), jetpack=JETPACK6))["conv"]
+    assert conv.dla == ("dla" if fragment is None else "gpu"), conv.reason
+    if fragment is not None:
+        assert fragment in conv.reason
+
+
+@pytest.mark.parametrize(
+    "shape,fragment",
+    [
+        ([4096, 1, 2, 2], None),
+        ([4097, 1, 2, 2], "batch 4097 > 4096"),
+        ([1, 1, 2, 8192], None),
+        ([1, 1, 2, 8193], "dimension 8193 of input > 8192"),
+    ],
+)
+def test_dla_general_size_limits_on_both_sides(shape, fragment):
+    """NVIDIA's DLA guide, General Restrictions: batch at most 4096, every other dimension at most 8192."""
+    relu = rows_by_name(check_model(single_node_model("Relu", shape, shape), get_device(ORIN_DLA), jetpack=JETPACK6))
+    assert relu["relu"].dla == ("dla" if fragment is None else "gpu"), relu["relu"].reason
+    if fragment is not None:
+        assert fragment in relu["relu"].reason
+
+
+@pytest.mark.parametrize("stride,expected", [(32, "dla"), (33, "gpu")])
+def test_dla_deconvolution_stride_on_both_sides(stride, expected):
+    """NvInfer.h, IDeconvolutionLayer::setStrideNd: on DLA both strides in [1, 32] (a 2x2 kernel, so only the
+    stride is at its limit)."""
+    deconv = single_node_model(
+        "ConvTranspose",
+        [1, 8, 2, 2],
+        [1, 8, stride + 2, stride + 2],
+        [_tensor("w", (8, 8, 2, 2))],
+        inputs=("input", "w"),
+        strides=[stride, stride],
+        kernel_shape=[2, 2],
+    )
+    row = rows_by_name(check_model(deconv, get_device(ORIN_DLA), jetpack=JETPACK6))["convtranspose"]
+    assert row.dla == expected, row.reason
+    if expected == "gpu":
+        assert f"stride [{stride}, {stride}] outside [1, 32]" in row.reason
+
+
+@pytest.mark.parametrize("factor,expected", [(32, "dla"), (33, "gpu")])
+def test_dla_nearest_resize_scale_on_both_sides(factor, expected):
+    """NVIDIA's DLA guide, Resize: nearest-neighbour scales of height and width are integers in [1, 32]."""
+    scales = numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")
+    upsample = single_node_model(
+        "Resize",
+        [1, 8, 2, 2],
+        [1, 8, 2 * factor, 2 * factor],
+        [scales],
+        inputs=("input", "", "scales"),
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
+    row = rows_by_name(check_model(upsample, get_device(ORIN_DLA), jetpack=JETPACK6))["resize"]
+    assert row.dla == expected, row.reason
+    if expected == "gpu":
+        assert "integers in [1, 32]" in row.reason
+
+
+@pytest.mark.parametrize("features,expected", [(8192, "dla"), (8193, "gpu")])
+def test_dla_fully_connected_width_on_both_sides(features, expected):
+    fc = rows_by_name(check_model(classifier_model(features), get_device(ORIN_DLA), jetpack=JETPACK6))["fc"]
+    assert fc.dla == expected, fc.reason
+
+
 def test_dla_activation_concat_softmax_and_elementwise_rules():
     clip6 = single_node_model(
         "Clip",
@@ -676,6 +784,24 @@ def test_trtexec_command_lines_for_tensorrt_10_and_11(export_dir, opset13_fp16, 
     assert not removed & set(eleven) and not any(arg.startswith("--calib") for arg in eleven)
     nano = trtexec_commands(_plan(opset13_fp16, device="jetson-nano", output_dir=tmp_path))[0].argv
     assert "--fp16" in nano and "--buildOnly" in nano and any(arg.startswith("--workspace=") for arg in nano)
+
+
+@pytest.mark.parametrize("core", [0, 1])
+def test_trtexec_times_a_dla_engine_on_its_dla_core(export_dir, tmp_path, core):
+    """trtexec selects a DLA core for the engine it loads only when given ``--useDLACore=N`` ("Select DLA core N
+    for layers that support DLA", trtexec --help; it sets the runtime's DLA core before deserializing), so the
+    timing command names the core the build used; ``--allowGPUFallback`` is a build option only. A GPU-only plan
+    names no core."""
+    plan = _plan(export_dir, device=ORIN_DLA, dla_core=core, gpu_fallback=True, output_dir=tmp_path)
+    build, profile = (command.argv for command in trtexec_commands(plan))
+    assert [a for a in build if a.startswith("--useDLACore")] == [f"--useDLACore={core}"]
+    assert [a for a in profile if a.startswith("--useDLACore")] == [f"--useDLACore={core}"]
+    assert "--allowGPUFallback" in build and "--allowGPUFallback" not in profile
+    script = write_trtexec_script(plan, tmp_path).read_text()
+    timing = next(line for line in script.splitlines() if "--loadEngine=" in line)
+    assert f"--useDLACore={core}" in timing
+    gpu = trtexec_commands(_plan(export_dir, precision="fp16", output_dir=tmp_path))
+    assert not any(a.startswith("--useDLACore") for command in gpu for a in command.argv)
 
 
 def test_emitted_dla_int8_script_carries_the_qdq_scales(export_dir, tmp_path):

@@ -349,3 +349,48 @@ def test_double_rejects_what_the_real_api_rejects(trt):
     with pytest.raises(AttributeError):
         _ = trt.BuilderFlag.FP8_TYPO  # reading an unknown flag raises
     assert hasattr(trt.BuilderFlag, "FP16") is trt.__version__.startswith("10.")
+
+
+def test_double_type_checks_property_writes_as_pybind11_does(trt, trt_surface):
+    """A property write is checked against the setter's pybind11 signature: for every setter the extractor wrote
+    values through in the real bindings (tests/trt_api/extract.py, PROBED_SETTERS), the double accepts and refuses
+    the same values; an enum property refuses the member's name as a string (TypeError, as TensorRT raises)."""
+    from tests.trt_api.extract import probe_values
+
+    assert len(trt_surface["setter_probes"]) >= 10, "the real bindings' setter verdicts are missing"
+    differing = {}
+    for probe in trt_surface["setter_probes"]:
+        owner = getattr(trt, probe["class"])
+        values = probe_values(trt, probe["type"])
+        for name, real in probe["outcomes"].items():
+            value = values[name].__new__(values[name]) if name == "own_class" else values[name]
+            try:
+                setattr(owner.__new__(owner), probe["property"], value)
+                double = "accepted"
+            except Exception as error:  # compared with what pybind11 raised, whatever it is
+                double = type(error).__name__
+            if double != real:
+                differing[f"{probe['class']}.{probe['property']} ({probe['type']}) = {name}"] = (real, double)
+    assert not differing, f"real bindings vs double: {differing}"
+    accepted = {
+        f"{p['class']}.{p['property']}": {k for k, v in p["outcomes"].items() if v == "accepted"}
+        for p in trt_surface["setter_probes"]
+    }
+    assert accepted["PluginField.type"] == {"own_enum"} and {"str", "bytes"} == accepted["PluginField.name"]
+    assert {"int", "numpy_int64"} <= accepted["PluginField.size"] and "float" not in accepted["PluginField.size"]
+
+    config = trt.IBuilderConfig.__new__(trt.IBuilderConfig)
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        config.profiling_verbosity = "detailed"
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        config.default_device_type = 1
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        config.DLA_core = 1.0
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = 1
+    assert [c[2] for c in trt.calls if c[0] == "IBuilderConfig"] == [
+        (trt.ProfilingVerbosity.DETAILED,),
+        (trt.DeviceType.DLA,),
+        (1,),
+    ], "refused writes are not recorded"

@@ -80,8 +80,10 @@ def staged_directory(final: Path, replace: bool = False) -> Iterator[Path]:
 
     On success, with ``replace`` the staged directory replaces ``final`` whole. Otherwise its files are added
     to ``final``: each replaces only its namesake, every other file in ``final`` stays, and ``manifest.json``
-    is renamed in last, so the manifest never lists a file that is not there yet. The caller decides what may
-    be replaced (see :func:`edgecnn.export.pipeline.export_model`).
+    is renamed in last, so the manifest never lists a file that is not there yet. A rename that fails while
+    publishing is undone (the previous directory, or the files it replaced, put back) and reported as a
+    one-line :class:`~edgecnn.errors.UsageError`: ``final`` is the previous export or the new one, never a mix.
+    The caller decides what may be replaced (see :func:`edgecnn.export.pipeline.export_model`).
     """
     final = Path(final)
     try:
@@ -94,18 +96,68 @@ def staged_directory(final: Path, replace: bool = False) -> Iterator[Path]:
     try:
         yield staging
         staging.chmod(umask_mode(0o777))
-        if not final.exists():
-            os.replace(staging, final)
-        elif replace:
-            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            os.replace(final, retired / final.name)
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            names = sorted((p.name for p in staging.iterdir()), key=lambda name: name == MANIFEST_NAME)
-            for name in names:
-                os.replace(staging / name, final / name)
-            staging.rmdir()
+        try:
+            if not final.exists():
+                os.replace(staging, final)
+            elif replace:
+                _replace_directory(staging, final)
+            else:
+                _add_files(staging, final)
+                staging.rmdir()
+        except OSError as error:
+            raise cannot_write(final, error) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _replace_directory(staging: Path, final: Path) -> None:
+    """Rename ``final`` aside, ``staging`` in its place, and drop the old one; put it back if the swap fails."""
+    retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    previous = retired / final.name
+    try:
+        os.replace(final, previous)
+        os.replace(staging, final)
+    except BaseException:
+        if previous.exists():
+            os.replace(previous, final)
+        retired.rmdir()
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _add_files(staging: Path, final: Path) -> None:
+    """Rename each staged file over its namesake in ``final``, ``manifest.json`` last.
+
+    Each namesake is first linked (or copied) aside, so it stays in place until it is replaced; if a rename
+    fails, the files already renamed in are put back as they were (or removed, where they are new). Should
+    putting one back fail too, the directory holding the old files is left beside ``final`` rather than lost.
+    """
+    names = sorted((p.name for p in staging.iterdir()), key=lambda name: name == MANIFEST_NAME)
+    kept = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    done: list[str] = []
+    try:
+        for name in names:
+            if (final / name).is_file():
+                _keep(final / name, kept / name)
+            os.replace(staging / name, final / name)
+            done.append(name)
+    except BaseException:
+        for name in reversed(done):
+            if (kept / name).exists():
+                os.replace(kept / name, final / name)
+            elif (final / name).is_dir():
+                shutil.rmtree(final / name)
+            else:
+                (final / name).unlink(missing_ok=True)
+        shutil.rmtree(kept, ignore_errors=True)
+        raise
+    shutil.rmtree(kept, ignore_errors=True)
+
+
+def _keep(path: Path, copy: Path) -> None:
+    """A second name for ``path``'s current content: a hard link where the file system has them, else a copy."""
+    try:
+        os.link(path, copy)
+    except OSError:
+        shutil.copy2(path, copy)

@@ -3,7 +3,10 @@
 Every class, method, property and enum member is the version's own: a name the version lacks raises
 AttributeError, a call that matches none of a method's pybind11 overloads (argument count, keyword names,
 basic types: numbers, strings, buffers, enums, TensorRT classes) raises TypeError as pybind11 would, and
-instances of TensorRT's classes take no attributes they do not have. Calls and property writes are
+instances of TensorRT's classes take no attributes they do not have. A property write is type-checked against
+the setter's pybind11 signature with pybind11's implicit conversions (:func:`_settable`, checked against the real
+bindings' verdicts in test_tensorrt_conformance.py): ``config.profiling_verbosity = "detailed"`` raises TypeError
+as TensorRT does, the enum member is accepted. Calls and property writes are
 recorded in ``module.calls``; ``module.behaviour`` maps ``"Class.member"`` to a value or a callable
 (``(self, *args)``) for what TensorRT would return, else a default of the declared return type is given.
 """
@@ -49,6 +52,64 @@ def _accepts(annotation: str, value: Any, module: types.ModuleType) -> bool:
     if isinstance(target, type):
         return isinstance(value, target)
     return True
+
+
+def _resolve(annotation: str, module: types.ModuleType):
+    """The double's class for a signature's type name (``ILogger.Severity``; ``nvinfer1::TensorFormat``, the C++
+    name pybind11 shows for a type registered after the signature was made), else None."""
+    target = module.__dict__.get(annotation.split(".")[0].split("::")[-1])
+    for part in annotation.split(".")[1:]:
+        target = getattr(target, part, None)
+    return target if isinstance(target, type) else None
+
+
+def _converts(value: Any, kind: type) -> bool:
+    """pybind11's int/float casters in convert mode: no strings, no float for an int (a NumPy float32 is not a
+    Python float and converts through ``__int__``), otherwise whatever ``int()``/``float()`` takes."""
+    if value is None or isinstance(value, (str, bytes, bytearray)) or (kind is int and isinstance(value, float)):
+        return False
+    try:
+        kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _settable(annotation: str, value: Any, module: types.ModuleType) -> bool:
+    """Whether pybind11 takes ``value`` for a property setter whose signature declares ``annotation``.
+
+    A setter has one overload, so pybind11 loads its argument in convert mode: numbers (enums included) for
+    int and float, str or bytes for str, anything with the buffer protocol for a buffer, None as False for a
+    bool. Enums and classes take their own instances only; None is refused for them (TensorRT's value types
+    refuse it; the pointer-typed setters that would take it as null are not told apart by their signature).
+    """
+    if not annotation or annotation == "object":
+        return True
+    if annotation in ("int", "typing.SupportsInt"):
+        return _converts(value, int)
+    if annotation in ("float", "typing.SupportsFloat"):
+        return _converts(value, float)
+    if annotation == "bool":
+        return (
+            value is None
+            or isinstance(value, (bool, np.bool_, int, float, np.number))
+            and not isinstance(value, enum.Enum)
+        )
+    if annotation in ("str", "FallbackString"):
+        target = _resolve(annotation, module)
+        return isinstance(value, (str, bytes)) or target is not None and isinstance(value, target)
+    if annotation in _BUFFERS:
+        try:
+            memoryview(value)
+        except TypeError:
+            return False
+        return True
+    if annotation in ("Dims", "Dims32", "Dims64") or annotation.startswith(
+        ("List[", "list[", "collections.abc.Sequence", "typing.Sequence")
+    ):
+        return isinstance(value, (list, tuple, module.__dict__.get(annotation, tuple)))
+    target = _resolve(annotation, module)
+    return isinstance(value, target) if target is not None else True
 
 
 def _bind(owner: str, name: str, overloads: list[dict], args: tuple, kwargs: dict, module) -> dict:
@@ -119,7 +180,7 @@ def _method(owner: str, name: str, overloads: list[dict], module):
     return method
 
 
-def _property(owner: str, name: str, readonly: bool, module):
+def _property(owner: str, name: str, info: dict, module):
     def get(self):
         if name in self.__dict__.get("_values", {}):
             return self.__dict__["_values"][name]
@@ -129,8 +190,14 @@ def _property(owner: str, name: str, readonly: bool, module):
         return behaviour(self) if callable(behaviour) else behaviour
 
     def set_(self, value):
-        if readonly:
+        if info["readonly"]:
             raise AttributeError(f"{owner}.{name} is read-only")
+        declared = info.get("type", "")
+        if not _settable(declared, value, module):
+            raise TypeError(
+                f"{owner}.{name} = {value!r}: incompatible function arguments; "
+                f"the supported signature is ({owner}, {declared}) -> None"
+            )
         module.calls.append(Call((owner, name, (value,), {})))
         self.__dict__.setdefault("_values", {})[name] = value
 
@@ -143,14 +210,14 @@ def _make_class(name: str, entry: dict, module, namespace: dict) -> type:
         kind = enum.IntEnum if enum_entry["ordered"] else enum.Enum
         made = kind(name, enum_entry["members"])
         if kind is enum.Enum:
-            made.__int__ = lambda self: self.value
+            made.__int__ = made.__index__ = lambda self: self.value
         return made
     bases = tuple(namespace[b] for b in entry["bases"] if b in namespace) or (object,)
     attributes: dict[str, Any] = {"__module__": "tensorrt"}
     for method, overloads in entry["methods"].items():
         attributes[method] = _method(name, method, overloads, module)
     for prop, info in entry["properties"].items():
-        attributes[prop] = _property(name, prop, info["readonly"], module)
+        attributes[prop] = _property(name, prop, info, module)
 
     generated: list[type] = []
 
