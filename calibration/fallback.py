@@ -25,6 +25,7 @@ from edgecnn.calibration.quantize import QuantizationResult, quantize_onnx, reso
 from edgecnn.calibration.search import fewest_float_layers
 from edgecnn.calibration.sensitivity import ANALYZE_SAMPLES, LayerError, analyze
 from edgecnn.errors import EdgecnnError, UsageError
+from edgecnn.fidelity import drop_within_budget
 from edgecnn.onnx_facts import load_onnx
 
 __all__ = ["FallbackStep", "FallbackResult", "auto_fallback"]
@@ -108,7 +109,8 @@ def auto_fallback(
                 **options,
             )
             top1 = float(evaluate(candidate))
-            steps.append(FallbackStep(len(extra), top1, fp32_top1 - top1, fp32_top1 - top1 <= max_drop))
+            drop = fp32_top1 - top1
+            steps.append(FallbackStep(len(extra), top1, drop, drop_within_budget(drop, max_drop)))
             return steps[-1].met, (result, top1)
 
         met, (result, top1) = attempt([])

@@ -24,6 +24,7 @@ import numpy as np
 from edgecnn.artifact import MANIFEST_NAME, get_format, read_manifest
 from edgecnn.datasets import LabelledImages, load_labelled
 from edgecnn.errors import UsageError
+from edgecnn.fidelity import drop_within_budget
 from edgecnn.onnx_facts import graph_precision, load_onnx
 from edgecnn.runtime import cpu_session_optimization, create_session
 
@@ -33,7 +34,6 @@ DEFAULT_MAX_DROP = 1.0
 """Top-1 points an artifact may lose against FP32: the published PTQ budget for depthwise networks is 1.5."""
 
 _RUNNABLE_SUFFIXES = (".onnx", ".ort")
-_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -359,7 +359,7 @@ def evaluate(
             drop = 100.0 * (base.correct_top1 - tally.correct_top1) / tally.images
             agreement = 100.0 * float((np.concatenate(base.predictions) == np.concatenate(tally.predictions)).mean())
             if max_drop is not None:
-                status = "fail" if drop > max_drop + _EPSILON else "pass"
+                status = "pass" if drop_within_budget(drop, max_drop) else "fail"
         results.append(
             ArtifactAccuracy(
                 artifact=str(artifact.path),

@@ -42,6 +42,8 @@ __all__ = [
     "DEFAULT_BUDGETS",
     "SQNR_CAP_DB",
     "sqnr_from_energies",
+    "DROP_TOLERANCE",
+    "drop_within_budget",
     "TaskSettings",
     "Detections",
     "OutputFidelity",
@@ -118,6 +120,17 @@ def _energies(reference: np.ndarray, candidate: np.ndarray, axis: int | None) ->
         signal = np.sum(reference**2, axis=1)
         noise = np.sum((reference - candidate) ** 2, axis=1)
     return signal, noise
+
+
+DROP_TOLERANCE = 1e-9
+"""Points of accuracy drop below which two figures count as equal: 64.4 - 63.4 is 1.000000000000007 in floating
+point, and a drop equal to its budget passes."""
+
+
+def drop_within_budget(drop: float, max_drop: float) -> bool:
+    """The one accuracy gate (eval, assert_accuracy_drop, the labelled fallback): a top-1 drop in points passes
+    when it is at most ``max_drop``, equality included."""
+    return drop <= max_drop + DROP_TOLERANCE
 
 
 def sqnr_from_energies(signal: float, noise: float) -> float:

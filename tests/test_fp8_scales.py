@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecnn.artifact import Preprocessing
-from edgecnn.calibration.fp8 import quantize_fp8
+from edgecnn.calibration.quantize import quantize_onnx
 
 E4M3_MAX = 448.0
 
@@ -53,9 +53,12 @@ def three_convolutions(tmp_path_factory):
 
 def test_fp8_conv_weight_scales_are_one_per_output_channel(three_convolutions, tmp_path):
     fp32, weights = three_convolutions
-    result = quantize_fp8(
+    result = quantize_onnx(
         fp32,
         tmp_path / "three.fp8-tensorrt.onnx",
+        precision="fp8",
+        target="tensorrt",
+        fallback=False,
         calibration="builtin",
         samples=4,
         check_samples=2,
