@@ -721,14 +721,17 @@ def run_onnx(
     model: str | Path, images: np.ndarray, batch_axis: int = 0, batch_size: int = 50, threads: int = 1
 ) -> np.ndarray:
     """The model's first output for ``images``, run with ONNX Runtime on the CPU in batches of ``batch_size``
-    and concatenated along the output's ``batch_axis`` (1 for the recognizer's [T, N, C])."""
+    (of the model's own batch size where its input fixes one) and concatenated along the output's
+    ``batch_axis`` (1 for the recognizer's [T, N, C])."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    name, batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
+    if isinstance(batch, int) and batch > 0:
+        batch_size = batch
     outputs = [session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
     return np.concatenate(outputs, axis=batch_axis)
 
