@@ -51,7 +51,7 @@ from edgecnn.artifact.manifest import (
     sha256_file,
 )
 from edgecnn.artifact.staging import cannot_write, publish, write_bytes_atomic
-from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
+from edgecnn.calibration.cache import CacheKey, read_cache, shared_cache_path, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
@@ -658,6 +658,7 @@ def quantize_onnx(
     min_sqnr: float = DEFAULT_MIN_SQNR_DB,
     strict: bool = False,
     force: bool = False,
+    shared_cache: bool = False,
 ) -> QuantizationResult:
     """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 at ``output_path`` (written atomically).
 
@@ -675,8 +676,9 @@ def quantize_onnx(
     out of calibration for the check. ``calib_memory``: the calibration memory budget (bytes or "2GB"; default
     :func:`edgecnn.calibration.memory.default_budget`). ``exclude``: node names or globs kept in float.
     ``cache``: a JSON path (reused when its key matches, refused when it does not, written otherwise),
-    ``"auto"`` (a file named by the key, next to ``output_path``) or None. ``progress(done, total)`` follows
-    calibration.
+    ``"auto"`` (a file named by the key, next to ``output_path``) or None; with ``shared_cache`` the ranges
+    are also looked up in, and written to, :func:`~edgecnn.calibration.cache.shared_cache_path` (a hit
+    there is copied to ``cache``). ``progress(done, total)`` follows calibration.
 
     After quantizing, the INT8 file is checked against FP32: every output's SQNR on the held-out samples
     (below ``min_sqnr`` dB a loud warning, with ``strict`` an error and nothing written) and, for a model of
@@ -778,15 +780,15 @@ def quantize_onnx(
         source_path.write_bytes(serialized)
         started = time.perf_counter()
         ranges = read_cache(cache_path, key) if cache_path is not None else None
+        shared_path = shared_cache_path(key) if shared_cache else None
+        if ranges is None and shared_path is not None:
+            ranges = read_cache(shared_path, key)
+            if ranges is not None and cache_path is not None:
+                write_bytes_atomic(cache_path, shared_path.read_bytes())
         cache_hit = ranges is not None
         if ranges is None:
             plan = plan_calibration(
-                model,
-                batch=batch,
-                batches=-(-len(calibrate_on) // batch),
-                data_bytes=_data_bytes(calibration),
-                budget=budget,
-                what=fp32_path.name,
+                model, batch=batch, data_bytes=_data_bytes(calibration), budget=budget, what=fp32_path.name
             )
             ranges = compute_ranges(
                 source_path,
@@ -796,11 +798,10 @@ def quantize_onnx(
                 batch_size=batch,
                 static_batch=True,
                 progress=progress,
-                plan=plan,
-                notes=notes,
             )
-            if cache_path is not None:
-                write_cache(cache_path, key, ranges, calibrate_on.summary())
+            for path in (cache_path, shared_path):
+                if path is not None:
+                    write_cache(path, key, ranges, calibrate_on.summary())
         calibration_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -1144,7 +1145,8 @@ class Int8Step:
 
     ``edgecnn export --int8`` passes one to :func:`edgecnn.export.export_model` (``steps=``): the options of
     :func:`quantize_onnx`, with the target chosen by :func:`choose_target`; ``progress(done, total)``
-    follows calibration.
+    follows calibration. The ranges are cached beside the INT8 file and in edgecnn's cache directory
+    (``shared_cache``), so re-running the same export reuses them and writes the same bytes.
     """
 
     target: str | None = None
@@ -1176,6 +1178,7 @@ class Int8Step:
             samples=self.samples,
             seed=self.seed,
             cache="auto",
+            shared_cache=True,
             preprocessing=preprocessing,
             progress=self.progress,
         )
