@@ -125,7 +125,8 @@ def export_detector(path: Path) -> None:
 
 
 def command(case: str, samples: int, work: Path) -> list[str]:
-    cli = [sys.executable, "-m", "edgecnn.cli.main"]
+    # -P: no working directory on sys.path, so PYTHONPATH decides which checkout's edgecnn runs
+    cli = [sys.executable, "-P", "-m", "edgecnn.cli.main"]
     output = work / "out"
     if case in ("mobilenet_v2", "resnet18"):
         return [*cli, "export", case, "--int8", "--calib-samples", str(samples), "--json", "-o", str(output)]

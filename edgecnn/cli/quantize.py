@@ -290,7 +290,10 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
 @click.option(
     "--calib-memory",
     metavar="SIZE",
-    help=f"Calibration memory budget, e.g. 2GB (default: {DEFAULT_MEMORY_FRACTION:.0%} of the memory available).",
+    help=(
+        f"Calibration memory budget, e.g. 2GB (default: {DEFAULT_MEMORY_FRACTION:.0%} of the memory available): "
+        "a model whose calibration needs more is refused up front; the ranges do not depend on it."
+    ),
 )
 @click.option(
     "--min-sqnr",
