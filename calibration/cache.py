@@ -5,12 +5,20 @@ stale range table quietly applied to another model or data set is how INT8 accur
 Ranges do not depend on the target: the quantizer, not the calibrator, makes them symmetric for TensorRT,
 so one cache serves both ``--target cpu`` and ``--target tensorrt``.
 
+The ranges do not depend on the calibration memory budget or on how the samples were chunked
+(:mod:`edgecnn.calibration.ranges`), so neither is part of the key.
+
 ONNX Runtime's own cache (``quantize_static(calibration_cache_path=...)``) has no such key; edgecnn keeps
 its keyed file and hands ORT the ranges through ORT's format (:func:`write_ort_cache`).
+
+Besides the file a caller names, :func:`shared_cache_path` names one per key under edgecnn's cache
+directory: ``edgecnn export --int8`` builds each export in a fresh staging directory, so a re-run finds
+its ranges there rather than beside the previous INT8 file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn.artifact.staging import write_bytes_atomic
+from edgecnn.cache import cache_dir
 from edgecnn.errors import UsageError
 
-__all__ = ["CacheKey", "read_cache", "write_cache", "write_ort_cache", "CACHE_FORMAT"]
+__all__ = ["CacheKey", "read_cache", "write_cache", "write_ort_cache", "shared_cache_path", "CACHE_FORMAT"]
 
 CACHE_FORMAT = 1
 
@@ -40,6 +49,12 @@ class CacheKey:
             for name in labels
             if getattr(self, name) != getattr(other, name)
         ]
+
+
+def shared_cache_path(key: CacheKey) -> Path:
+    """The file for ``key`` under ``$EDGECNN_CACHE/calibration``, named by a digest of the whole key."""
+    digest = hashlib.sha256(json.dumps(asdict(key), sort_keys=True).encode()).hexdigest()[:24]
+    return cache_dir() / "calibration" / f"{digest}.json"
 
 
 def _method_enum(method: str):

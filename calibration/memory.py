@@ -1,25 +1,23 @@
-"""How much memory calibration needs, and how it is kept under a budget (``--calib-memory``).
+"""How much memory calibration needs, and the budget (``--calib-memory``) that refuses it up front.
 
-ONNX Runtime's calibrators run an augmented model whose outputs are every tensor to calibrate, and keep
-each run's outputs until ``collect_data`` returns. edgecnn calls ``collect_data`` once per chunk of
-batches (:mod:`edgecnn.calibration.ranges`); this module sizes the chunk from the model's static shapes
-(fixed by the import step, :func:`edgecnn.onnx_import.import_onnx`) so that the estimated peak stays under
-the budget, and refuses up front, with the numbers, when even one batch cannot fit.
+:func:`edgecnn.calibration.ranges.compute_ranges` runs the model one batch at a time and keeps nothing of a
+run once it is counted, so its memory does not grow with the number of samples, and the ranges do not
+depend on the budget (which is why the cache key leaves it out): the budget only refuses, with the numbers,
+a model whose single run cannot fit. The estimate, in bytes, from the model's static shapes (fixed by the
+import step, :func:`edgecnn.onnx_import.import_onnx`):
 
-The estimate, in bytes, for chunks of ``k`` batches:
+    base + 3 x weights + calibration set + 2 x run
 
-    base + 3 x weights + calibration set + run + k x run + 2 x largest
-
-``run`` is every float value of one forward pass at the model's batch (inputs, intermediates, outputs),
-an upper bound of the calibrated tensors the augmented model returns and of ONNX Runtime's activation
-arena for that run; ``k x run`` are the outputs a chunk keeps; ``2 x largest`` the copies ORT's
-collectors make of one tensor (stacking and flattening) while they update its range or histogram;
-``3 x weights`` the model, its augmented copy and the session's initializers; ``base`` the Python,
-numpy and ONNX Runtime baseline (:data:`BASE_BYTES`, measured at 330-380 MB here).
+``run`` is every float value of one forward pass at the model's batch (inputs, intermediates, outputs):
+an upper bound of ONNX Runtime's buffers for the run and, again, of the calibrated tensors it hands back
+(the augmented model returns every one of them); ``3 x weights`` the model, its augmented copy and the
+session's initializers; ``calibration set`` the samples as held (uint8 crops for images); ``base`` the
+Python, numpy and ONNX Runtime baseline (:data:`BASE_BYTES`, measured at 330-380 MB here). The histograms
+(2048 int64 counts per tensor) and ``np.histogram``'s blocks of 65536 values are small beside these.
 
 The default budget is :data:`DEFAULT_MEMORY_FRACTION` of ``MemAvailable`` in /proc/meminfo: half of what
 the kernel says it can give without swapping, so that calibration leaves room for the rest of the
-machine. bench/outside_models.py compares the estimate with the measured peak RSS.
+machine. bench/calibration_memory.py compares the estimate with the measured peak RSS.
 """
 
 from __future__ import annotations
@@ -107,27 +105,22 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 @dataclass(frozen=True)
 class CalibrationPlan:
-    """How calibration runs: ``batch`` samples per run, ``chunk`` runs per ``collect_data`` call, and the
-    numbers behind it."""
+    """How calibration runs: ``batch`` samples per run, one run's values held at a time, and the numbers
+    behind the estimate."""
 
     batch: int
-    chunk: int
     run_bytes: int
-    largest_bytes: int
     weight_bytes: int
     data_bytes: int
     budget_bytes: int
     budget_source: str
 
-    def estimate(self, chunk: int | None = None) -> int:
-        chunk = self.chunk if chunk is None else chunk
-        fixed = BASE_BYTES + 3 * self.weight_bytes + self.data_bytes + self.run_bytes
-        return fixed + chunk * self.run_bytes + 2 * self.largest_bytes
+    def estimate(self) -> int:
+        return BASE_BYTES + 3 * self.weight_bytes + self.data_bytes + 2 * self.run_bytes
 
     def summary(self) -> dict[str, Any]:
         return {
             "batch": self.batch,
-            "batches_per_chunk": self.chunk,
             "activation_mb_per_run": round(self.run_bytes / MB, 2),
             "estimated_peak_mb": round(self.estimate() / MB, 1),
             "budget_mb": round(self.budget_bytes / MB, 1),
@@ -136,7 +129,7 @@ class CalibrationPlan:
 
     def describe(self) -> str:
         return (
-            f"batch {self.batch}, {self.chunk} batches per chunk: about {self.estimate() / MB:,.0f} MB "
+            f"batch {self.batch}, one run at a time: about {self.estimate() / MB:,.0f} MB "
             f"({self.run_bytes / MB:,.1f} MB of activations per run) within {self.budget_bytes / MB:,.0f} MB "
             f"({self.budget_source})"
         )
@@ -146,31 +139,29 @@ def plan_calibration(
     model: onnx.ModelProto,
     *,
     batch: int,
-    batches: int,
     data_bytes: int,
     budget: int | None = None,
     budget_source: str = "--calib-memory",
     what: str = "the model",
 ) -> CalibrationPlan:
-    """The chunk size that keeps the estimated peak under ``budget`` (default :func:`default_budget`) for
-    ``model`` (static shapes, shape-inferred) run ``batches`` times at ``batch``; a one-line
-    :class:`UsageError` with the numbers when one batch does not fit."""
+    """The calibration plan of ``model`` (static shapes, shape-inferred) run at ``batch``, checked against
+    ``budget`` (default :func:`default_budget`): a one-line :class:`UsageError` with the numbers when the
+    estimate does not fit. The number of samples does not enter: only the calibration set's
+    ``data_bytes`` grow with it."""
     if budget is None:
         budget, budget_source = default_budget()
-    run, largest, unknown = value_bytes(model)
+    run, _, unknown = value_bytes(model)
     if unknown:
         raise UsageError(
             f"cannot size calibration memory for {what}: {len(unknown)} values have no static shape "
             f"(first: {unknown[0]}); give --input-shape"
         )
-    plan = CalibrationPlan(batch, 1, run, largest, _weight_bytes(model), data_bytes, budget, budget_source)
-    if plan.estimate(1) > budget:
+    plan = CalibrationPlan(batch, run, _weight_bytes(model), data_bytes, budget, budget_source)
+    if plan.estimate() > budget:
         raise UsageError(
-            f"calibrating {what} needs about {plan.estimate(1) / MB:,.0f} MB at batch {batch} "
+            f"calibrating {what} needs about {plan.estimate() / MB:,.0f} MB at batch {batch} "
             f"({run / MB:,.1f} MB of activations per run, {plan.weight_bytes / MB:,.1f} MB of weights, "
-            f"{BASE_BYTES / MB:,.0f} MB runtime) but the budget is {budget / MB:,.0f} MB ({budget_source}): "
-            "give a larger --calib-memory or a smaller --input-shape"
+            f"{data_bytes / MB:,.1f} MB of samples, {BASE_BYTES / MB:,.0f} MB runtime) but the budget is "
+            f"{budget / MB:,.0f} MB ({budget_source}): give a larger --calib-memory or a smaller --input-shape"
         )
-    spare = budget - plan.estimate(0)
-    chunk = max(1, min(batches, spare // max(run, 1)))
-    return CalibrationPlan(batch, int(chunk), run, largest, plan.weight_bytes, data_bytes, budget, budget_source)
+    return plan

@@ -58,7 +58,7 @@ from edgecnn.artifact.manifest import (
 )
 from edgecnn.artifact.staging import cannot_write, publish, write_bytes_atomic
 from edgecnn.calibration.builtin import domain_note
-from edgecnn.calibration.cache import CacheKey, read_cache, write_cache, write_ort_cache
+from edgecnn.calibration.cache import CacheKey, read_cache, shared_cache_path, write_cache, write_ort_cache
 from edgecnn.calibration.data import (
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
@@ -772,6 +772,7 @@ def quantize_onnx(
     budgets: Mapping[str, float] | None = None,
     fallback: bool = True,
     random_weights: bool | None = None,
+    shared_cache: bool = False,
 ) -> QuantizationResult:
     """Quantize the FP32 ONNX model at ``fp32_path`` to Q/DQ INT8 (or FP8) at ``output_path`` (written atomically).
 
@@ -794,8 +795,9 @@ def quantize_onnx(
     out of calibration for the check. ``calib_memory``: the calibration memory budget (bytes or "2GB"; default
     :func:`edgecnn.calibration.memory.default_budget`). ``exclude``: node names or globs kept in float.
     ``cache``: a JSON path (reused when its key matches, refused when it does not, written otherwise),
-    ``"auto"`` (a file named by the key, next to ``output_path``) or None. ``progress(done, total)`` follows
-    calibration.
+    ``"auto"`` (a file named by the key, next to ``output_path``) or None; with ``shared_cache`` the ranges
+    are also looked up in, and written to, :func:`~edgecnn.calibration.cache.shared_cache_path` (a hit
+    there is copied to ``cache``). ``progress(done, total)`` follows calibration.
 
     After quantizing, the INT8 file is checked against FP32 on the held-out samples by
     :func:`edgecnn.fidelity.compare`: each output's task (``task``: ``auto`` recognizes classifiers, YOLO-style
@@ -910,15 +912,15 @@ def quantize_onnx(
         key = CacheKey(model_sha256(source_path), calibrate_on.sha256, method_key(method, percentile))
         started = time.perf_counter()
         ranges = read_cache(cache_path, key) if cache_path is not None else None
+        shared_path = shared_cache_path(key) if shared_cache else None
+        if ranges is None and shared_path is not None:
+            ranges = read_cache(shared_path, key)
+            if ranges is not None and cache_path is not None:
+                write_bytes_atomic(cache_path, shared_path.read_bytes())
         cache_hit = ranges is not None
         if ranges is None:
             plan = plan_calibration(
-                model,
-                batch=batch,
-                batches=-(-len(calibrate_on) // batch),
-                data_bytes=_data_bytes(calibration),
-                budget=budget,
-                what=fp32_path.name,
+                model, batch=batch, data_bytes=_data_bytes(calibration), budget=budget, what=fp32_path.name
             )
             ranges = compute_ranges(
                 source_path,
@@ -928,11 +930,10 @@ def quantize_onnx(
                 batch_size=batch,
                 static_batch=True,
                 progress=progress,
-                plan=plan,
-                notes=notes,
             )
-            if cache_path is not None:
-                write_cache(cache_path, key, ranges, calibrate_on.summary())
+            for path in (cache_path, shared_path):
+                if path is not None:
+                    write_cache(path, key, ranges, calibrate_on.summary())
         calibration_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -1203,9 +1204,6 @@ def _keep_float_until_met(
         "kept_float": [],
         "met": False,
     }
-    if not isinstance(rank_on, CalibrationSet):
-        report["note"] = "no ranking: --analyze ranks layers of one-image-input models only"
-        return default, default_check, report
     ranking = analyze(source_path, default, rank_on, samples=ANALYZE_SAMPLES)
     rows = {row.node: row for row in ranking}
     ranked = [row.node for row in ranking if row.sqnr_db is not None and row.node not in excluded]
@@ -1426,7 +1424,9 @@ class QuantizeStep:
 
     ``edgecnn export --int8`` and ``--fp8`` pass one each to :func:`edgecnn.export.export_model` (``steps=``):
     the options of :func:`quantize_onnx`, with the target chosen by :func:`choose_target`;
-    ``progress(done, total)`` follows calibration.
+    ``progress(done, total)`` follows calibration. The ranges are cached beside the
+    quantized file and in edgecnn's cache directory (``shared_cache``), so re-running the same export reuses them
+    and writes the same bytes.
     """
 
     target: str | None = None
@@ -1466,6 +1466,7 @@ class QuantizeStep:
             samples=self.samples,
             seed=self.seed,
             cache="auto",
+            shared_cache=True,
             preprocessing=preprocessing,
             progress=self.progress,
             random_weights=random_weights,

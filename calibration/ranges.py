@@ -1,18 +1,24 @@
-"""Activation ranges from ONNX Runtime's calibrators, collected chunk by chunk so memory stays bounded.
+"""Activation ranges in bounded memory, the same whatever the chunking: ONNX Runtime's calibration math
+on histograms edgecnn collects itself.
 
-``quantize_static`` hands its calibrator the whole data reader at once; ORT's histogram calibrators
-(Entropy, Percentile) then keep every activation of every sample until the end (peers blew past 200 GB that
-way). ORT's calibrators merge across ``collect_data`` calls (MinMax merges ranges, the histogram
-collector merges histograms), so edgecnn calls ``collect_data`` once per chunk, sized so one chunk's
-activations fit in ``CHUNK_BYTES`` (or as :class:`~edgecnn.calibration.memory.CalibrationPlan` says, for
-every method), and then ``compute_data`` once.
+ORT's calibrators keep every activation of the data a ``collect_data`` call is given, and the histogram
+collector merges chunks by widening the first chunk's bins, so a chunked result depends on how the data
+was chunked (a detector's histogram asked for 60 million bins that way; ranges moved with the memory
+budget, and re-runs wrote different INT8 files). edgecnn instead runs ORT's augmented model (every
+tensor ORT would calibrate made a graph output, :class:`~onnxruntime.quantization.calibrate.HistogramCalibrater`)
+one batch at a time, in sample order, and keeps nothing of a run once it is counted:
 
-Wide ranges: ORT's histogram collector keeps the bin width of the first chunk and adds bins when a later
-chunk reaches further, so a tensor whose first values are tiny and later ones large asks for millions of
-bins (a detector: "Too many bins for data range. Cannot create 60299344 finite-sized bins").
-:class:`CappedHistogramCollector` caps a histogram at :data:`MAX_BINS_FACTOR` times the method's bins: past
-that, the old counts are moved into evenly spaced bins over the new range (at their bin centres) and the
-tensor is counted in ``notes``, so the summary says how many ranges rest on a coarser histogram.
+1. exact per-tensor minimum and maximum (order-independent); MinMax ranges are these;
+2. for percentile and entropy, a histogram of each tensor with fixed edges: the ``num_bins`` bins over
+   ``[-t, t]``, ``t = max(|min|, |max|)``, that ORT's ``HistogramCollector.collect_value`` makes when it is
+   given all samples at once; integer counts, summed (exactly order- and chunk-independent). The thresholds
+   then come from ORT's own ``HistogramCollector`` (``compute_percentile`` / ``compute_entropy``) on these
+   histograms.
+
+So the ranges are those ORT computes from one ``collect_data`` call on the whole set, bit for bit, and they
+depend on neither the chunking nor the memory budget (which therefore is not part of the cache key). The
+price is a second pass over the data for the histogram methods. Memory: one run's outputs at a time, plus
+``np.histogram``'s own blocks of 65536 values (see :mod:`edgecnn.calibration.memory`).
 """
 
 from __future__ import annotations
@@ -22,27 +28,33 @@ import io
 import logging
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from edgecnn.calibration.memory import CalibrationPlan
 from edgecnn.calibration.reader import CalibrationReader
 from edgecnn.calibration.sets import CalibrationSet, InputsSet
 from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.runtime import usable_cores
 
-__all__ = ["METHODS", "DEFAULT_PERCENTILE", "compute_ranges", "method_key", "quantizable_op_types", "quiet_ort"]
+__all__ = [
+    "METHODS",
+    "DEFAULT_PERCENTILE",
+    "compute_ranges",
+    "method_key",
+    "quantizable_op_types",
+    "quiet_ort",
+    "augmented_session",
+]
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_PERCENTILE = 99.999
-CHUNK_BYTES = 512 * 2**20
-MINMAX_CHUNK_BATCHES = 64
 # Histogram settings: 2048 bins is TensorRT's entropy calibrator's resolution; ORT's Entropy default of 128
 # bins and 128 quantized bins leaves a single candidate threshold (the maximum), i.e. MinMax.
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 512, 128
 PERCENTILE_BINS = 2048
-MAX_BINS_FACTOR = 8
+HISTOGRAM_BINS = {"entropy": ENTROPY_BINS, "percentile": PERCENTILE_BINS}
 
 
 def method_key(method: str, percentile: float = DEFAULT_PERCENTILE) -> str:
@@ -83,7 +95,7 @@ def quiet_ort():
 
 @contextlib.contextmanager
 def _as_edgecnn_error(model_path):
-    """ONNX Runtime's calibrator raises its own exception types: report them as one line."""
+    """ONNX Runtime raises its own exception types: report them as one line."""
     try:
         yield
     except EdgecnnError:
@@ -92,108 +104,86 @@ def _as_edgecnn_error(model_path):
         raise EdgecnnError(f"calibrating {Path(model_path).name} failed: {first_line(error, 300)}") from error
 
 
-def _bytes_per_batch(model: onnx.ModelProto, names: set[str], batch: int = 1) -> int:
-    """Float32 bytes of the calibrated tensors for one run, from the shape-inferred graph. A dynamic
-    dimension is refused (a model reaches calibration with static shapes, see edgecnn.onnx_import), except
-    a dynamic batch, which counts ``batch``."""
-    total = 0
-    infos = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
-    for info in infos:
-        if info.name not in names:
-            continue
-        elements = 1
-        for axis, dim in enumerate(info.type.tensor_type.shape.dim):
-            if dim.dim_value > 0:
-                elements *= dim.dim_value
-            elif axis == 0:
-                elements *= batch
-            else:
-                raise EdgecnnError(
-                    f"cannot size calibration memory: tensor {info.name} has a dynamic dimension {axis}; "
-                    "give --input-shape"
-                )
-        total += 4 * elements
-    return max(total, 1)
+def augmented_session(model_path: str | Path, workdir: str | Path):
+    """(session, tensor names): an ORT session of ``model_path`` with every tensor ORT's calibrators calibrate
+    (the inputs and outputs of the op types ``quantize_static`` quantizes) as a graph output, sorted by name.
+
+    The graph is augmented by ORT's own ``HistogramCalibrater``, and run unoptimized as ORT's calibrators run
+    it, so every tensor keeps its name and its value."""
+    import onnxruntime
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    augmented = Path(workdir) / "augmented.onnx"
+    calibrator = HistogramCalibrater(Path(model_path), quantizable_op_types(), augmented_model_path=str(augmented))
+    calibrator.augment_graph()
+    names = sorted(calibrator.tensors_to_calibrate)
+    del calibrator
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+    return session, names
 
 
-def _capped_collector(calibrator, notes: list[str] | None):
-    """ORT's HistogramCollector with bins capped at MAX_BINS_FACTOR x the method's bins (see the module
-    docstring); ``notes`` gets one line when any histogram was re-binned."""
-    from onnxruntime.quantization.calibrate import HistogramCollector
+def _runs(session, names: list[str], reader: CalibrationReader):
+    """``{tensor: values}`` of each batch of ``reader``, in order, one run at a time."""
+    reader.rewind()
+    for feeds in reader:
+        yield dict(zip(names, session.run(names, feeds)))
 
-    cap = MAX_BINS_FACTOR * calibrator.num_bins
-    rebinned: set[str] = set()
 
-    class CappedHistogramCollector(HistogramCollector):
-        def collect_value(self, name_to_arr):
-            for tensor, data in name_to_arr.items():
-                self._tensor = tensor
-                super().collect_value({tensor: data})
-
-        def merge_histogram(self, old_histogram, data_arr, new_min, new_max, new_threshold):
-            old_hist, old_edges, old_min, old_max, old_threshold = old_histogram
-            if new_threshold > old_threshold and old_threshold > 0:
-                stride = 2 * old_threshold / len(old_hist)
-                wanted = len(old_hist) + 2 * int((new_threshold - old_threshold) // stride + 1)
-                if wanted > cap or not np.isfinite(wanted):
-                    rebinned.add(self._tensor)
-                    edges = np.linspace(-new_threshold, new_threshold, cap + 1).astype(data_arr.dtype)
-                    centres = (old_edges[:-1].astype(np.float64) + old_edges[1:]) / 2
-                    moved, _ = np.histogram(centres, bins=edges, weights=old_hist)
-                    hist, _ = np.histogram(data_arr, bins=edges)
-                    return (
-                        hist + np.rint(moved).astype(hist.dtype),
-                        edges,
-                        min(old_min, new_min),
-                        max(old_max, new_max),
-                        new_threshold,
-                    )
-            return super().merge_histogram(old_histogram, data_arr, new_min, new_max, new_threshold)
-
-    collector = CappedHistogramCollector(
-        method=calibrator.method,
-        symmetric=calibrator.symmetric,
-        num_bins=calibrator.num_bins,
-        num_quantized_bins=calibrator.num_quantized_bins,
-        percentile=calibrator.percentile,
-        scenario=getattr(calibrator, "scenario", "same"),
-    )
-
-    def report() -> None:
-        if rebinned and notes is not None:
-            notes.append(
-                f"histogram bins capped at {cap} for {len(rebinned)} tensors whose range widened by orders of "
-                f"magnitude between chunks (e.g. {sorted(rebinned)[0]}): their {calibrator.method} ranges rest on "
-                "a coarser histogram"
+def _extremes(session, names: list[str], reader: CalibrationReader) -> tuple[dict, dict]:
+    """Pass 1: each tensor's exact minimum and maximum over every run (NaN ignored, as ORT's ``np.nanmin``);
+    0 for a tensor that was always empty, as ORT has it."""
+    lows: dict[str, np.ndarray] = {}
+    highs: dict[str, np.ndarray] = {}
+    for outputs in _runs(session, names, reader):
+        for name in names:
+            values = outputs[name]
+            if values.size == 0:
+                continue
+            low, high = np.fmin.reduce(values, axis=None), np.fmax.reduce(values, axis=None)
+            lows[name] = low if name not in lows else np.fmin(lows[name], low)
+            highs[name] = high if name not in highs else np.fmax(highs[name], high)
+    for name in names:
+        dtype = np.dtype(_output_dtype(session, name))
+        lows.setdefault(name, np.zeros((), dtype)[()])
+        highs.setdefault(name, np.zeros((), dtype)[()])
+        if not (np.isfinite(lows[name]) and np.isfinite(highs[name])):
+            raise EdgecnnError(
+                f"tensor {name} reaches {lows[name]} .. {highs[name]} on the calibration data, which has no "
+                "INT8 range: check the calibration data and its preprocessing"
             )
+    return lows, highs
 
-    return collector, report
 
-
-def _create_calibrator(model_path: Path, method: str, percentile: float, workdir: Path):
-    from onnxruntime.quantization import CalibrationMethod, create_calibrator
-
-    options = {
-        "minmax": (CalibrationMethod.MinMax, {"symmetric": False}),
-        "entropy": (
-            CalibrationMethod.Entropy,
-            {"symmetric": False, "num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS},
-        ),
-        # Signed histograms (symmetric=False) keep one-sided ranges, e.g. [0, t] after ReLU, for uint8 targets;
-        # the quantizer symmetrizes them for TensorRT.
-        "percentile": (
-            CalibrationMethod.Percentile,
-            {"symmetric": False, "num_bins": PERCENTILE_BINS, "percentile": percentile},
-        ),
-    }
-    calibrate_method, extra = options[method]
-    return create_calibrator(
-        model_path,
-        quantizable_op_types(),
-        augmented_model_path=str(workdir / "augmented.onnx"),
-        calibrate_method=calibrate_method,
-        extra_options=extra,
+def _output_dtype(session, name: str):
+    """The numpy dtype of the session output ``name``."""
+    kind = next(o.type for o in session.get_outputs() if o.name == name)
+    return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
+        kind, np.float32
     )
+
+
+def _histograms(session, names, reader, lows, highs, bins: int) -> dict[str, tuple]:
+    """Pass 2: per tensor ``(counts, edges, min, max, threshold)`` as ORT's ``HistogramCollector`` keeps it,
+    with the edges ``collect_value`` gives all the data at once: ``bins`` bins over ``[-t, t]``.
+
+    A run's tensors are counted in parallel (numpy releases the GIL), each tensor by one task at a time,
+    and the next run starts when all are counted, so one run's outputs are held at a time."""
+    thresholds = {name: np.array(max(abs(lows[name]), abs(highs[name])), dtype=lows[name].dtype) for name in names}
+    counts: dict[str, np.ndarray] = {name: np.zeros(bins, np.int64) for name in names}
+    edges: dict[str, np.ndarray] = {}
+
+    def count(name: str, values: np.ndarray) -> None:
+        threshold = thresholds[name]
+        hist, edges[name] = np.histogram(values.reshape(-1), bins, range=(-threshold, threshold))
+        counts[name] += hist
+
+    with ThreadPoolExecutor(usable_cores()) as pool:
+        for outputs in _runs(session, names, reader):
+            for task in [pool.submit(count, name, outputs[name]) for name in names]:
+                task.result()
+    return {name: (counts[name], edges[name], lows[name], highs[name], thresholds[name]) for name in names}
 
 
 def compute_ranges(
@@ -205,48 +195,48 @@ def compute_ranges(
     batch_size: int = 1,
     static_batch: bool = True,
     progress: Callable[[int, int], None] | None = None,
-    plan: CalibrationPlan | None = None,
-    notes: list[str] | None = None,
 ):
     """Run ``calibration`` through the model and return ORT's ``TensorsData`` of activation ranges.
 
     ``calibration`` feeds every model input (an :class:`InputsSet`) or the first one (a
-    :class:`CalibrationSet`). ``plan`` (from :func:`edgecnn.calibration.memory.plan_calibration`) sets the
-    batches per ``collect_data`` call for every method; without it the chunk holds ``CHUNK_BYTES``.
-    Notes on fallbacks taken (capped histogram bins) are appended to ``notes``."""
+    :class:`CalibrationSet`), ``batch_size`` samples per run. ``progress(done, total)`` counts samples over
+    both passes. See the module docstring for how, and why the result does not depend on memory."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import HistogramCollector, TensorsData
+
     if method not in METHODS:
         raise EdgecnnError(f"unknown calibration method {method!r}: choose {', '.join(METHODS)}")
     if method == "percentile" and not 0 < percentile <= 100:
         raise EdgecnnError(f"percentile must be in (0, 100], got {percentile}")
+    passes = 1 if method == "minmax" else 2
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
         if progress is not None:
-            progress(done, len(calibration))
+            progress(done, passes * len(calibration))
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-calib-") as workdir, quiet_ort(), _as_edgecnn_error(model_path):
-        calibrator = _create_calibrator(Path(model_path), method, percentile, Path(workdir))
-        names = [i.name for i in calibrator.infer_session.get_inputs()]
+        session, names = augmented_session(model_path, workdir)
+        inputs = [i.name for i in session.get_inputs()]
         if isinstance(calibration, CalibrationSet):
-            names = names[:1]
-        reader = CalibrationReader(calibration, names, batch_size, static_batch=static_batch, on_batch=advance)
-        report = None
-        if method != "minmax":
-            calibrator.collector, report = _capped_collector(calibrator, notes)
-        if plan is not None:
-            chunk = plan.chunk
-        elif method == "minmax":
-            chunk = MINMAX_CHUNK_BATCHES
-        else:
-            tensors, _ = calibrator.select_tensors_to_calibrate(calibrator.model)
-            chunk = max(1, CHUNK_BYTES // _bytes_per_batch(calibrator.model, tensors, batch_size))
-        for start in range(0, len(reader), chunk):
-            reader.set_range(start, start + chunk)
-            calibrator.collect_data(reader)
-        ranges = calibrator.compute_data()
-        if report is not None:
-            report()
-        del calibrator
-    return ranges
+            inputs = inputs[:1]
+        reader = CalibrationReader(calibration, inputs, batch_size, static_batch=static_batch, on_batch=advance)
+        if len(reader) == 0:
+            raise EdgecnnError("the calibration set is empty: give at least one sample")
+        lows, highs = _extremes(session, names, reader)
+        if method == "minmax":
+            return TensorsData(CalibrationMethod.MinMax, {name: (lows[name], highs[name]) for name in names})
+        collector = HistogramCollector(
+            method=method,
+            symmetric=False,
+            num_bins=HISTOGRAM_BINS[method],
+            num_quantized_bins=ENTROPY_QUANTIZED_BINS,
+            percentile=percentile,
+            scenario="same",
+        )
+        collector.histogram_dict = _histograms(session, names, reader, lows, highs, HISTOGRAM_BINS[method])
+        del session
+        calibration_method = CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.Percentile
+        return TensorsData(calibration_method, collector.compute_collection_result())

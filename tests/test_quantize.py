@@ -24,7 +24,6 @@ from edgecnn.calibration import (
 from edgecnn.calibration import quantize as quantize_module
 from edgecnn.calibration.data import CalibrationSet
 from edgecnn.calibration.fallback import auto_fallback
-from edgecnn.calibration.ranges import compute_ranges
 from edgecnn.cli import main
 from edgecnn.errors import EdgecnnError, UsageError
 from edgecnn.export import export_model
@@ -156,26 +155,6 @@ def test_cache_is_reused_and_refused_on_key_mismatch(squeezenet, builtin8, tmp_p
     with pytest.raises(UsageError, match="does not match this run.*method"):
         quantize_onnx(fp32, tmp_path / "c.onnx", calibration=builtin8, cache=cache, method="minmax")
     assert not (tmp_path / "c.onnx").exists()
-
-
-def test_chunked_calibration_gives_the_same_ranges(squeezenet, builtin8, monkeypatch):
-    from edgecnn.calibration import ranges as ranges_module
-
-    fp32 = squeezenet / "squeezenet1_1.onnx"
-    whole = compute_ranges(fp32, builtin8, method="minmax")
-    monkeypatch.setattr(ranges_module, "MINMAX_CHUNK_BATCHES", 3)
-    chunked = compute_ranges(fp32, builtin8, method="minmax")
-    assert whole.keys() == chunked.keys()
-    for name in whole.keys():
-        np.testing.assert_allclose(whole[name].range_value, chunked[name].range_value)
-    monkeypatch.setattr(ranges_module, "CHUNK_BYTES", 1)
-    calls = []
-    original = ranges_module.CalibrationReader.set_range
-    monkeypatch.setattr(
-        ranges_module.CalibrationReader, "set_range", lambda self, a, b: (calls.append((a, b)), original(self, a, b))
-    )
-    compute_ranges(fp32, builtin8, method="percentile")
-    assert len(calls) == len(builtin8), "one sample per chunk when a chunk's activations exceed the budget"
 
 
 # Calibration data and bad input --------------------------------------------------------------------

@@ -378,7 +378,8 @@ def export_command(
             footer += [
                 *(note for added in result.added if added.key != "onnx-fp8-tensorrt" for note in added.notes),
                 f"INT8 calibration: {result.quantization.calibration_description}, {result.quantization.method}"
-                + (f" {result.quantization.percentile:g}" if result.quantization.percentile else ""),
+                + (f" {result.quantization.percentile:g}" if result.quantization.percentile else "")
+                + (" (ranges reused from the calibration cache)" if result.quantization.cache_hit else ""),
             ]
             if result.quantization.weight_range_sqnr_db:
                 footer.append(weight_range_note(result.quantization))

@@ -375,7 +375,10 @@ def _result_payload(result: QuantizationResult, target_reason: str) -> dict:
 @click.option(
     "--calib-memory",
     metavar="SIZE",
-    help=f"Calibration memory budget, e.g. 2GB (default: {DEFAULT_MEMORY_FRACTION:.0%} of the memory available).",
+    help=(
+        f"Calibration memory budget, e.g. 2GB (default: {DEFAULT_MEMORY_FRACTION:.0%} of the memory available): "
+        "a model whose calibration needs more is refused up front; the ranges do not depend on it."
+    ),
 )
 @click.option(
     "--min-sqnr",
@@ -667,23 +670,32 @@ def _run_analysis(model, target, output, cache_option, options, samples, top, fm
         emit(to_json({"model": str(location.fp32_path), "target": target, "samples": used, "layers": table}))
         return
     footer = [
-        f"{len(rows)} layers, ranked by SQNR = min(inputs, weight): "
+        f"{len(rows)} layers, ranked by SQNR = min(inputs, weight, output): "
         "the noise each layer's own quantization adds (lower is worse).",
-        "output = FP32 vs INT8 at the layer's output (accumulated with depth). "
-        "Keep a layer in float with --exclude NODE_PATTERN.",
+        "inputs: Q/DQ of the FP32 values it reads; output: the layer in INT8 on exact inputs, output Q/DQ included; "
+        "accumulated: FP32 vs INT8 model at its output. Keep a layer in float with --exclude NODE_PATTERN.",
         f"INT8 for {target}; {result.calibration_description}; analysis on {used} samples. Nothing was written.",
     ]
     emit(
         render_rows(
             table[:top],
             fmt,
-            columns=["node", "op_type", "sqnr_db", "input_sqnr_db", "weight_sqnr_db", "output_sqnr_db"],
+            columns=[
+                "node",
+                "op_type",
+                "sqnr_db",
+                "input_sqnr_db",
+                "weight_sqnr_db",
+                "output_sqnr_db",
+                "accumulated_sqnr_db",
+            ],
             headers={
                 "op_type": "op",
                 "sqnr_db": "SQNR dB",
                 "input_sqnr_db": "inputs",
                 "weight_sqnr_db": "weight",
                 "output_sqnr_db": "output",
+                "accumulated_sqnr_db": "accumulated",
             },
             title=f"per-layer quantization error of {location.fp32_path.name}, worst first",
             footer=footer,
