@@ -171,10 +171,65 @@ def run_case(case: str, samples: int, tree: Path, label: str, shared: Path) -> d
     return row
 
 
+def _checkout(tree: Path) -> str:
+    """``tree`` and the commit it has checked out."""
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"{tree} at commit {commit.stdout.strip() or 'unknown'}"
+
+
+def _comparisons(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per case run with both checkouts: peak RSS, wall and CPU time, before -> this."""
+    lines = []
+    for before in (r for r in rows if r["code"] == "before" and not r["error"]):
+        this = next(
+            (
+                r
+                for r in rows
+                if r["code"] == "this" and (r["model"], r["samples"]) == (before["model"], before["samples"])
+            ),
+            None,
+        )
+        if this is None or this["error"]:
+            continue
+        lines.append(
+            f"- {before['model']}, {before['samples']} samples: peak RSS {before['peak_rss_mb']:,.0f} -> "
+            f"{this['peak_rss_mb']:,.0f} MiB, wall {before['wall_s']:.0f} -> {this['wall_s']:.0f} s, "
+            f"CPU {before['cpu_s']:.0f} -> {this['cpu_s']:.0f} s"
+            + (
+                f", calibration {before['calibration_s']:.0f} -> {this['calibration_s']:.0f} s"
+                if before["calibration_s"] is not None and this["calibration_s"] is not None
+                else ""
+            )
+        )
+    return lines
+
+
+def _flatness(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model, this checkout's peak RSS from the fewest to the most samples."""
+    lines = []
+    for model in CASES:
+        runs = sorted(
+            (r for r in rows if r["model"] == model and r["code"] == "this" and not r["error"]),
+            key=lambda r: r["samples"],
+        )
+        if len(runs) > 1:
+            peaks = ", ".join(f"{r['samples']}: {r['peak_rss_mb']:,.0f}" for r in runs)
+            lines.append(f"- {model}: peak RSS MiB by samples {peaks}")
+    return lines
+
+
 def render(payload: dict[str, Any]) -> str:
     rows = sorted(payload["rows"], key=lambda r: (list(CASES).index(r["model"]), r["code"] != "this", r["samples"]))
+    shown = [
+        {
+            **row,
+            "peak_rss_mb": f"{row['peak_rss_mb']:,.0f}",
+            **{key: f"{row[key]:.1f}" for key in ("wall_s", "cpu_s", "calibration_s") if row[key] is not None},
+        }
+        for row in rows
+    ]
     table = markdown_table(
-        rows,
+        shown,
         ["model", "samples", "code", "peak_rss_mb", "wall_s", "cpu_s", "calibration_s", "error"],
         headers={
             "peak_rss_mb": "peak RSS MiB",
@@ -198,6 +253,14 @@ def render(payload: dict[str, Any]) -> str:
             SHARED_MACHINE_NOTE,
             "",
             describe_machine_markdown(payload["machine"]),
+            "Peak RSS against the number of samples (this checkout):",
+            "",
+            *_flatness(rows),
+            "",
+            "Before -> this checkout, the same case:",
+            "",
+            *_comparisons(rows),
+            "",
             table,
             "",
         ]
@@ -246,7 +309,7 @@ def main() -> None:
             if (case, samples) in before:
                 rows.append(run_case(case, samples, args.before.resolve(), "before", shared_path))
     machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    payload = {"machine": machine, "before": str(args.before) if args.before else None, "rows": rows}
+    payload = {"machine": machine, "before": _checkout(args.before) if args.before else None, "rows": rows}
     if args.cases and json_path.is_file():
         previous = json.loads(json_path.read_text())
         replaced = {(r["model"], r["samples"], r["code"]) for r in rows}

@@ -112,16 +112,18 @@ def _fake_quantize(values: np.ndarray, scale: float, zero_point: int, low: int, 
     return (np.clip(np.round(values / scale) + zero_point, low, high) - zero_point) * scale
 
 
-def _float_tensors(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """Every float tensor the graph's nodes read or write (not initializers), with its shape-inferred type."""
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """The float tensors the graph's nodes read or write (not initializers), by shape inference."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     constants = {i.name for i in model.graph.initializer}
     names = {name for node in model.graph.node for name in [*node.input, *node.output]}
     return {
-        name: info
-        for name, info in infos.items()
-        if name in names and name not in constants and info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        info.name
+        for info in infos
+        if info.name in names
+        and info.name not in constants
+        and info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     }
 
 
@@ -249,9 +251,9 @@ def analyze(
     subset = calibration.head(min(samples, len(calibration)))
     batch = dims[0] or 1
     qparams = _activation_qparams(int8)
-    exact = set(_float_tensors(model))
+    exact = _float_tensors(model)
     local = _local_model(int8, exact)
-    int8_names = set(_float_tensors(int8))
+    int8_names = _float_tensors(int8)
     consumed = {t: t + DEQUANT_OUTPUT_SUFFIX if t + DEQUANT_OUTPUT_SUFFIX in int8_names else t for t in exact}
     consumed = {t: name for t, name in consumed.items() if name in int8_names}
     fp32_nodes = {node.name: node for node in model.graph.node}
