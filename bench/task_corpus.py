@@ -27,7 +27,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _util import (
     RESULTS_DIR,
     SHARED_MACHINE_NOTE,
@@ -97,16 +96,8 @@ def child(task: str, form: str, calibration: str, output: str, result: str, fall
 
 
 def labelled_metrics(task: str, path: Path) -> dict[str, float]:
-    """The task's labelled metrics of the ONNX file at ``path`` on its eval split, one sample per run."""
-    from edgecnn.runtime import cpu_session_optimization, create_session
-
-    corpus = _corpus()
-    spec = corpus.TASKS[task]
-    data = corpus.eval_set(task)
-    session = create_session(path, optimization=cpu_session_optimization(path))
-    name = session.get_inputs()[0].name
-    outputs = [session.run([spec.output_name], {name: data.images[i : i + 1]})[0] for i in range(len(data.images))]
-    return spec.score(np.concatenate(outputs, axis=spec.batch_axis), data)
+    """The task's labelled metrics of the ONNX file at ``path`` on its eval split."""
+    return _corpus().evaluate_onnx(path, task)
 
 
 def main() -> None:

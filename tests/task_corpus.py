@@ -720,15 +720,13 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 def run_onnx(
     model: str | Path, images: np.ndarray, batch_axis: int = 0, batch_size: int = 50, threads: int = 1
 ) -> np.ndarray:
-    """The model's first output for ``images``, run with ONNX Runtime on the CPU in batches of ``batch_size``
-    (of the model's own batch size where its input fixes one) and concatenated along the output's
-    ``batch_axis`` (1 for the recognizer's [T, N, C])."""
-    import onnxruntime as ort
+    """The model's first output for ``images``, run with ONNX Runtime on the CPU as edgecnn runs each form
+    (the optimization level a TensorRT-form Q/DQ file needs there), in batches of ``batch_size`` (of the
+    model's own batch size where its input fixes one) and concatenated along the output's ``batch_axis`` (1 for
+    the recognizer's [T, N, C])."""
+    from edgecnn.runtime import cpu_session_optimization, create_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = create_session(model, threads=threads, optimization=cpu_session_optimization(model))
     name, batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
     if isinstance(batch, int) and batch > 0:
         batch_size = batch

@@ -11,13 +11,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import task_corpus
 
 from edgecnn.calibration import QuantizationWarning, quantize_onnx
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime import cpu_session_optimization, create_session
 
 CALIBRATION = 64
 CHECK = 16
@@ -43,12 +41,7 @@ def fp32_metrics() -> dict[str, dict]:
 
 def labelled(task: str, path: Path) -> dict:
     """The labelled metrics of ``path`` on the task's eval split, run as edgecnn runs each form on CPUs."""
-    spec = task_corpus.TASKS[task]
-    data = task_corpus.eval_set(task)
-    session = create_session(path, optimization=cpu_session_optimization(path))
-    name = session.get_inputs()[0].name
-    outputs = [session.run([spec.output_name], {name: data.images[i : i + 1]})[0] for i in range(len(data.images))]
-    return spec.score(np.concatenate(outputs, axis=spec.batch_axis), data)
+    return task_corpus.evaluate_onnx(path, task)
 
 
 def quantize(task: str, form: str, calibration: Path, output: Path, **options):
