@@ -389,9 +389,10 @@ def _listing_manifest(fp32_path: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _manifest_preprocessing(fp32_path: Path) -> Preprocessing | None:
-    """The preprocessing of the export manifest next to ``fp32_path`` when that manifest lists the file."""
-    manifest = _listing_manifest(fp32_path)
+def _manifest_preprocessing(fp32_path: Path, manifest: dict[str, Any] | None = None) -> Preprocessing | None:
+    """The preprocessing of the export manifest next to ``fp32_path`` when that manifest lists the file
+    (``manifest``: that manifest, already read)."""
+    manifest = manifest if manifest is not None else _listing_manifest(fp32_path)
     if manifest is None:
         return None
     return Preprocessing.from_manifest(manifest.get("preprocessing") or {}, str(fp32_path.parent / MANIFEST_NAME))
@@ -822,16 +823,17 @@ def quantize_onnx(
     if method == "percentile" and not 0 < percentile <= 100:
         raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
     budget = parse_memory_size(calib_memory) if calib_memory is not None else None
+    listed = _listing_manifest(fp32_path)
     if random_weights is None:
-        random_weights = bool(((_listing_manifest(fp32_path) or {}).get("model") or {}).get("randomly_initialized"))
+        random_weights = bool(((listed or {}).get("model") or {}).get("randomly_initialized"))
     original = load_onnx(fp32_path)
     upgrade_to = _opset_gate(original, fp32_path, per_channel, opset_upgrade, preset.opset)
     if isinstance(calibration, CalibrationSet):
         preprocessing = calibration.preprocessing
     elif isinstance(preprocessing, Mapping):
         preprocessing = Preprocessing.from_manifest(preprocessing, "preprocessing")
-    elif preprocessing is None:
-        preprocessing = _manifest_preprocessing(fp32_path)
+    elif preprocessing is None and listed is not None:
+        preprocessing = _manifest_preprocessing(fp32_path, listed)
     size = preprocessing.input_size if isinstance(preprocessing, Preprocessing) else None
     shapes, free_batch = _import_shapes(original, input_shapes, size)
     imported = import_onnx(original, shapes, opset_min=upgrade_to)
